@@ -1,0 +1,23 @@
+"""gradcam-jax: why did the network decide that? Grad-CAM and friends for Flax image classifiers.
+
+    from gradcam_jax import load_googlenet, grad_cam, load_image
+    model, variables = load_googlenet()
+    images = load_image("photo.jpg")[None].astype("float32")      # (1, 224, 224, 3), RGB 0..255
+    result = grad_cam(model, variables, images, targets=None)     # top-1 class
+    result.map                                                    # (1, 224, 224) float32 in [0, 1]
+"""
+
+from gradcam_jax.classify import top_k
+from gradcam_jax.googlenet import BVLCGoogLeNet, GoogLeNet, TorchvisionGoogLeNet
+from gradcam_jax.images import ImageError, load_image
+from gradcam_jax.labels import class_index, label
+from gradcam_jax.methods import METHODS, Explanation, grad_cam
+from gradcam_jax.overlay import overlay
+from gradcam_jax.taps import UnknownLayerError, layer_shapes
+from gradcam_jax.weights import WeightsError, load_googlenet
+
+__all__ = [
+    "BVLCGoogLeNet", "Explanation", "GoogLeNet", "ImageError", "METHODS", "TorchvisionGoogLeNet",
+    "UnknownLayerError", "WeightsError", "class_index", "grad_cam", "label", "layer_shapes",
+    "load_googlenet", "load_image", "overlay", "top_k",
+]

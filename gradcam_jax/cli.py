@@ -1,0 +1,235 @@
+"""The `gradcam-jax` command line: a thin layer over the library (argument checks, files, printing).
+
+    gradcam-jax classify IMG [IMG ...] [--top 5] [--json]
+    gradcam-jax explain IMG|DIR [...] [--class NAME|INDEX ...] [--method grad_cam] [--layer L]
+                        [--score softmax|logit] [--relu] [--out PATH_OR_DIR] [--save-map PATH.npy]
+
+Every bad argument is a one-line `error: ...` before any heavy work; an unreadable image is a
+one-line `error: <file>: <reason>`, the other images still run, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from gradcam_jax import images as images_lib
+from gradcam_jax import labels, outputs, taps
+from gradcam_jax.classify import top_k
+from gradcam_jax.googlenet import INPUT_SIZE
+from gradcam_jax.methods import DEFAULT_LAYER, METHODS
+from gradcam_jax.overlay import overlay
+from gradcam_jax.scores import SCORES
+from gradcam_jax.weights import VARIANTS, load_googlenet
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+class Batches:
+    """Images from `paths` in fixed-size float32 batches; unreadable files are reported and skipped.
+
+    The last batch is padded (by repeating its first image) so every batch has one shape and the
+    jitted model compiles once; `len(batch_paths)` says how many rows are real.
+    """
+
+    def __init__(self, paths: list[Path], batch_size: int, crop: str):
+        self.paths, self.batch_size, self.crop = paths, batch_size, crop
+        self.failures: list[str] = []
+
+    def load(self, path: Path):
+        try:
+            original = images_lib.read_image(path)
+            return original, images_lib.resize(original, INPUT_SIZE, self.crop)
+        except images_lib.ImageError as err:
+            fail(str(err))
+            self.failures.append(str(err))
+            return None
+
+    def __iter__(self) -> Iterator[tuple[list[Path], list, np.ndarray]]:
+        bar = tqdm(total=len(self.paths), unit="img", disable=None, file=sys.stderr)
+        chunk: list = []
+        for path in self.paths:
+            loaded = self.load(path)
+            if loaded is not None:
+                chunk.append((path, *loaded))
+            if len(chunk) == self.batch_size:
+                yield self._batch(chunk)
+                bar.update(len(chunk))
+                chunk = []
+        if chunk:
+            yield self._batch(chunk)
+            bar.update(len(chunk))
+        bar.close()
+
+    def _batch(self, chunk):
+        arrays = [c[2] for c in chunk]
+        arrays += [arrays[0]] * (self.batch_size - len(arrays))
+        return [c[0] for c in chunk], [c[1] for c in chunk], np.stack(arrays).astype(np.float32)
+
+    def finish(self) -> int:
+        if self.failures:
+            print(f"{len(self.failures)} image(s) failed:", file=sys.stderr)
+            for failure in self.failures:
+                print(f"  {failure}", file=sys.stderr)
+        return 1 if self.failures else 0
+
+
+def input_paths(args) -> list[Path]:
+    paths = images_lib.expand_paths(args.images)
+    if not paths:
+        raise ValueError("no images found in the given paths")
+    return paths
+
+
+def model_and_variables(args):
+    return load_googlenet(args.weights, variant=args.variant)
+
+
+def run_classify(args) -> int:
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1; got {args.top}")
+    paths = input_paths(args)
+    model, variables = model_and_variables(args)
+    batches = Batches(paths, args.batch, args.crop)
+    for batch_paths, _, images in batches:
+        probs, indices = top_k(model, variables, images, args.top)
+        for path, p_row, i_row in zip(batch_paths, np.asarray(probs), np.asarray(indices)):
+            top = [{"index": int(i), "label": labels.label(int(i)), "score": round(float(p), 6)} for p, i in zip(p_row, i_row)]
+            if args.json:
+                print(json.dumps({"image": str(path), "top": top}), flush=True)
+            else:
+                print(f"{path}: " + ", ".join(f"{t['label']} ({t['score']:.3f})" for t in top), flush=True)
+    return batches.finish()
+
+
+def output_plan(args, paths: list[Path], classes: list[int]):
+    """{(image, class or None): (png path, npy path or None)}, named as documented in --help."""
+    keys = [(p, c) for p in paths for c in (classes or [None])]
+    single = len(keys) == 1
+    out = Path(args.out)
+    plan = {}
+    for path, cls in keys:
+        suffix = "" if cls is None else f"-{cls}"
+        png = out if single and out.suffix.lower() == ".png" else out / f"{path.stem}{suffix}.png"
+        npy = None
+        if args.save_map:
+            npy = Path(args.save_map)
+            if not single:
+                npy = npy.with_name(f"{npy.stem}-{path.stem}{suffix}.npy")
+        plan[path, cls] = (png, npy)
+    stems = [p.stem for p in paths]
+    if len(set(stems)) != len(stems):
+        raise ValueError("several input images share a file name; explain them in separate runs or folders")
+    return plan
+
+
+def method_options(method, args) -> dict:
+    accepted = inspect.signature(method).parameters
+    return {k: getattr(args, k) for k in ("layer", "score", "relu") if k in accepted}
+
+
+def run_explain(args) -> int:
+    method = METHODS[args.method]
+    classes = [labels.class_index(c) for c in args.classes or []]
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f"--alpha must be in [0, 1]; got {args.alpha}")
+    paths = input_paths(args)
+    plan = output_plan(args, paths, classes)
+    outputs.check_outputs([f for pair in plan.values() for f in pair if f is not None], paths, args.overwrite)
+    model, variables = model_and_variables(args)
+    options = method_options(method, args)
+    if "layer" in options:  # fail on a bad layer now, not after loading every image
+        taps.resolve_layer(model, variables, np.zeros((1, *INPUT_SIZE, 3), np.float32), args.layer)
+
+    batches = Batches(paths, args.batch, args.crop)
+    targets = None if not classes else np.tile(np.asarray(classes, np.int32), (args.batch, 1))
+    for batch_paths, originals, images in batches:
+        result = method(model, variables, images, targets, **options)
+        maps, scores, chosen = (np.asarray(a) for a in (result.map, result.scores, result.targets))
+        if targets is None:  # (B, H, W) -> (B, 1, H, W) so one loop serves both
+            maps, scores, chosen = maps[:, None], scores[:, None], chosen[:, None]
+        for b, (path, original) in enumerate(zip(batch_paths, originals)):
+            backdrop = np.asarray(original) if args.crop == "none" else images[b].astype(np.uint8)
+            for k, cls in enumerate(classes or [None]):
+                png, npy = plan[path, cls]
+                outputs.save_png(png, overlay(backdrop, maps[b, k], args.alpha))
+                if npy is not None:
+                    outputs.save_npy(npy, maps[b, k].astype(np.float32))
+                c = int(chosen[b, k])
+                print(f"{path}: {labels.label(c)} [{c}] ({scores[b, k]:.3f}) -> {png}", flush=True)
+    return batches.finish()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="gradcam-jax", description="Why did the network decide that? Grad-CAM for Flax, on GoogLeNet.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def common(p):
+        p.add_argument("images", nargs="+", help="image files, or folders of images")
+        p.add_argument("--crop", choices=images_lib.CROPS, default="none", help="none: resize as MATLAB (aspect not kept); center: keep aspect")
+        p.add_argument("--batch", type=positive_int, default=16, help="images per batch (default 16)")
+        p.add_argument("--weights", type=Path, default=None, help="a converted weights file (default: the bundled BVLC weights)")
+        p.add_argument("--variant", choices=list(VARIANTS), default="bvlc", help="which GoogLeNet the weights are for")
+
+    c = commands.add_parser("classify", help="top-k ImageNet classes with softmax scores")
+    common(c)
+    c.add_argument("--top", type=int, default=5)
+    c.add_argument("--json", action="store_true", help="one JSON object per line per image")
+    c.set_defaults(run=run_classify)
+
+    e = commands.add_parser(
+        "explain",
+        help="explain classes with a heat map over each image",
+        description="Writes OUT/<image stem>.png (top-1 class) or OUT/<image stem>-<class index>.png per --class; "
+        "with one image and one class, --out may name the .png itself. --save-map PATH.npy writes the (224, 224) "
+        "float32 map; with several images or classes, one file each: PATH-<image stem>[-<class index>].npy.",
+    )
+    common(e)
+    e.add_argument("--class", dest="classes", action="append", metavar="NAME|INDEX", help="class to explain (repeatable; default: top-1)")
+    e.add_argument("--method", choices=sorted(METHODS), default="grad_cam")
+    e.add_argument("--layer", default=DEFAULT_LAYER, help=f"layer name or Flax path (default {DEFAULT_LAYER})")
+    e.add_argument("--score", choices=SCORES, default="softmax", help="softmax (MATLAB) or logit (the paper)")
+    e.add_argument("--relu", action="store_true", help="ReLU the map before rescaling (the paper's Grad-CAM)")
+    e.add_argument("--alpha", type=float, default=0.5, help="opacity of the map in the overlay, 0..1")
+    e.add_argument("--out", default="gradcam-out", help="output folder, or a .png for one image and class")
+    e.add_argument("--save-map", metavar="PATH.npy", default=None, help="also save the raw map(s) as .npy")
+    e.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    e.set_defaults(run=run_explain)
+    return parser
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, RuntimeError, images_lib.ImageError) as err:
+        fail(str(err))
+        return 2
+    except KeyboardInterrupt:
+        fail("interrupted; files already written are complete, nothing is half-written")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Grad-CAM (Selvaraju et al., ICCV 2017), with MATLAB's example as the default.
+
+    map = normalise( sum_c alpha_c A_c ),  alpha_c = mean_{i,j} d score / d A_{ij c}
+
+Defaults reproduce MATLAB's "Grad-CAM Reveals the Why Behind Deep Learning Decisions": the score
+is the softmax probability, no ReLU, min-max rescale, bicubic upsampling. MATLAB sums the gradients
+where the paper averages them; the two maps differ by the constant h*w, which the rescale removes.
+
+- `score="softmax"` (default, MATLAB): contrastive, since raising p(c) means lowering the others;
+  regions that argue for competing classes come out low. Best for "why this class and not those".
+- `score="logit", relu=True`: the paper's Grad-CAM. For a GAP + linear head (GoogLeNet),
+  alpha_c = W[class, c] / (h*w) exactly, so the map is CAM (Zhou et al. 2016). Best for
+  "where is the evidence for this class", also when the class's probability is saturated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax.numpy as jnp
+
+from gradcam_jax import maps
+from gradcam_jax.gradients import layer_gradients
+from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
+
+
+@register("grad_cam")
+def grad_cam(
+    model,
+    variables,
+    images,
+    targets=None,
+    *,
+    layer: str = DEFAULT_LAYER,
+    score: str = "softmax",
+    relu: bool = False,
+    reshape: Callable | None = None,
+) -> Explanation:
+    """Grad-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
+
+    images: float (B, H, W, C) as the model takes them. Returns an `Explanation` whose map is
+    (B, H, W) or (B, K, H, W) float32 in [0, 1], with the layer's activations and gradients.
+    `reshape` turns a non-grid layer output into (B, h, w, C) (see `gradients.layer_gradients`).
+    """
+    g = layer_gradients(model, variables, images, targets, layer=layer, score=score, reshape=reshape)
+    weights = g.gradients.mean(axis=(2, 3))  # (B, K, C): alpha
+    raw = jnp.einsum("bhwc,bkc->bkhw", g.activations.astype(jnp.float32), weights.astype(jnp.float32))
+    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.targets, g.activations, g.gradients)

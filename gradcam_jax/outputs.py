@@ -1,0 +1,56 @@
+"""Writing results safely: atomically (temporary file, then rename), never over an input, never over an
+existing output unless asked. An interrupted run (Ctrl-C, a crash) leaves no half-written file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:  # KeyboardInterrupt included: never leave the temporary behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_png(path: Path, rgb: np.ndarray) -> Path:
+    """uint8 (H, W, 3) -> PNG at `path`, atomically."""
+    return atomic_write(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG"))
+
+
+def save_npy(path: Path, array: np.ndarray) -> Path:
+    """An array -> .npy at `path`, atomically."""
+
+    def write(tmp: Path):
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+    return atomic_write(path, write)
+
+
+def check_outputs(outputs: Iterable[Path], inputs: Iterable[Path], overwrite: bool) -> None:
+    """ValueError if an output would replace an input, or an existing file without `overwrite`,
+    or lands in a folder that cannot be written — checked before any heavy work starts."""
+    protected = {Path(p).resolve() for p in inputs}
+    for out in map(Path, outputs):
+        if out.resolve() in protected:
+            raise ValueError(f"{out}: refusing to overwrite an input image")
+        if out.exists() and not overwrite:
+            raise ValueError(f"{out}: exists; pass --overwrite to replace it")
+        folder = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise ValueError(f"{out}: cannot write to {folder}")

@@ -1,0 +1,38 @@
+"""Pictures of explanations: a map blended over its photo, and MATLAB's Grad-CAM figure."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+
+from gradcam_jax import maps as maps_lib
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """uint8 RGB (H, W, 3): `image` (H, W, 3, 0..255) with `heatmap` (h, w, in [0, 1]) drawn over it
+    in `cmap` at opacity `alpha` — MATLAB's `imshow(img); imagesc(map, 'AlphaData', alpha)`.
+    A map of another size is resized bicubically to the image's."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
+    image = np.asarray(image, np.float32)
+    heatmap = np.asarray(maps_lib.upsample(np.asarray(heatmap, np.float32), image.shape[:2]))
+    colours = matplotlib.colormaps[cmap](heatmap)[..., :3] * 255.0
+    return np.clip((1.0 - alpha) * image + alpha * colours, 0, 255).round().astype(np.uint8)
+
+
+def draw(ax, image: np.ndarray, heatmap: np.ndarray, title: str = "", alpha: float = 0.5, cmap: str = "jet"):
+    """MATLAB's figure on a matplotlib axis: the photo, the map in `cmap` at `alpha`, a title."""
+    ax.imshow(overlay(image, heatmap, alpha, cmap))
+    ax.set_title(title)
+    ax.axis("off")
+
+
+def figure(image: np.ndarray, heatmaps, titles, alpha: float = 0.5, cmap: str = "jet"):
+    """A matplotlib Figure with one panel per (heatmap, title), side by side, over the same photo."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(heatmaps), figsize=(4 * len(heatmaps), 4.3), squeeze=False)
+    for ax, heatmap, title in zip(axes[0], heatmaps, titles):
+        draw(ax, image, heatmap, title, alpha, cmap)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,48 @@
+"""Shared fixtures: the pretrained GoogLeNet (loaded once per session) and real photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+import gradcam_jax as gj  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTOS = ROOT / "docs" / "images"  # cat.png and cat_dog.jpg, committed with their licence notes
+
+
+def sample_photo(name: str) -> Path:
+    """A real photo shipped inside matplotlib or scikit-image (no download)."""
+    if name == "grace_hopper.jpg":
+        return Path(matplotlib.get_data_path()) / "sample_data" / name
+    skimage = pytest.importorskip("skimage")
+    return Path(skimage.__file__).parent / "data" / name
+
+
+@pytest.fixture(scope="session")
+def googlenet():
+    """(model, variables) of the bundled BVLC GoogLeNet."""
+    return gj.load_googlenet()
+
+
+@pytest.fixture(scope="session")
+def cat_dog() -> np.ndarray:
+    """float32 (1, 224, 224, 3): the Grad-CAM paper's Figure 1 photo, resized as MATLAB does."""
+    return gj.load_image(PHOTOS / "cat_dog.jpg")[None].astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def cat() -> np.ndarray:
+    """float32 (1, 224, 224, 3): ../shared/images/cat.png (already 224x224)."""
+    return gj.load_image(PHOTOS / "cat.png")[None].astype(np.float32)
+
+
+# Boxes (y0, y1, x0, x1) in the 224x224 resized cat_dog.jpg, read off the photo by eye:
+# the bulldog's head and chest stand in the upper middle; the tabby lies across the bottom.
+DOG_BOX = (0, 140, 55, 170)
+CAT_BOX = (140, 224, 20, 200)

@@ -1,0 +1,1 @@
+"""Pretrained weights, shipped as package data `gradcam_jax.pretrained` (see pyproject.toml)."""
