@@ -76,9 +76,12 @@ def resize(image: Image.Image, size: tuple[int, int] = INPUT_SIZE, crop: str = "
     if crop not in CROPS:
         raise ValueError(f"unknown crop {crop!r}; choose from {', '.join(CROPS)}")
     height, width = size
-    if crop == "center":
-        image = ImageOps.fit(image, (width, height), Image.Resampling.BICUBIC)
-    elif image.size != (width, height):
+    if crop == "center":  # crop first, so no pixel outside the box bleeds in through the filter
+        scale = min(image.width / width, image.height / height)
+        w, h = round(width * scale), round(height * scale)
+        left, top = (image.width - w) // 2, (image.height - h) // 2
+        image = image.crop((left, top, left + w, top + h))
+    if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BICUBIC)
     return np.asarray(image, np.uint8)
 
