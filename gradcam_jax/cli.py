@@ -89,6 +89,9 @@ class Batches:
 
 
 def input_paths(args) -> list[Path]:
+    missing = [item for item in args.images if not Path(item).exists()]
+    if missing:
+        raise ValueError(f"{missing[0]}: no such file or folder")
     paths = images_lib.expand_paths(args.images)
     if not paths:
         raise ValueError("no images found in the given paths")

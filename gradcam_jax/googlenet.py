@@ -206,6 +206,8 @@ class GoogLeNet(nn.Module):
 
     @nn.compact
     def __call__(self, images, layers: Sequence[str] = ()):
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"GoogLeNet takes RGB images (B, H, W, 3) in 0..255; got shape {tuple(images.shape)}")
         with taps.tap(layers) as acts:
             logits = self._logits(images)
         return logits, acts.by_name(layers)

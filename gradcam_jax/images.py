@@ -50,7 +50,9 @@ def read_image(path: str | Path) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 if image.width * image.height > MAX_PIXELS:
-                    raise ImageError(f"{path}: {image.width}x{image.height} pixels is more than the {MAX_PIXELS:,} allowed")
+                    raise ImageError(
+                        f"{path}: too large to decode safely ({image.width}x{image.height} pixels; limit {MAX_PIXELS:,})"
+                    )
                 image.seek(0)
                 image.load()
                 return to_rgb(ImageOps.exif_transpose(image))
@@ -78,7 +80,7 @@ def resize(image: Image.Image, size: tuple[int, int] = INPUT_SIZE, crop: str = "
     height, width = size
     if crop == "center":  # crop first, so no pixel outside the box bleeds in through the filter
         scale = min(image.width / width, image.height / height)
-        w, h = round(width * scale), round(height * scale)
+        w, h = max(1, round(width * scale)), max(1, round(height * scale))
         left, top = (image.width - w) // 2, (image.height - h) // 2
         image = image.crop((left, top, left + w, top + h))
     if image.size != (width, height):
