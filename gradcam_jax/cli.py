@@ -3,7 +3,10 @@
     gradcam-jax classify IMG [IMG ...] [--top 5] [--json]
     gradcam-jax explain IMG|DIR [...] [--class NAME|INDEX ...] [--method grad_cam] [--layer L]
                         [--score softmax|logit] [--relu] [--out PATH_OR_DIR] [--save-map PATH.npy]
+    gradcam-jax video IN.mp4|--camera N [--out OUT.mp4] [--class NAME|INDEX | --top1] [--method ...]
 
+`explain` with a folder (and no --save-map) is a resumable dataset run (`gradcam_jax.dataset`):
+overlays as for images, plus OUT/maps/ and OUT/index.jsonl, sharded over every local device.
 Every bad argument is a one-line `error: ...` before any heavy work; an unreadable image is a
 one-line `error: <file>: <reason>`, the other images still run, and the exit status is 1.
 """
@@ -11,17 +14,22 @@ one-line `error: <file>: <reason>`, the other images still run, and the exit sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from gradcam_jax import dataset as dataset_lib
 from gradcam_jax import images as images_lib
 from gradcam_jax import labels, outputs, taps
+from gradcam_jax import video as video_lib
 from gradcam_jax.classify import top_k
 from gradcam_jax.googlenet import INPUT_SIZE
 from gradcam_jax.methods import DEFAULT_LAYER, METHODS
@@ -145,18 +153,28 @@ def method_options(method, args) -> dict:
     return {k: getattr(args, k) for k in ("layer", "score", "relu") if k in accepted}
 
 
+def check_layer(model, variables, options: dict) -> None:
+    if "layer" in options:  # fail on a bad layer now, not after loading every image
+        taps.resolve_layer(model, variables, np.zeros((1, *INPUT_SIZE, 3), np.float32), options["layer"])
+
+
+def check_alpha(args) -> None:
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f"--alpha must be in [0, 1]; got {args.alpha}")
+
+
 def run_explain(args) -> int:
     method = METHODS[args.method]
     classes = [labels.class_index(c) for c in args.classes or []]
-    if not 0.0 <= args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be in [0, 1]; got {args.alpha}")
+    check_alpha(args)
+    if any(Path(p).is_dir() for p in args.images) and not args.save_map:
+        return run_explain_dataset(args, method, classes)
     paths = input_paths(args)
     plan = output_plan(args, paths, classes)
     outputs.check_outputs([f for pair in plan.values() for f in pair if f is not None], paths, args.overwrite)
     model, variables = model_and_variables(args)
     options = method_options(method, args)
-    if "layer" in options:  # fail on a bad layer now, not after loading every image
-        taps.resolve_layer(model, variables, np.zeros((1, *INPUT_SIZE, 3), np.float32), args.layer)
+    check_layer(model, variables, options)
 
     batches = Batches(paths, args.batch, args.crop)
     targets = None if not classes else np.tile(np.asarray(classes, np.int32), (args.batch, 1))
@@ -177,6 +195,92 @@ def run_explain(args) -> int:
     return batches.finish()
 
 
+def run_explain_dataset(args, method, classes: list[int]) -> int:
+    """`explain` over folders: overlays named as for images (OUT/<path in folder>[-<class>].png), plus
+    OUT/maps/ and OUT/index.jsonl written per batch; a rerun skips what is finished."""
+    options = method_options(method, args)
+    plan = dataset_lib.plan_dataset(
+        args.images, args.out, method=args.method, options=options, classes=classes or None,
+        crop=args.crop, overlays=True, overwrite=args.overwrite,
+    )
+    outputs.check_outputs([plan.out / dataset_lib.SETTINGS], [], overwrite=True)  # a folder we can write to
+    model, variables = model_and_variables(args)
+    check_layer(model, variables, options)
+    if plan.finished:
+        print(f"resuming in {plan.out}: {plan.finished} image(s) already done, {len(plan.todo)} to go", file=sys.stderr)
+
+    def report(record):
+        c, png = record["class"], plan.out / record["overlay"]
+        print(f"{record['image']}: {record['label']} [{c}] ({record['score']:.3f}) -> {png}", flush=True)
+
+    summary = dataset_lib.run_dataset(
+        plan, model, variables, batch_size=args.batch, alpha=args.alpha, progress=True, on_image=report, on_error=fail
+    )
+    hosts = f" x {summary.processes} processes" if summary.processes > 1 else ""
+    print(f"{summary.explained} image(s) explained on {summary.devices} device(s){hosts} -> {summary.index}", file=sys.stderr)
+    if summary.failed:
+        print(f"{len(summary.failed)} image(s) failed:", file=sys.stderr)
+        for failure in summary.failed:
+            print(f"  {failure}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(stop: threading.Event):
+    """The first Ctrl-C sets `stop` (a camera recording ends and is saved); a second one aborts."""
+
+    def handle(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping: finishing the video (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_video(args) -> int:
+    if (args.video is None) == (args.camera is None):
+        raise ValueError("give one video file, or --camera N")
+    method = METHODS[args.method]
+    target = None if args.target is None else labels.class_index(args.target)
+    check_alpha(args)
+    camera = args.camera is not None
+    name = f"camera {args.camera}" if camera else args.video
+    default = f"camera-{args.camera}.mp4" if camera else f"{Path(args.video).stem}.mp4"
+    out = Path(args.out) if args.out else Path("gradcam-out") / default
+    video_lib.check_video_path(out)
+    outputs.check_outputs([out], [] if camera else [Path(args.video)], args.overwrite)
+    stop = threading.Event()
+    source = video_lib.read_camera(args.camera, stop) if camera else video_lib.read_video(args.video)
+    model, variables = model_and_variables(args)
+    options = method_options(method, args)
+    check_layer(model, variables, options)
+    with stop_on_interrupt(stop) if camera else contextlib.nullcontext():
+        stats = video_lib.explain_video(
+            source, out, model, variables, method=args.method, target=target, batch_size=args.batch,
+            alpha=args.alpha, max_frames=args.frames, progress=True, **options,
+        )
+    print(f"{name}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s) -> {out}", flush=True)
+    return 0
+
+
+def method_arguments(p) -> None:
+    p.add_argument("--method", choices=sorted(METHODS), default="grad_cam")
+    p.add_argument("--layer", default=DEFAULT_LAYER, help=f"layer name or Flax path (default {DEFAULT_LAYER})")
+    p.add_argument("--score", choices=SCORES, default="softmax", help="softmax (MATLAB) or logit (the paper)")
+    p.add_argument("--relu", action="store_true", help="ReLU the map before rescaling (the paper's Grad-CAM)")
+    p.add_argument("--alpha", type=float, default=0.5, help="opacity of the map in the overlay, 0..1")
+
+
+def model_arguments(p) -> None:
+    p.add_argument("--weights", type=Path, default=None, help="a converted weights file (default: the bundled BVLC weights)")
+    p.add_argument("--variant", choices=list(VARIANTS), default="bvlc", help="which GoogLeNet the weights are for")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="gradcam-jax", description="Why did the network decide that? Grad-CAM for Flax, on GoogLeNet.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -185,8 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("images", nargs="+", help="image files, or folders of images")
         p.add_argument("--crop", choices=images_lib.CROPS, default="none", help="none: resize as MATLAB (aspect not kept); center: keep aspect")
         p.add_argument("--batch", type=positive_int, default=16, help="images per batch (default 16)")
-        p.add_argument("--weights", type=Path, default=None, help="a converted weights file (default: the bundled BVLC weights)")
-        p.add_argument("--variant", choices=list(VARIANTS), default="bvlc", help="which GoogLeNet the weights are for")
+        model_arguments(p)
 
     c = commands.add_parser("classify", help="top-k ImageNet classes with softmax scores")
     common(c)
@@ -199,19 +302,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="explain classes with a heat map over each image",
         description="Writes OUT/<image stem>.png (top-1 class) or OUT/<image stem>-<class index>.png per --class; "
         "with one image and one class, --out may name the .png itself. --save-map PATH.npy writes the (224, 224) "
-        "float32 map; with several images or classes, one file each: PATH-<image stem>[-<class index>].npy.",
+        "float32 map; with several images or classes, one file each: PATH-<image stem>[-<class index>].npy. "
+        "A folder given without --save-map is a resumable dataset run, sharded over every local device: "
+        "OUT/<path in folder>[-<class index>].png, OUT/maps/<path in folder>[-<class index>].npy and "
+        "OUT/index.jsonl (image, class, label, score, map, overlay), written batch by batch; "
+        "a rerun skips the images already done.",
     )
     common(e)
     e.add_argument("--class", dest="classes", action="append", metavar="NAME|INDEX", help="class to explain (repeatable; default: top-1)")
-    e.add_argument("--method", choices=sorted(METHODS), default="grad_cam")
-    e.add_argument("--layer", default=DEFAULT_LAYER, help=f"layer name or Flax path (default {DEFAULT_LAYER})")
-    e.add_argument("--score", choices=SCORES, default="softmax", help="softmax (MATLAB) or logit (the paper)")
-    e.add_argument("--relu", action="store_true", help="ReLU the map before rescaling (the paper's Grad-CAM)")
-    e.add_argument("--alpha", type=float, default=0.5, help="opacity of the map in the overlay, 0..1")
+    method_arguments(e)
     e.add_argument("--out", default="gradcam-out", help="output folder, or a .png for one image and class")
     e.add_argument("--save-map", metavar="PATH.npy", default=None, help="also save the raw map(s) as .npy")
     e.add_argument("--overwrite", action="store_true", help="replace existing output files")
     e.set_defaults(run=run_explain)
+
+    v = commands.add_parser(
+        "video",
+        help="explain every frame of a video or webcam, written as a video",
+        description="Writes OUT (default gradcam-out/<video stem>.mp4, or camera-<N>.mp4) with each frame's "
+        "map drawn over it at the frame's own size, at the input's frame rate, one frame per input frame. "
+        "Frames are resized to 224x224 for the model (aspect not kept, as MATLAB does); decoding, compute "
+        "and encoding overlap. A camera records until Ctrl-C (or --frames).",
+    )
+    v.add_argument("video", nargs="?", help="input video file (anything ffmpeg reads)")
+    v.add_argument("--camera", type=int, metavar="N", help="read webcam N through OpenCV instead of a file")
+    which = v.add_mutually_exclusive_group()
+    which.add_argument("--class", dest="target", metavar="NAME|INDEX", help="class to explain in every frame")
+    which.add_argument("--top1", action="store_true", help="each frame's own top-1 class (the default)")
+    method_arguments(v)
+    v.add_argument("--batch", type=positive_int, default=8, help="frames per batch (default 8)")
+    v.add_argument("--frames", type=positive_int, default=None, metavar="N", help="stop after N frames")
+    v.add_argument("--out", default=None, help=f"output video ({', '.join(video_lib.VIDEO_SUFFIXES)})")
+    v.add_argument("--overwrite", action="store_true", help="replace an existing output video")
+    model_arguments(v)
+    v.set_defaults(run=run_video)
     return parser
 
 

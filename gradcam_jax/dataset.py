@@ -1,0 +1,391 @@
+"""Explaining whole image folders: data parallel over every local device, shared across hosts,
+written as it goes, and resumable.
+
+    summary = explain_dataset(["photos/"], "out/", model, variables, batch_size=32)
+
+What `out/` holds (<name> is the image's path inside its folder, without suffix; a file given
+directly is named by its stem):
+
+    settings.json               method, options, classes, crop: a rerun must use the same (or overwrite)
+    index.jsonl                 one JSON line per finished (image, class): image, name, class, label,
+                                score, map, overlay; under jax.distributed one file per process,
+                                index.<i>-of-<n>.jsonl
+    maps/<name>[-<class>].npy   the float32 (224, 224) map in [0, 1]
+    <name>[-<class>].png        the map over the photo, when `alpha` is given (`gradcam-jax explain DIR`)
+
+Parallelism: each batch, rounded up to a multiple of the local device count (padded by repeating
+an image), is put on a 1-D `Mesh` of the local devices as `NamedSharding(mesh, P("data"))`, with
+the variables replicated; the jitted method then runs data parallel (XLA partitions it along the
+batch; images never interact, so the devices never talk). Under `jax.distributed`, process i of n
+takes images i, i+n, i+2n, ... of the sorted list on its own devices: hosts never wait for each other.
+
+Resume: an (image, class) is finished once its line is in an index file, and its map and overlay
+are written (atomically) before that line. A rerun reads every index file, skips what is
+finished, and first repairs its own index if a kill cut its last line short.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from gradcam_jax import images as images_lib
+from gradcam_jax import labels, outputs
+from gradcam_jax.googlenet import INPUT_SIZE
+from gradcam_jax.methods import METHODS
+from gradcam_jax.overlay import overlay
+from gradcam_jax.video import prefetch
+
+SETTINGS = "settings.json"
+MAPS = "maps"
+
+
+class Item(NamedTuple):
+    path: Path  # the image file
+    name: str  # its output name: path inside its folder, no suffix, '/'-separated
+
+
+class DatasetPlan(NamedTuple):
+    out: Path
+    todo: list[Item]  # this process's images still to explain
+    finished: int  # this process's images already finished by earlier runs
+    settings: dict  # method, options, classes, crop, as settings.json holds them
+    options: dict  # the method's keyword options, as given
+    overlays: bool  # whether overlay PNGs are written
+    overwrite: bool
+    process: int
+    processes: int
+
+
+class DatasetSummary(NamedTuple):
+    explained: int  # images explained by this call (this process)
+    skipped: int  # images finished by earlier runs (this process's share)
+    failed: list[str]  # `<file>: <reason>` for each unreadable image
+    devices: int  # local devices each batch was sharded over
+    processes: int
+    index: Path
+
+
+# -- planning (pure, apart from reading the folder and earlier indexes) --------------------------
+
+
+def list_images(inputs: Iterable[str | Path], exclude: str | Path | None = None) -> list[Item]:
+    """Image files (by suffix, sorted) inside each folder in `inputs`, and files given directly,
+    each with its output name. Files under `exclude` (the output folder) are left out.
+    ValueError for a missing path or two images that would share outputs."""
+    skip = Path(exclude).resolve() if exclude is not None else None
+    items: list[Item] = []
+    for given in map(Path, inputs):
+        if given.is_dir():
+            for path in sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in images_lib.IMAGE_SUFFIXES):
+                if skip is None or skip not in path.resolve().parents:
+                    items.append(Item(path, path.relative_to(given).with_suffix("").as_posix()))
+        elif given.exists():
+            items.append(Item(given, given.stem))
+        else:
+            raise ValueError(f"{given}: no such file or folder")
+    seen: dict[str, Path] = {}
+    for item in items:
+        if item.name in seen:
+            raise ValueError(f"{seen[item.name]} and {item.path} would share output files; explain them in separate runs")
+        seen[item.name] = item.path
+    return items
+
+
+def process_share(items: list, process: int | None = None, processes: int | None = None) -> list:
+    """This process's share of `items` under jax.distributed (all of them otherwise): every n-th from i."""
+    process = jax.process_index() if process is None else process
+    processes = jax.process_count() if processes is None else processes
+    return items[process::processes]
+
+
+def output_files(name: str, classes: list[int] | None) -> list[tuple[int | None, str, str]]:
+    """(class or None for top-1, map file, overlay file) per class, relative to the output folder."""
+    return [
+        (cls, f"{MAPS}/{name}{suffix}.npy", f"{name}{suffix}.png")
+        for cls in (classes or [None])
+        for suffix in ["" if cls is None else f"-{cls}"]
+    ]
+
+
+def index_name(process: int, processes: int) -> str:
+    return "index.jsonl" if processes == 1 else f"index.{process}-of-{processes}.jsonl"
+
+
+def parse_index(path: Path) -> tuple[list[dict], bool]:
+    """(records, clean) of one index file: lines that parse as records; clean=False if any did not
+    (a line cut short by a kill)."""
+    records, clean = [], True
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict) and "map" in record:
+            records.append(record)
+        else:
+            clean = False
+    return records, clean
+
+
+def finished_maps(out: Path) -> set[str]:
+    """Map files (relative) of every finished (image, class), from every index file in `out`."""
+    done = set()
+    for path in sorted(out.glob("index*.jsonl")):
+        done |= {r["map"] for r in parse_index(path)[0] if (out / r["map"]).is_file()}
+    return done
+
+
+def full_options(method: str, options: dict) -> dict:
+    """`options` with the method's defaults filled in, so that runs with equal settings compare equal."""
+    defaults = {
+        p.name: p.default for p in inspect.signature(METHODS[method]).parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.default is not p.empty
+    }
+    return {k: v for k, v in sorted({**defaults, **options}.items())}
+
+
+def differences(earlier: dict, now: dict) -> str:
+    """'method cam (now grad_cam), classes [243] (now None)': what two settings dicts differ in."""
+
+    def flat(settings):
+        return {**{k: v for k, v in settings.items() if k != "options"}, **settings.get("options", {})}
+
+    a, b = flat(earlier), flat(now)
+    return ", ".join(f"{k} {a.get(k)} (now {b.get(k)})" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+
+
+def plan_dataset(
+    inputs: Iterable[str | Path],
+    out: str | Path,
+    *,
+    method: str = "grad_cam",
+    options: dict | None = None,
+    classes: list[int] | None = None,
+    crop: str = "none",
+    overlays: bool = False,
+    overwrite: bool = False,
+) -> DatasetPlan:
+    """What `explain_dataset` will do, checked before any heavy work: ValueError for a missing input,
+    clashing names, an output over an input, or an `out` folder holding other results."""
+    out = Path(out)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(sorted(METHODS))}")
+    if crop not in images_lib.CROPS:
+        raise ValueError(f"unknown crop {crop!r}; choose from {', '.join(images_lib.CROPS)}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder")
+    items = list_images(inputs, exclude=out)
+    if not items:
+        raise ValueError("no images found in the given paths")
+    protected = {item.path.resolve() for item in items}
+    for item in items:
+        for _, npy, png in output_files(item.name, classes):
+            if (out / png).resolve() in protected or (out / npy).resolve() in protected:
+                raise ValueError(f"{out / png}: refusing to overwrite an input image")
+    settings = {"method": method, "options": full_options(method, options or {}), "classes": classes, "crop": crop}
+    settings = json.loads(json.dumps(settings, default=str))  # as it reads back from settings.json
+    done: set[str] = set()
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        if not (out / SETTINGS).is_file():
+            raise ValueError(
+                f"{out}: exists and holds no earlier dataset run; choose another output folder or pass --overwrite"
+            )
+        earlier = json.loads((out / SETTINGS).read_text())
+        if earlier != settings:
+            raise ValueError(f"{out}: holds results for other settings: {differences(earlier, settings)}; "
+                             "choose another output folder or pass --overwrite")
+        done = finished_maps(out)
+    process, processes = jax.process_index(), jax.process_count()
+    mine = process_share(items, process, processes)
+    todo = [item for item in mine if not all(npy in done for _, npy, _ in output_files(item.name, classes))]
+    finished = len(mine) - len(todo)
+    return DatasetPlan(out, todo, finished, settings, dict(options or {}), overlays, overwrite, process, processes)
+
+
+# -- running -------------------------------------------------------------------------------------
+
+
+def start_index(plan: DatasetPlan) -> Path:
+    """Write settings.json; return this process's index file, emptied on overwrite, repaired if cut short."""
+    out = plan.out
+    out.mkdir(parents=True, exist_ok=True)
+    if plan.overwrite or not (out / SETTINGS).is_file():
+        outputs.atomic_write(out / SETTINGS, lambda tmp: tmp.write_text(json.dumps(plan.settings, indent=1) + "\n"))
+    index = out / index_name(plan.process, plan.processes)
+    if plan.overwrite:
+        if plan.process == 0:  # the others only empty their own index, so no live file is removed
+            live = {index_name(i, plan.processes) for i in range(plan.processes)}
+            for path in out.glob("index*.jsonl"):
+                if path.name not in live:
+                    path.unlink(missing_ok=True)
+        outputs.atomic_write(index, lambda tmp: tmp.write_text(""))
+    elif index.is_file():
+        records, clean = parse_index(index)
+        kept = [r for r in records if (out / r["map"]).is_file()]
+        if not clean or len(kept) != len(records):
+            text = "".join(json.dumps(r) + "\n" for r in kept)
+            outputs.atomic_write(index, lambda tmp: tmp.write_text(text))
+    return index
+
+
+def append_index(index: Path, records: list[dict]) -> None:
+    """Append records as JSON lines, in one write, flushed to disk before returning."""
+    with open(index, "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def load_all(items: Iterable[Item], crop: str) -> Iterator[tuple[Item, object, object]]:
+    """(item, original PIL image, model input uint8 (224, 224, 3)) per item, or (item, None, ImageError)."""
+    for item in items:
+        try:
+            original = images_lib.read_image(item.path)
+            yield item, original, images_lib.resize(original, INPUT_SIZE, crop)
+        except images_lib.ImageError as err:
+            yield item, None, err
+
+
+def data_mesh(devices: list | None = None) -> Mesh:
+    """A 1-D mesh, axis "data", over `devices` (default: this process's local devices)."""
+    return Mesh(np.asarray(devices if devices is not None else jax.local_devices()), ("data",))
+
+
+def run_dataset(
+    plan: DatasetPlan,
+    model,
+    variables,
+    *,
+    batch_size: int = 16,
+    alpha: float | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+    on_image: Callable[[dict], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+    mesh: Mesh | None = None,
+) -> DatasetSummary:
+    """Carry out `plan` (see `plan_dataset`); see `explain_dataset`."""
+    settings, out = plan.settings, plan.out
+    classes = settings["classes"]
+    if plan.overlays and (alpha is None or not 0.0 <= alpha <= 1.0):
+        raise ValueError(f"alpha must be in [0, 1] to draw overlays; got {alpha}")
+    mesh = mesh or data_mesh()
+    step = -(-batch_size // mesh.size) * mesh.size  # a multiple of the device count
+    data = NamedSharding(mesh, PartitionSpec("data"))
+    variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
+    targets = None if not classes else jax.device_put(np.tile(np.asarray(classes, np.int32), (step, 1)), data)
+    method = METHODS[settings["method"]]
+    index = start_index(plan)
+    todo = plan.todo if limit is None else plan.todo[:limit]
+    failed: list[str] = []
+    explained = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="img", disable=None)
+
+    def save(chunk, result):
+        maps, scores, chosen = (np.asarray(a) for a in result)
+        if maps.ndim == 3:  # top-1: (B, H, W) -> (B, 1, H, W), so one loop serves both
+            maps, scores, chosen = maps[:, None], scores[:, None], chosen[:, None]
+        records = []
+        for b, (item, original, image) in enumerate(chunk):
+            for k, (_, npy, png) in enumerate(output_files(item.name, classes)):
+                outputs.save_npy(out / npy, maps[b, k].astype(np.float32))
+                if plan.overlays:
+                    backdrop = np.asarray(original) if settings["crop"] == "none" else image
+                    outputs.save_png(out / png, overlay(backdrop, maps[b, k], alpha))
+                c = int(chosen[b, k])
+                records.append({
+                    "image": str(item.path), "name": item.name, "class": c, "label": labels.label(c),
+                    "score": round(float(scores[b, k]), 6), "map": npy, "overlay": png if plan.overlays else None,
+                })
+        append_index(index, records)
+        for record in records:
+            if on_image is not None:
+                on_image(record)
+        if bar is not None:
+            bar.update(len(chunk))
+        return len(chunk)
+
+    pending = None  # the batch on the device while the previous one is saved
+    loaded = prefetch(load_all(todo, settings["crop"]), depth=2 * step)
+    try:
+        for chunk in chunks(loaded, step, failed, on_error):
+            images = np.stack([c[2] for c in chunk] + [chunk[0][2]] * (step - len(chunk))).astype(np.float32)
+            result = method(model, variables, jax.device_put(images, data), targets, **plan.options)
+            dispatched = (chunk, (result.map, result.scores, result.targets))
+            if pending is not None:
+                explained += save(*pending)
+            pending = dispatched
+        if pending is not None:
+            explained += save(*pending)
+    finally:
+        loaded.close()
+        if bar is not None:
+            bar.close()
+    return DatasetSummary(explained, plan.finished, failed, mesh.size, plan.processes, index)
+
+
+def chunks(loaded: Iterable, size: int, failed: list[str], on_error) -> Iterator[list]:
+    """Readable images in lists of `size` (the last may be shorter); unreadable ones reported and skipped."""
+    chunk = []
+    for item, original, image in loaded:
+        if original is None:
+            failed.append(str(image))
+            if on_error is not None:
+                on_error(str(image))
+            continue
+        chunk.append((item, original, image))
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def explain_dataset(
+    inputs: str | Path | Iterable[str | Path],
+    out: str | Path,
+    model,
+    variables,
+    *,
+    method: str = "grad_cam",
+    classes: list[int] | None = None,
+    batch_size: int = 16,
+    crop: str = "none",
+    alpha: float | None = None,
+    overwrite: bool = False,
+    limit: int | None = None,
+    progress: bool = False,
+    on_image: Callable[[dict], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+    **options,
+) -> DatasetSummary:
+    """Explain every image in `inputs` (folders and files) into `out`, resuming an earlier run there.
+
+    classes: class indices to explain in each image (default: its top-1). batch_size: images per
+    step over all local devices (rounded up to a multiple of their count). alpha: also draw overlay
+    PNGs at this opacity. limit: stop after this many images (rerun to go on). on_image(record) is
+    called per finished (image, class), on_error("<file>: <reason>") per unreadable image, which is
+    skipped (and tried again by a rerun). `options` (layer, score, relu, ...) go to the method.
+    The layout of `out`, the sharding and the resume rule are in the module doc.
+    """
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    plan = plan_dataset(
+        inputs, out, method=method, options=options, classes=classes, crop=crop, overlays=alpha is not None, overwrite=overwrite
+    )
+    return run_dataset(
+        plan, model, variables, batch_size=batch_size, alpha=alpha, limit=limit, progress=progress,
+        on_image=on_image, on_error=on_error,
+    )

@@ -1,0 +1,420 @@
+"""Explaining videos and webcam streams frame by frame, with decoding, compute and encoding overlapped.
+
+    decode thread          compute thread                                    calling thread
+    read + resize to 224 -> batch -> explain on the device -> overlay  ->  encode (ffmpeg)
+
+Each stage is a generator; `prefetch` runs one in a background thread behind a small bounded queue,
+so the next batch is decoded and the previous one encoded while the device computes, and memory
+stays bounded however long the video. Within the compute thread the next batch is dispatched
+before the last one is fetched (JAX dispatches asynchronously), so the device never waits on the
+host's overlay either.
+
+Overlays are drawn on each frame at its own resolution: the map, computed on the frame resized to
+224x224 as MATLAB resizes (aspect not kept), is stretched back over the whole frame, so every part
+of it lands on the pixels it explains. Reading and writing files use imageio with imageio-ffmpeg
+(`pip install 'gradcam-jax[video]'`); a webcam is read through OpenCV.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import queue
+import secrets
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from PIL import Image
+
+from gradcam_jax import images as images_lib
+from gradcam_jax import maps as maps_lib
+from gradcam_jax.googlenet import INPUT_SIZE
+from gradcam_jax.methods import METHODS
+from gradcam_jax.overlay import overlay
+
+# Containers whose muxers take H.264, the codec written.
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi")
+CAMERA_FPS = 30.0  # assumed when a camera does not report its frame rate
+
+
+class VideoError(ValueError):
+    """A video or camera that cannot be read or written; str() is one line."""
+
+
+class VideoInfo(NamedTuple):
+    fps: float  # frames per second, kept in the output
+    frames: int | None  # frame count estimated from the duration; None for a camera
+
+
+class Source(NamedTuple):
+    info: VideoInfo
+    frames: Iterator[np.ndarray]  # uint8 RGB (H, W, 3), decoded lazily
+
+
+class ExplainedFrame(NamedTuple):
+    overlay: np.ndarray  # uint8 (H, W, 3): the frame with its map drawn over it
+    map: np.ndarray  # float32 (224, 224) in [0, 1]: the explanation of the frame as the model saw it
+    target: int  # the class explained
+    score: float  # its score
+
+
+class VideoStats(NamedTuple):
+    frames: int
+    seconds: float  # wall time, end to end (decode, compile, compute, encode)
+    fps: float  # frames / seconds
+    out: Path
+
+
+# -- reading (I/O edge) --------------------------------------------------------------------------
+
+
+def first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+@contextlib.contextmanager
+def quiet_fork():
+    """Silence JAX's warning that forking a multithreaded process may deadlock: ffmpeg is started
+    by fork + exec at once, which is safe."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        yield
+
+
+def imageio_module():
+    try:
+        import imageio.v2 as imageio
+        import imageio_ffmpeg  # noqa: F401  (imageio's FFMPEG plugin needs it)
+    except ImportError as err:
+        raise VideoError(f"video needs imageio and imageio-ffmpeg ({err}); pip install 'gradcam-jax[video]'") from None
+    return imageio
+
+
+def read_video(path: str | Path) -> Source:
+    """(info, frames) of the video file at `path`: uint8 RGB (H, W, 3) frames, decoded lazily.
+    The file is opened (and checked) now; `VideoError` if it is not a video ffmpeg can read."""
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'}")
+    imageio = imageio_module()
+    try:
+        with quiet_fork():
+            reader = imageio.get_reader(path, format="FFMPEG")
+        meta = reader.get_meta_data()
+    except Exception:  # imageio and ffmpeg raise many types, with ffmpeg's log as message
+        raise VideoError(f"{path}: not a video ffmpeg can read") from None
+    fps = float(meta.get("fps") or 0) or CAMERA_FPS
+    duration = meta.get("duration")
+    estimate = round(duration * fps) if duration and np.isfinite(duration) else None
+
+    def frames():
+        try:
+            for frame in reader:
+                yield np.asarray(frame, np.uint8)[..., :3]
+        except Exception as err:
+            raise VideoError(f"{path}: damaged video ({first_line(err)})") from None
+        finally:
+            reader.close()
+
+    return Source(VideoInfo(fps, estimate), frames())
+
+
+def read_camera(index: int, stop: threading.Event | None = None) -> Source:
+    """(info, frames) of webcam `index` through OpenCV, as uint8 RGB frames, until `stop` is set or
+    the camera ends. The camera is opened now; `VideoError` if OpenCV is missing or it cannot be opened."""
+    try:
+        import cv2
+    except ImportError:
+        raise VideoError("--camera needs OpenCV: pip install opencv-python") from None
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    level = logging.getLogLevel() if logging else None
+    if logging:  # OpenCV logs multi-line warnings for a missing camera; our error says it in one
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        capture = cv2.VideoCapture(index)
+        opened = capture.isOpened()
+    finally:
+        if logging:
+            logging.setLogLevel(level)
+    if not opened:
+        capture.release()
+        raise VideoError(f"camera {index}: cannot be opened (no camera with that number, or it is in use)")
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0) or CAMERA_FPS
+
+    def frames():
+        try:
+            while stop is None or not stop.is_set():
+                ok, bgr = capture.read()
+                if not ok:
+                    return
+                yield np.ascontiguousarray(bgr[..., ::-1])
+        finally:
+            capture.release()
+
+    return Source(VideoInfo(fps, None), frames())
+
+
+# -- the pipeline (pure generators, plus one threading helper) ----------------------------------
+
+
+def prefetch(iterable: Iterable, depth: int = 2) -> Iterator:
+    """The items of `iterable`, produced in a background thread up to `depth` items ahead.
+
+    An exception in the producer is raised here, in the consumer. Closing this generator (or
+    leaving the loop) stops the producer and closes `iterable` in the producer's thread.
+    """
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for item in iterable:
+                if not put((item, None)):
+                    break
+            else:
+                put((end, None))
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            put((end, err))
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="gradcam-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = items.get()
+            if err is not None:
+                raise err
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
+def model_inputs(frames: Iterable[np.ndarray], size: tuple[int, int] = INPUT_SIZE) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(frame, model input uint8 (224, 224, 3)) per frame, resized as `images.resize` does (MATLAB)."""
+    for frame in frames:
+        yield frame, images_lib.resize(Image.fromarray(frame), size)
+
+
+def batched(pairs: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int) -> Iterator[tuple[list, np.ndarray]]:
+    """(frames, inputs float32 (batch_size, 224, 224, 3)) per batch. The last batch is padded by
+    repeating its first input, so one shape compiles once; `len(frames)` rows are real."""
+    chunk: list = []
+    for pair in pairs:
+        chunk.append(pair)
+        if len(chunk) == batch_size:
+            yield pad(chunk, batch_size)
+            chunk = []
+    if chunk:
+        yield pad(chunk, batch_size)
+
+
+def pad(chunk: list, batch_size: int) -> tuple[list, np.ndarray]:
+    inputs = [c[1] for c in chunk]
+    inputs += [inputs[0]] * (batch_size - len(inputs))
+    return [c[0] for c in chunk], np.stack(inputs).astype(np.float32)
+
+
+@functools.partial(jax.jit, static_argnames="size")
+def stretch(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """(B, h, w) maps -> (B, *size), on the device, for drawing over frames at their resolution."""
+    return maps_lib.upsample(maps, size)
+
+
+def frame_explainer(model, variables, method: str, target: int | None, batch_size: int, options: dict) -> Callable:
+    """`explain(inputs, frame_size)` -> device arrays (maps 224, maps at frame_size, targets, scores),
+    each (B, ...): one method call on a batch, dispatched without waiting for the result."""
+    fn = METHODS[method]
+    targets = None if target is None else np.full((batch_size,), target, np.int32)
+
+    def explain(inputs: np.ndarray, frame_size: tuple[int, int]):
+        result = fn(model, variables, inputs, targets, **options)
+        return result.map, stretch(result.map, frame_size), result.targets, result.scores
+
+    return explain
+
+
+def explained_batches(batches: Iterable[tuple[list, np.ndarray]], explain: Callable) -> Iterator[tuple[list, tuple]]:
+    """(frames, host arrays) per batch, one batch behind: batch i+1 is dispatched before batch i is
+    fetched, so the device computes while the host draws and encodes."""
+    pending = None
+    for frames, inputs in batches:
+        dispatched = (frames, explain(inputs, frames[0].shape[:2]))
+        if pending is not None:
+            yield fetch(*pending)
+        pending = dispatched
+    if pending is not None:
+        yield fetch(*pending)
+
+
+def fetch(frames: list, arrays: tuple) -> tuple[list, tuple]:
+    return frames, tuple(np.asarray(a)[: len(frames)] for a in arrays)
+
+
+def explain_frames(
+    frames: Iterable[np.ndarray],
+    model,
+    variables,
+    *,
+    method: str = "grad_cam",
+    target: int | None = None,
+    batch_size: int = 8,
+    alpha: float = 0.5,
+    **options,
+) -> Iterator[ExplainedFrame]:
+    """Explain a stream of uint8 RGB (H, W, 3) frames of one size; one `ExplainedFrame` per frame, in order.
+
+    target: a class index for every frame, or None for each frame's own top-1 class. `options`
+    (layer, score, relu, ...) go to the method. Frames are decoded and resized in a background
+    thread; the overlay is drawn at the frame's resolution (see the module doc).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(sorted(METHODS))}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
+    explain = frame_explainer(model, variables, method, target, batch_size, options)
+    inputs = prefetch(model_inputs(frames), depth=2 * batch_size)
+    try:
+        for batch, (maps, stretched, targets, scores) in explained_batches(batched(inputs, batch_size), explain):
+            for b, frame in enumerate(batch):
+                # `overlay` upsamples only where sizes differ: here the map is already at the frame's size
+                yield ExplainedFrame(overlay(frame, stretched[b], alpha), maps[b], int(targets[b]), float(scores[b]))
+    finally:
+        inputs.close()
+
+
+# -- writing (I/O edge) --------------------------------------------------------------------------
+
+
+def check_video_path(out: str | Path) -> Path:
+    out = Path(out)
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise VideoError(f"{out}: unsupported video format; use {', '.join(VIDEO_SUFFIXES)}")
+    return out
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> int:
+    """Encode uint8 RGB (H, W, 3) frames as H.264 at `fps`, atomically (a temporary file beside
+    `path`, renamed when complete: an interrupted run leaves no half-written video). Every frame
+    keeps its size: odd sizes are stored as yuv444p, even ones as the widely played yuv420p.
+    Returns the number of frames written."""
+    path = check_video_path(path)
+    imageio = imageio_module()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the temporary keeps the suffix: ffmpeg picks the container by it
+    tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"
+    writer, count = None, 0
+    try:
+        for frame in frames:
+            if writer is None:
+                even = frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0
+                writer = imageio.get_writer(
+                    tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=1,
+                    pixelformat="yuv420p" if even else "yuv444p", ffmpeg_log_level="error",
+                    output_params=["-preset", "veryfast"],  # real time on a few cores; files a little larger
+                )
+                with quiet_fork():  # ffmpeg starts with the first frame
+                    writer.append_data(frame)
+            else:
+                writer.append_data(frame)
+            count += 1
+        if writer is None:
+            raise VideoError(f"{path}: no frames to write")
+        writer.close()
+        writer = None
+        os.replace(tmp, path)
+    except BaseException as err:  # KeyboardInterrupt included: never leave the temporary behind
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:
+                pass
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, (OSError, RuntimeError)) and not isinstance(err, VideoError):
+            raise VideoError(f"{path}: cannot write video ({first_line(err)})") from None
+        raise
+    return count
+
+
+def explain_video(
+    source: str | Path | int | Source,
+    out: str | Path,
+    model,
+    variables,
+    *,
+    method: str = "grad_cam",
+    target: int | None = None,
+    batch_size: int = 8,
+    alpha: float = 0.5,
+    max_frames: int | None = None,
+    stop: threading.Event | None = None,
+    progress: bool = False,
+    **options,
+) -> VideoStats:
+    """Write `out`, the video (file path), webcam (int) or opened `Source` with each frame's map
+    drawn over it, at the source's frame rate and frame size, one output frame per input frame.
+
+    max_frames: stop after that many (a camera runs until `stop` is set, or this). progress: a tqdm
+    bar on stderr with the frames/s achieved. Decoding, compute and encoding run concurrently (see the
+    module doc). Returns `VideoStats`; raises `VideoError` for an unreadable source or unwritable out.
+    """
+    out = check_video_path(out)
+    if isinstance(source, (str, Path)) and Path(source).resolve() == out.resolve():
+        raise VideoError(f"{out}: refusing to overwrite the input video")
+    if not isinstance(source, Source):
+        source = read_camera(source, stop) if isinstance(source, int) else read_video(source)
+    info, frames = source
+    if max_frames is not None:
+        frames = limited(frames, max_frames)
+    total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
+    start = time.perf_counter()
+    explained = prefetch(
+        explain_frames(frames, model, variables, method=method, target=target, batch_size=batch_size, alpha=alpha, **options),
+        depth=2 * batch_size,
+    )
+    try:
+        overlays = (e.overlay for e in explained)
+        if progress:
+            from tqdm import tqdm
+
+            overlays = tqdm(overlays, total=total, unit="frame", disable=None, dynamic_ncols=True)
+        count = write_video(out, overlays, info.fps)
+    finally:
+        explained.close()
+    seconds = time.perf_counter() - start
+    return VideoStats(count, seconds, count / seconds if seconds > 0 else 0.0, out)
+
+
+def limited(frames: Iterator[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    """The first `n` frames, closing the source after them (a camera is released at once)."""
+    try:
+        for i, frame in enumerate(frames, 1):
+            yield frame
+            if i >= n:
+                return
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
