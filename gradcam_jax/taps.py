@@ -9,15 +9,22 @@ gradient with respect to the activation, and nothing in the model's code has to 
 A layer is named by its Flax path (`"backbone/stage3/block1"`, `"Conv_2"`); MATLAB-style names
 with `-` for `/` (`"inception_5b-output"`) are accepted too. A submodule called more than once
 is tapped at its first call.
+
+Flax NNX models come as `model, variables = nnx.split(module)` (a hashable `GraphDef`, static
+under jit, and its `State`); `apply_logits` merges them and `gradcam_jax.nnx_support` taps the
+submodules by their attribute path (`"blocks/0/conv"`) with the same `Tapped` object.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 
 import flax.linen as nn
 import jax
+
+from gradcam_jax import nnx_support
 
 
 class UnknownLayerError(ValueError):
@@ -51,10 +58,14 @@ class Tapped:
         self.paths: list[str] = []
 
     def intercept(self, next_fun, args, kwargs, context):
+        """A linen interceptor (`nn.intercept_methods`): taps each submodule's `__call__`."""
         out = next_fun(*args, **kwargs)
         if context.method_name != "__call__" or not context.module.path:
             return out
-        path = "/".join(context.module.path)
+        return self.see("/".join(context.module.path), out)
+
+    def see(self, path: str, out):
+        """Record the output `out` of the submodule at `path`; return it, perturbed if asked."""
         if path in self.paths:
             return out  # a shared submodule: only its first call is tapped
         self.paths.append(path)
@@ -84,8 +95,22 @@ def tap(layers: Iterable[str] | None = (), perturb: Mapping[str, jax.Array] | No
     None) and adds `perturb[name]` to the output of layer `name`. Read them from the yielded
     `Tapped` once `apply` returns."""
     tapped = Tapped(layers, perturb or {})
-    with nn.intercept_methods(tapped.intercept):
-        yield tapped
+    _open.taps.append(tapped)  # NNX models read the open taps here; linen ones through the interceptor
+    try:
+        with nn.intercept_methods(tapped.intercept):
+            yield tapped
+    finally:
+        _open.taps.remove(tapped)
+
+
+class _OpenTaps(threading.local):
+    """The `tap` contexts open in this thread, outermost first (per thread, like linen's interceptors)."""
+
+    def __init__(self):
+        self.taps: list[Tapped] = []
+
+
+_open = _OpenTaps()
 
 
 def logits_of(output) -> jax.Array:
@@ -94,19 +119,29 @@ def logits_of(output) -> jax.Array:
 
 
 def apply_logits(model, variables, images) -> jax.Array:
-    """Run the classifier `model` and return its logits (B, num_classes); the one place models are called."""
+    """Run the classifier `model` and return its logits (B, num_classes); the one place models are called.
+
+    model: a linen Module (`model.apply(variables, images)`), or an NNX `GraphDef` with its `State`
+    as variables (`nnx.split(module)`). Either may return logits or a tuple led by them."""
+    if nnx_support.is_graphdef(model):
+        return logits_of(nnx_support.call(model, variables, images, [t.see for t in _open.taps]))
+    nnx_support.check_not_module(model)
     return logits_of(model.apply(variables, images))
 
 
 def layer_shapes(model, variables, images) -> dict[str, jax.ShapeDtypeStruct]:
     """Shape and dtype of every submodule output, by Flax path, in call order (no FLOPs spent)."""
 
+    order: list[str] = []
+
     def run(variables, images):
         with tap(None) as tapped:
             apply_logits(model, variables, images)
+        order.extend(tapped.outputs)
         return tapped.outputs
 
-    return jax.eval_shape(run, variables, images)
+    shapes = jax.eval_shape(run, variables, images)  # a dict comes back with its keys sorted
+    return {path: shapes[path] for path in order}
 
 
 def resolve_layer(model, variables, images, layer: str) -> tuple[str, jax.ShapeDtypeStruct]:
