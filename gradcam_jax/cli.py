@@ -5,7 +5,7 @@
                         [--score softmax|logit] [--relu] [--out PATH_OR_DIR] [--save-map PATH.npy]
     gradcam-jax video IN.mp4|--camera N [--out OUT.mp4] [--class NAME|INDEX | --top1] [--method ...]
 
-`explain` with a folder (and no --save-map) is a resumable dataset run (`gradcam_jax.dataset`):
+`explain` with a folder is a resumable dataset run (`gradcam_jax.dataset`):
 overlays as for images, plus OUT/maps/ and OUT/index.jsonl, sharded over every local device.
 Every bad argument is a one-line `error: ...` before any heavy work; an unreadable image is a
 one-line `error: <file>: <reason>`, the other images still run, and the exit status is 1.
@@ -167,7 +167,9 @@ def run_explain(args) -> int:
     method = METHODS[args.method]
     classes = [labels.class_index(c) for c in args.classes or []]
     check_alpha(args)
-    if any(Path(p).is_dir() for p in args.images) and not args.save_map:
+    if any(Path(p).is_dir() for p in args.images):
+        if args.save_map:
+            raise ValueError("--save-map is for image files; a folder run saves every map under OUT/maps/")
         return run_explain_dataset(args, method, classes)
     paths = input_paths(args)
     plan = output_plan(args, paths, classes)
@@ -303,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Writes OUT/<image stem>.png (top-1 class) or OUT/<image stem>-<class index>.png per --class; "
         "with one image and one class, --out may name the .png itself. --save-map PATH.npy writes the (224, 224) "
         "float32 map; with several images or classes, one file each: PATH-<image stem>[-<class index>].npy. "
-        "A folder given without --save-map is a resumable dataset run, sharded over every local device: "
+        "A folder is a resumable dataset run, sharded over every local device: "
         "OUT/<path in folder>[-<class index>].png, OUT/maps/<path in folder>[-<class index>].npy and "
         "OUT/index.jsonl (image, class, label, score, map, overlay), written batch by batch; "
         "a rerun skips the images already done.",

@@ -40,9 +40,9 @@ def test_explain_one_image_one_class_to_named_files(photos, tmp_path, capsys):
     assert saved.shape == (224, 224) and saved.dtype == np.float32 and 0 <= saved.min() and saved.max() == 1
 
 
-def test_explain_folder_and_classes_name_files_predictably(photos, tmp_path):
+def test_explain_images_and_classes_name_files_predictably(photos, tmp_path):
     out = tmp_path / "out"
-    code = cli.main(["explain", str(photos), "--class", "243", "--class", "tiger cat", "--out", str(out), "--save-map", str(tmp_path / "m.npy"), "--batch", "2"])
+    code = cli.main(["explain", str(photos / "cat.png"), str(photos / "cat_dog.jpg"), "--class", "243", "--class", "tiger cat", "--out", str(out), "--save-map", str(tmp_path / "m.npy"), "--batch", "2"])
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["cat-243.png", "cat-282.png", "cat_dog-243.png", "cat_dog-282.png"]
     assert sorted(p.name for p in tmp_path.glob("m-*.npy")) == ["m-cat-243.npy", "m-cat-282.npy", "m-cat_dog-243.npy", "m-cat_dog-282.npy"]
@@ -55,3 +55,8 @@ def test_explain_top1_and_refuses_to_overwrite(photos, tmp_path, capsys):
     assert cli.main(["explain", str(photos / "cat.png"), "--out", str(out)]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert cli.main(["explain", str(photos / "cat.png"), "--out", str(out), "--overwrite"]) == 0
+
+
+def test_a_folder_run_keeps_maps_in_its_own_tree(photos, tmp_path, capsys):
+    assert cli.main(["explain", str(photos), "--save-map", str(tmp_path / "m.npy")]) == 2
+    assert "a folder run saves every map under OUT/maps/" in capsys.readouterr().err
