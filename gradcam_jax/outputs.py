@@ -13,10 +13,11 @@ from PIL import Image
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it onto `path`."""
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it onto `path`. The
+    temporary ends in `.tmp<suffix of path>`, for writers (ffmpeg) that choose a format by suffix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     try:
         write(Path(tmp))

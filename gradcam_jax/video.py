@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import queue
-import secrets
 import threading
 import time
 import warnings
@@ -35,6 +33,7 @@ from PIL import Image
 
 from gradcam_jax import images as images_lib
 from gradcam_jax import maps as maps_lib
+from gradcam_jax import outputs
 from gradcam_jax.googlenet import INPUT_SIZE
 from gradcam_jax.methods import METHODS
 from gradcam_jax.overlay import overlay
@@ -322,39 +321,37 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> i
     Returns the number of frames written."""
     path = check_video_path(path)
     imageio = imageio_module()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the temporary keeps the suffix: ffmpeg picks the container by it
-    tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"
-    writer, count = None, 0
-    try:
-        for frame in frames:
-            if writer is None:
-                even = frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0
-                writer = imageio.get_writer(
-                    tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=1,
-                    pixelformat="yuv420p" if even else "yuv444p", ffmpeg_log_level="error",
-                    output_params=["-preset", "veryfast"],  # real time on a few cores; files a little larger
-                )
-                with quiet_fork():  # ffmpeg starts with the first frame
-                    writer.append_data(frame)
-            else:
-                writer.append_data(frame)
-            count += 1
-        if writer is None:
-            raise VideoError(f"{path}: no frames to write")
-        writer.close()
+    count = 0
+
+    def encode(tmp: Path):
+        nonlocal count
         writer = None
-        os.replace(tmp, path)
-    except BaseException as err:  # KeyboardInterrupt included: never leave the temporary behind
-        if writer is not None:
-            try:
+        try:
+            for frame in frames:
+                if writer is None:
+                    even = frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0
+                    writer = imageio.get_writer(
+                        tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=1,
+                        pixelformat="yuv420p" if even else "yuv444p", ffmpeg_log_level="error",
+                        output_params=["-preset", "veryfast"],  # real time on a few cores; files a little larger
+                    )
+                    with quiet_fork():  # ffmpeg starts with the first frame
+                        writer.append_data(frame)
+                else:
+                    writer.append_data(frame)
+                count += 1
+            if writer is None:
+                raise VideoError(f"{path}: no frames to write")
+        finally:
+            if writer is not None:
                 writer.close()
-            except Exception:
-                pass
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, (OSError, RuntimeError)) and not isinstance(err, VideoError):
-            raise VideoError(f"{path}: cannot write video ({first_line(err)})") from None
-        raise
+
+    try:
+        outputs.atomic_write(path, encode)
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, VideoError):
+            raise
+        raise VideoError(f"{path}: cannot write video ({first_line(err)})") from None
     return count
 
 
