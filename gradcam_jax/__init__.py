@@ -8,16 +8,26 @@
 """
 
 from gradcam_jax.classify import top_k
+from gradcam_jax.dataset import explain_dataset
 from gradcam_jax.googlenet import BVLCGoogLeNet, GoogLeNet, TorchvisionGoogLeNet
 from gradcam_jax.images import ImageError, load_image
 from gradcam_jax.labels import class_index, label
 from gradcam_jax.methods import METHODS, Explanation, grad_cam
+from gradcam_jax.methods import (
+    cam, eigen_cam, grad_cam_plus_plus, guided_backprop, guided_grad_cam, hires_cam, integrated_gradients,
+    layer_cam, occlusion, score_cam, smoothgrad, xgrad_cam,
+)
 from gradcam_jax.overlay import overlay
 from gradcam_jax.taps import UnknownLayerError, layer_shapes
+from gradcam_jax.tokens import tokens_to_grid
+from gradcam_jax.video import VideoError, explain_frames, explain_video
 from gradcam_jax.weights import WeightsError, load_googlenet
 
 __all__ = [
     "BVLCGoogLeNet", "Explanation", "GoogLeNet", "ImageError", "METHODS", "TorchvisionGoogLeNet",
     "UnknownLayerError", "WeightsError", "class_index", "grad_cam", "label", "layer_shapes",
-    "load_googlenet", "load_image", "overlay", "top_k",
+    "load_googlenet", "load_image", "overlay", "top_k", "tokens_to_grid",
+    "explain_dataset", "explain_frames", "explain_video", "VideoError",
+    "cam", "eigen_cam", "grad_cam_plus_plus", "guided_backprop", "guided_grad_cam", "hires_cam",
+    "integrated_gradients", "layer_cam", "occlusion", "score_cam", "smoothgrad", "xgrad_cam",
 ]

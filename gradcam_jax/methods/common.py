@@ -1,0 +1,96 @@
+"""What several explanation methods (and `gradcam_jax.metrics`) share, written once: fill values,
+gradients at the input, channel reductions, class-weighted sums of activations, and scores of many
+perturbed copies of a batch, computed in memory-sized chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradcam_jax import scores as scores_lib
+from gradcam_jax import taps
+from gradcam_jax.googlenet import CAFFE_BGR_MEAN
+
+# The ILSVRC-2012 mean pixel in RGB order: the pixel the BVLC GoogLeNet sees as zero (MATLAB's
+# `occlusionSensitivity` MaskValue "auto"; RISE's zero substrate; Score-CAM's zero input).
+MEAN_PIXEL = tuple(reversed(CAFFE_BGR_MEAN))
+FILLS = ("mean", "black")
+REDUCTIONS = ("abs_max", "abs_sum", "sum")
+
+
+def fill_value(value, channels: int) -> jax.Array:
+    """(channels,) float32 pixel from `value`: "mean" (MEAN_PIXEL, RGB only), "black" (0), a number
+    or a per-channel tuple, in the units the model takes (RGB 0..255 for GoogLeNet)."""
+    if value == "mean":
+        if channels != len(MEAN_PIXEL):
+            raise ValueError(f'fill "mean" is the RGB ImageNet mean; give a number for {channels}-channel input')
+        value = MEAN_PIXEL
+    elif value == "black":
+        value = 0.0
+    elif isinstance(value, str):
+        raise ValueError(f"unknown fill {value!r}; choose from {', '.join(FILLS)}, a number or a tuple")
+    return jnp.broadcast_to(jnp.asarray(value, jnp.float32), (channels,))
+
+
+def target_scores(model, variables, images, targets, score: str) -> tuple[jax.Array, jax.Array]:
+    """((B, K) `score` of the (B, K) `targets`, targets) for (B, H, W, C) `images`: one forward pass.
+    targets None: each image's top-1 class (K = 1)."""
+    every = scores_lib.class_scores(taps.apply_logits(model, variables, images), score)
+    targets = scores_lib.resolve_targets(targets, every)
+    return scores_lib.pick(every, targets), targets
+
+
+def perturbed_scores(model, variables, perturb: Callable, xs, targets, score: str, batch_size: int) -> jax.Array:
+    """(P, B, K) scores of `perturb(x)` (a (B, H, W, C) batch) for each of the P leading entries of
+    `xs`. `batch_size` perturbations are vmapped into one forward pass of batch_size * B images and
+    `lax.map` walks the chunks, so memory stays bounded whatever P is and no Python loop runs."""
+    return jax.lax.map(
+        lambda x: target_scores(model, variables, perturb(x), targets, score)[0], xs, batch_size=batch_size
+    )
+
+
+class InputGradients(NamedTuple):
+    gradients: jax.Array  # (B, K, H, W, C) float32: d score[b, targets[b, k]] / d images[b]
+    scores: jax.Array  # (B, K) float32
+    targets: jax.Array  # (B, K) int32
+
+
+def input_gradients(model, variables, images, targets, score: str) -> InputGradients:
+    """Gradients of the `score` of each target class with respect to the input pixels: one forward
+    pass and one vmapped backward pass per target, as `gradients.layer_gradients` does at a layer.
+    targets: (B, K) int32, or None for each image's top-1 class."""
+
+    def every_score(x):
+        return scores_lib.class_scores(taps.apply_logits(model, variables, x), score)
+
+    scores, vjp = jax.vjp(every_score, images)
+    targets = scores_lib.resolve_targets(targets, scores)
+    cotangents = jax.nn.one_hot(targets, scores.shape[-1], dtype=scores.dtype)
+    (gradients,) = jax.vmap(vjp, in_axes=1, out_axes=1)(cotangents)
+    return InputGradients(gradients.astype(jnp.float32), scores_lib.pick(scores, targets), targets)
+
+
+def reduce_channels(pixels: jax.Array, how: str) -> jax.Array:
+    """(..., H, W, C) per-channel attributions -> (..., H, W): "abs_max" (max_c |x|, Simonyan et al.
+    2014), "abs_sum" (sum_c |x|) or "sum" (sum_c x, signed)."""
+    if how == "abs_max":
+        return jnp.abs(pixels).max(axis=-1)
+    if how == "abs_sum":
+        return jnp.abs(pixels).sum(axis=-1)
+    if how == "sum":
+        return pixels.sum(axis=-1)
+    raise ValueError(f"unknown reduce {how!r}; choose from {', '.join(REDUCTIONS)}")
+
+
+def weighted_sum(activations: jax.Array, weights: jax.Array) -> jax.Array:
+    """(B, K, h, w) raw maps: sum_c weights * activations. activations (B, h, w, C); weights
+    (B, K, C) per channel (CAM, Grad-CAM++, XGrad-CAM) or (B, K, h, w, C) per position (HiResCAM)."""
+    activations = activations.astype(jnp.float32)
+    weights = weights.astype(jnp.float32)
+    if weights.ndim == 3:
+        return jnp.einsum("bhwc,bkc->bkhw", activations, weights)
+    return jnp.einsum("bhwc,bkhwc->bkhw", activations, weights)

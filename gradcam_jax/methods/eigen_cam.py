@@ -1,0 +1,60 @@
+"""Eigen-CAM (Muhammad & Yeasin, IJCNN 2020): the first principal component of the layer's
+activations, projected back onto the grid. No gradient and no class: every target gets the same
+map (the scores and targets are still reported).
+
+    X = A reshaped (h w, C), centred per channel;  map = normalise( X v_1 ),  v_1 = top right-singular vector
+
+Centring follows pytorch-grad-cam (without it the component mostly tracks the mean). A singular
+vector's sign is arbitrary, so the projection is flipped when its most negative value outweighs its
+most positive one (the sign correction of Seg-Eigen-CAM, Chung & Ying 2025, as pytorch-grad-cam's
+`get_2d_projection_with_sign_correction`). Default `relu=True` as pytorch-grad-cam.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from gradcam_jax import maps, taps
+from gradcam_jax import scores as scores_lib
+from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
+
+
+def principal_projection(activations: jax.Array) -> jax.Array:
+    """(B, h, w, C) -> (B, h, w): each image's centred activations projected on their first
+    principal direction, sign-corrected (see the module doc)."""
+    b, h, w, c = activations.shape
+    x = activations.reshape(b, h * w, c).astype(jnp.float32)
+    x = x - x.mean(axis=1, keepdims=True)
+    _, _, vt = jnp.linalg.svd(x, full_matrices=False)
+    projection = jnp.einsum("bnc,bc->bn", x, vt[:, 0])
+    flip = jnp.abs(projection.min(axis=1)) > jnp.abs(projection.max(axis=1))
+    return jnp.where(flip[:, None], -projection, projection).reshape(b, h, w)
+
+
+@register("eigen_cam")
+def eigen_cam(
+    model,
+    variables,
+    images,
+    targets=None,
+    *,
+    layer: str = DEFAULT_LAYER,
+    score: str = "logit",
+    relu: bool = True,
+    reshape: Callable | None = None,
+) -> Explanation:
+    """Eigen-CAM maps at `layer`, repeated for each of `targets` (B,) or (B, K) (None: top-1).
+    Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1] and the activations."""
+    path, _ = taps.resolve_layer(model, variables, images, layer)
+    logits, activations = taps.forward_with_layer(model, variables, images, path)
+    if reshape is not None:
+        activations = reshape(activations)
+    every_score = scores_lib.class_scores(logits, score)
+    targets = scores_lib.resolve_targets(targets, every_score)
+    raw = principal_projection(activations)[:, None]  # (B, 1, h, w)
+    raw = jnp.broadcast_to(raw, (raw.shape[0], targets.shape[1], *raw.shape[2:]))
+    explained = scores_lib.pick(every_score, targets)
+    return Explanation(maps.finish(raw, images.shape[1:3], relu), explained, targets, activations)

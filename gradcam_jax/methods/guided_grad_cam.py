@@ -1,0 +1,42 @@
+"""Guided Grad-CAM (Selvaraju et al., ICCV 2017): guided backpropagation's fine detail, masked by
+Grad-CAM's class-discriminative map at input resolution:
+
+    map = normalise( reduce_c( guided_gradient_c * grad_cam_map ) )
+
+The Grad-CAM part is `grad_cam` itself (with this method's `layer`, `score`, `relu`, `reshape`);
+the guided part is `guided_backprop`'s, with its limits. Defaults follow the paper:
+`score="logit"`, `relu=True`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gradcam_jax import maps
+from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
+from gradcam_jax.methods.common import reduce_channels
+from gradcam_jax.methods.grad_cam import grad_cam
+from gradcam_jax.methods.guided_backprop import guided_input_gradients
+
+
+@register("guided_grad_cam")
+def guided_grad_cam(
+    model,
+    variables,
+    images,
+    targets=None,
+    *,
+    layer: str = DEFAULT_LAYER,
+    score: str = "logit",
+    relu: bool = True,
+    reshape: Callable | None = None,
+    reduce: str = "abs_max",
+) -> Explanation:
+    """Guided Grad-CAM maps of `targets` (B,) or (B, K) (None: top-1); see the module doc. Returns
+    an `Explanation` with map (B, [K,] H, W) float32 in [0, 1], the layer's activations and the
+    guided gradients (B, [K,] H, W, C) at the input."""
+    guided = guided_input_gradients(model, variables, images, targets, score)
+    # Called outside the guided context, so Grad-CAM's own gradients are plain ones.
+    coarse = grad_cam.jitted(model, variables, images, guided.targets, layer=layer, score=score, relu=relu, reshape=reshape)
+    fine = reduce_channels(guided.gradients * coarse.map[..., None], reduce)
+    return Explanation(maps.rescale(fine), guided.scores, guided.targets, coarse.activations, guided.gradients)

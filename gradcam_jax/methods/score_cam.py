@@ -1,0 +1,65 @@
+"""Score-CAM (Wang et al., CVPR-W 2020): no gradients; each channel is weighted by the score the
+model gives the image seen through that channel's activation, used as a mask.
+
+    M_c = rescale( upsample(A_c) ),   w_c = score( fill + M_c (image - fill) ),   map = normalise( sum_c w_c A_c )
+
+As the authors' code: the mask is the channel upsampled bilinearly and min-max scaled to [0, 1]
+(a constant channel masks everything out), the weight is the softmax probability of the masked
+image (`score="softmax"`), with no baseline subtracted, and `relu=True`. Masking blends towards
+`fill` (default the mean pixel, which is what multiplying the *normalised* input by the mask does
+in PyTorch code; "black" multiplies the raw pixels).
+
+Cost: one forward pass per channel and image (1024 for `inception_5b-output`), run `batch_size`
+channels at a time (vmapped) under `lax.map`. A layer with fewer channels is cheaper, e.g.
+`inception_5b-relu_pool_proj` (128).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from gradcam_jax import maps, taps
+from gradcam_jax import scores as scores_lib
+from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
+from gradcam_jax.methods.common import fill_value, perturbed_scores, weighted_sum
+
+
+@register("score_cam")
+def score_cam(
+    model,
+    variables,
+    images,
+    targets=None,
+    *,
+    layer: str = DEFAULT_LAYER,
+    score: str = "softmax",
+    relu: bool = True,
+    reshape: Callable | None = None,
+    fill="mean",
+    batch_size: int = 16,
+) -> Explanation:
+    """Score-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
+    Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1] and the activations."""
+    path, _ = taps.resolve_layer(model, variables, images, layer)
+    logits, activations = taps.forward_with_layer(model, variables, images, path)
+    if reshape is not None:
+        activations = reshape(activations)
+    every_score = scores_lib.class_scores(logits, score)
+    targets = scores_lib.resolve_targets(targets, every_score)
+    images = images.astype(jnp.float32)
+    background = fill_value(fill, images.shape[-1])
+    size = images.shape[1:3]
+
+    def masked(channel):  # the batch seen through one channel's mask: (B, H, W, C)
+        a = jnp.take(activations, channel, axis=-1).astype(jnp.float32)  # (B, h, w)
+        mask = maps.rescale(jax.image.resize(a, (a.shape[0], *size), method="bilinear"))
+        return background + mask[..., None] * (images - background)
+
+    channels = jnp.arange(activations.shape[-1])
+    weights = perturbed_scores(model, variables, masked, channels, targets, score, batch_size)  # (C, B, K)
+    raw = weighted_sum(activations, jnp.moveaxis(weights, 0, -1))
+    explained = scores_lib.pick(every_score, targets)
+    return Explanation(maps.finish(raw, images.shape[1:3], relu), explained, targets, activations)

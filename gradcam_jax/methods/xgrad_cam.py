@@ -1,0 +1,43 @@
+"""XGrad-CAM (Fu et al., BMVC 2020): channel weights chosen to satisfy the sensitivity and
+conservation axioms, which makes them activation-weighted gradient averages:
+
+    w_c = sum_ij A_ijc g_ijc / sum_ij A_ijc
+
+Then sum_c w_c sum_ij A_ijc = sum_ij <A_ij, g_ij>, which equals the score when the part of the
+network above the layer is positively homogeneous (ReLUs, pooling, no biases; Euler's theorem):
+the conservation axiom. Defaults follow the paper: `score="logit"`, `relu=True`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax.numpy as jnp
+
+from gradcam_jax import maps
+from gradcam_jax.gradients import layer_gradients
+from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
+from gradcam_jax.methods.common import weighted_sum
+
+EPS = 1e-7  # a channel that is zero everywhere gets weight 0, not 0/0
+
+
+@register("xgrad_cam")
+def xgrad_cam(
+    model,
+    variables,
+    images,
+    targets=None,
+    *,
+    layer: str = DEFAULT_LAYER,
+    score: str = "logit",
+    relu: bool = True,
+    reshape: Callable | None = None,
+) -> Explanation:
+    """XGrad-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
+    Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1], activations and gradients."""
+    g = layer_gradients(model, variables, images, targets, layer=layer, score=score, reshape=reshape)
+    acts = g.activations.astype(jnp.float32)[:, None]  # (B, 1, h, w, C)
+    weights = (acts * g.gradients).sum(axis=(2, 3)) / (acts.sum(axis=(2, 3)) + EPS)  # (B, K, C)
+    raw = weighted_sum(g.activations, weights)
+    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.targets, g.activations, g.gradients)

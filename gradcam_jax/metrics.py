@@ -1,0 +1,249 @@
+"""Does a map show what the model uses? Metrics that tell a good explanation from a bad one.
+
+- `deletion` / `insertion` (Petsiuk et al., BMVC 2018, "RISE"): remove (or reveal) pixels from the
+  most salient down and follow the class score; a good map makes it fall fast (low deletion AUC)
+  and rise fast (high insertion AUC). Batched and jitted: every step is a forward pass, chunked.
+- `confidence_change` (Chattopadhyay et al., WACV 2018, "Grad-CAM++"): show the model only the
+  explained part (image x map) — average drop in confidence (lower is better) and how often the
+  confidence increases (higher is better).
+- `model_randomisation` (Adebayo et al., NeurIPS 2018, "Sanity checks for saliency maps"):
+  re-initialise the layers from the top down, cascading, and measure the Spearman rank
+  correlation of each map with the original. A map that does not change when the weights are
+  random cannot be explaining the model (low is better).
+
+Maps are (B, H, W) in [0, 1] at the input resolution (`Explanation.map` with one target per
+image); targets are (B,) int class indices; images what the model takes (RGB 0..255 here).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from gradcam_jax import taps
+from gradcam_jax.methods.base import METHODS
+from gradcam_jax.methods.common import fill_value, perturbed_scores, target_scores
+
+# RISE's insertion substrate: a Gaussian blur, 11 x 11 kernel, sigma 5.
+BLUR_SIZE, BLUR_SIGMA = 11, 5.0
+
+
+class Curve(NamedTuple):
+    scores: jax.Array  # (B, steps + 1) float32: the class score after each step (step 0: untouched)
+    auc: jax.Array  # (B,) float32: area under the curve, fraction of pixels on the x axis in [0, 1]
+    fractions: jax.Array  # (steps + 1,) float32: fraction of pixels changed at each step
+
+
+class Confidence(NamedTuple):
+    average_drop: jax.Array  # () float32, percent: mean of max(0, Y - O) / Y
+    increase: jax.Array  # () float32, percent of images with O > Y
+    drop: jax.Array  # (B,) float32: max(0, Y - O) / Y per image
+    increased: jax.Array  # (B,) bool: O > Y per image
+
+
+class SanityCheck(NamedTuple):
+    layers: tuple[str, ...]  # the cascade, top first: at step i, layers[: i + 1] are random
+    correlations: np.ndarray  # (len(layers), B) float32 Spearman correlations with the original map
+
+
+def gaussian_blur(images: jax.Array, size: int = BLUR_SIZE, sigma: float = BLUR_SIGMA) -> jax.Array:
+    """(B, H, W, C) blurred channel by channel with a normalised Gaussian; near the border the
+    kernel is renormalised over the pixels inside, so edges do not darken."""
+    d = jnp.arange(size, dtype=jnp.float32) - size // 2
+    k = jnp.exp(-(d**2) / (2 * sigma**2))
+    k = k / k.sum()
+
+    def blur(x):  # separable: along H, then along W, zero padding
+        for kernel in (k.reshape(size, 1, 1, 1), k.reshape(1, size, 1, 1)):
+            x = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return x
+
+    b, h, w, c = images.shape
+    planes = jnp.moveaxis(images.astype(jnp.float32), -1, 0).reshape(c * b, h, w, 1)
+    blurred = blur(planes) / blur(jnp.ones((1, h, w, 1), jnp.float32))
+    return jnp.moveaxis(blurred.reshape(c, b, h, w), 0, -1)
+
+
+def substrate_of(images: jax.Array, substrate) -> jax.Array:
+    """(B, H, W, C) image of what replaces pixels: "blur" (of the image itself) or a fill value
+    ("mean", "black", a number, a per-channel tuple; see `methods.common.fill_value`)."""
+    if substrate == "blur":
+        return gaussian_blur(images)
+    return jnp.broadcast_to(fill_value(substrate, images.shape[-1]), images.shape)
+
+
+def salience_ranks(maps: jax.Array) -> jax.Array:
+    """(B, H, W) int32: each pixel's place in its map's order, 0 = most salient; ties go to the
+    earlier pixel in row-major order, so the order is deterministic."""
+    b, h, w = maps.shape
+    order = jnp.argsort(-maps.reshape(b, -1).astype(jnp.float32), axis=-1, stable=True)
+    return jnp.argsort(order, axis=-1).astype(jnp.int32).reshape(b, h, w)
+
+
+def trapezoid_auc(curve: jax.Array) -> jax.Array:
+    """(..., T) samples on an even grid over [0, 1] -> (...) area by the trapezoid rule (RISE's `auc`)."""
+    return (curve.sum(axis=-1) - (curve[..., 0] + curve[..., -1]) / 2) / (curve.shape[-1] - 1)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "steps", "substrate", "score", "batch_size", "insert"))
+def _curve(model, variables, images, maps, targets, *, steps, substrate, score, batch_size, insert) -> Curve:
+    images = images.astype(jnp.float32)
+    ranks = salience_ranks(maps)
+    pixels = maps.shape[1] * maps.shape[2]
+    per_step = math.ceil(pixels / steps)  # RISE: 224 steps of 224 pixels on a 224 x 224 image
+    counts = jnp.minimum(jnp.arange(steps + 1) * per_step, pixels)
+    other = substrate_of(images, substrate)
+    start, end = (other, images) if insert else (images, other)
+
+    def perturbed(count):  # the `count` most salient pixels taken from `end`, the rest from `start`
+        return jnp.where((ranks < count)[..., None], end, start)
+
+    curve = perturbed_scores(model, variables, perturbed, counts, targets[:, None], score, batch_size)[..., 0].T
+    return Curve(curve, trapezoid_auc(curve), counts.astype(jnp.float32) / pixels)
+
+
+def deletion(
+    model, variables, images, maps, targets, *,
+    steps: int = 224, substrate="mean", score: str = "softmax", batch_size: int = 16,
+) -> Curve:
+    """Deletion curve: the `score` of `targets` (B,) as the pixels of `images` (B, H, W, C) are
+    replaced by `substrate` ("mean" pixel: RISE's zero in normalised input; "black"; "blur"; a
+    number) in `maps`' (B, H, W) order, most salient first, in `steps` equal steps (RISE: 224).
+    `batch_size` steps share a forward pass. Lower AUC is better."""
+    return _curve(
+        model, variables, images, maps, jnp.asarray(targets, jnp.int32),
+        steps=steps, substrate=substrate, score=score, batch_size=batch_size, insert=False,
+    )
+
+
+def insertion(
+    model, variables, images, maps, targets, *,
+    steps: int = 224, substrate="blur", score: str = "softmax", batch_size: int = 16,
+) -> Curve:
+    """Insertion curve: start from `substrate` (default a blurred copy, as RISE) and put back the
+    pixels of `images` in `maps`' order, most salient first, in `steps` equal steps. Higher AUC
+    is better."""
+    return _curve(
+        model, variables, images, maps, jnp.asarray(targets, jnp.int32),
+        steps=steps, substrate=substrate, score=score, batch_size=batch_size, insert=True,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("model", "score"))
+def _confidence(model, variables, images, maps, targets, *, score) -> Confidence:
+    images = images.astype(jnp.float32)
+    original, _ = target_scores(model, variables, images, targets[:, None], score)
+    explained, _ = target_scores(model, variables, images * maps[..., None], targets[:, None], score)
+    original, explained = original[:, 0], explained[:, 0]
+    drop = jnp.maximum(original - explained, 0.0) / original
+    increased = explained > original
+    return Confidence(100 * drop.mean(), 100 * increased.mean(), drop, increased)
+
+
+def confidence_change(model, variables, images, maps, targets, *, score: str = "softmax") -> Confidence:
+    """Average drop and increase in confidence (Grad-CAM++, Sec. 6.1.1): Y is the `score` of
+    `targets` (B,) for `images` (B, H, W, C), O the score for images * maps, the explanation map
+    (B, H, W) in [0, 1] used as a soft mask (unexplained pixels go black). Averages are in percent."""
+    return _confidence(model, variables, images, maps, jnp.asarray(targets, jnp.int32), score=score)
+
+
+def average_ranks(x: jax.Array) -> jax.Array:
+    """(B, N) -> (B, N) float32 ranks from 0, ties sharing their average rank (as scipy's rankdata)."""
+    ordered = jnp.sort(x, axis=-1)
+    search = jax.vmap(jnp.searchsorted, in_axes=(0, 0, None))
+    left, right = search(ordered, x, "left"), search(ordered, x, "right")
+    return (left + right - 1).astype(jnp.float32) / 2
+
+
+@jax.jit
+def spearman(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Spearman rank correlation of each pair of (..., H, W) maps -> (...); a constant map has no
+    rank order and gets 0."""
+    lead = a.shape[:-2]
+    ra = average_ranks(a.reshape(-1, a.shape[-2] * a.shape[-1]).astype(jnp.float32))
+    rb = average_ranks(b.reshape(-1, b.shape[-2] * b.shape[-1]).astype(jnp.float32))
+    ra, rb = ra - ra.mean(-1, keepdims=True), rb - rb.mean(-1, keepdims=True)
+    norm = jnp.sqrt((ra**2).sum(-1) * (rb**2).sum(-1))
+    rho = jnp.where(norm > 0, (ra * rb).sum(-1) / jnp.where(norm > 0, norm, 1.0), 0.0)
+    return rho.reshape(lead)
+
+
+def parameter_groups(model, variables, images, depth: int = 1) -> list[str]:
+    """Groups of variables, by the first `depth` parts of their module path ("inception_5b"),
+    bottom-up in the order the model calls them. GoogLeNet at depth 1: conv1, conv2,
+    inception_3a, ..., inception_5b, loss3."""
+    flat = traverse_util.flatten_dict(variables)
+    owned = {"/".join(key[1 : 1 + depth]) for key in flat}
+    order = []
+    for path in taps.layer_shapes(model, variables, images):
+        group = "/".join(path.split("/")[:depth])
+        if group in owned and group not in order:
+            order.append(group)
+    return order
+
+
+def randomised(variables, fresh, groups: Sequence[str], depth: int = 1):
+    """`variables` with every leaf of the modules in `groups` (by `parameter_groups` name) taken
+    from `fresh` (a re-initialisation of the same model), all collections alike."""
+    groups = set(groups)
+    flat, new = traverse_util.flatten_dict(variables), traverse_util.flatten_dict(fresh)
+    out = {key: new[key] if "/".join(key[1 : 1 + depth]) in groups else value for key, value in flat.items()}
+    return traverse_util.unflatten_dict(out)
+
+
+@functools.lru_cache(maxsize=4)
+def fresh_variables(model, seed: int, shape: tuple[int, ...], dtype=jnp.float32):
+    """`model.init(jax.random.key(seed), zeros(shape))`, jitted (GoogLeNet's eager init is slow) and
+    cached, so a sanity check per method re-draws nothing (initialisers look at shapes, not values)."""
+    return jax.jit(model.init)(jax.random.key(seed), jnp.zeros(shape, dtype))
+
+
+def model_randomisation(
+    method: str | Callable,
+    model,
+    variables,
+    images,
+    targets=None,
+    *,
+    seed: int = 0,
+    depth: int = 1,
+    stops: Sequence[str] | None = None,
+    original_map=None,
+    **options,
+) -> SanityCheck:
+    """Adebayo et al.'s cascading model-parameter randomisation for `method` (a name in METHODS
+    or a registered method) with its `options`.
+
+    The parameter groups (`parameter_groups(depth)`) are re-initialised one after another from the
+    top (the classifier) down, with `model.init(jax.random.key(seed), ...)` (`fresh_variables`),
+    and after each group in `stops` (default: every group) the method's map of the same `targets`
+    (B,) (None: top-1 of the original model) is compared with the original by Spearman rank
+    correlation.
+    Each step is one call of the (jitted) method; the variables change, the shapes do not, so it
+    compiles once. `original_map` (with explicit `targets`) saves recomputing the original map.
+    """
+    explain = METHODS[method] if isinstance(method, str) else method
+    images = jnp.asarray(images, jnp.float32)
+    if original_map is None or targets is None:
+        original = explain(model, variables, images, targets, **options)
+        original_map, targets = original.map, original.targets
+    cascade = parameter_groups(model, variables, images, depth)[::-1]
+    stops = list(cascade) if stops is None else list(stops)
+    unknown = [s for s in stops if s not in cascade]
+    if unknown:
+        raise ValueError(f"unknown cascade stop(s) {unknown}; parameter groups are {cascade}")
+    fresh = fresh_variables(model, seed, (1, *images.shape[1:]))
+    correlations = []
+    for stop in stops:
+        random_variables = randomised(variables, fresh, cascade[: cascade.index(stop) + 1], depth)
+        result = explain(model, random_variables, images, targets, **options)
+        correlations.append(np.asarray(spearman(original_map, result.map)))
+    return SanityCheck(tuple(stops), np.stack(correlations))
+
