@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax.numpy as jnp
-
 from gradcam_jax import maps
 from gradcam_jax.gradients import layer_gradients
 from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
+from gradcam_jax.methods.common import weighted_sum
 
 
 @register("grad_cam")
@@ -43,6 +42,5 @@ def grad_cam(
     `reshape` turns a non-grid layer output into (B, h, w, C) (see `gradients.layer_gradients`).
     """
     g = layer_gradients(model, variables, images, targets, layer=layer, score=score, reshape=reshape)
-    weights = g.gradients.mean(axis=(2, 3))  # (B, K, C): alpha
-    raw = jnp.einsum("bhwc,bkc->bkhw", g.activations.astype(jnp.float32), weights.astype(jnp.float32))
+    raw = weighted_sum(g.activations, g.gradients.mean(axis=(2, 3)))  # alpha: (B, K, C)
     return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.targets, g.activations, g.gradients)
