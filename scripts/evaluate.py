@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import platform
 import statistics
 import sys
@@ -164,7 +165,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "evaluation.json")
     parser.add_argument("--grid", type=Path, default=ROOT / "docs" / "images" / "methods_grid.png")
     cpu = jax.default_backend() == "cpu"
-    parser.add_argument("--machine", default=f"{platform.machine()} CPU" if cpu else jax.devices()[0].device_kind)
+    machine = f"{os.cpu_count()}-core {platform.machine()} CPU" if cpu else jax.devices()[0].device_kind
+    parser.add_argument("--machine", default=machine, help="how the timing machine is named in the table")
     args = parser.parse_args(argv)
 
     paths = args.images or default_photos()

@@ -18,7 +18,7 @@ from conftest import CAT_BOX, DOG_BOX
 
 import gradcam_jax as gj
 from gradcam_jax.methods import METHODS
-from gradcam_jax.methods.occlusion import occlusion_grid
+from gradcam_jax.methods.occlusion import interpolation_matrix, occlusion_grid
 
 DOG, CAT = 243, 282  # "bull mastiff", "tiger cat"
 
@@ -259,12 +259,26 @@ def test_occlusion_is_the_drop_in_softmax_score(mask, stride, clipping, blocks):
 
 
 def test_occlusion_auto_sizes_follow_matlab():
-    starts, mask, grid = occlusion_grid((224, 224), "auto", "auto", True)
-    assert mask == (45, 45)  # 20% of 224 = 44.8, rounded
-    assert grid == (10, 10)  # stride ceil(22.4) = 23; centres 0, 23, ..., 207
-    assert tuple(np.asarray(starts[1])) == (0 - 22, 23 - 22)
-    _, _, grid_off = occlusion_grid((224, 224), 45, 23, False)
-    assert grid_off == (8, 8)  # corners 0, 23, ..., 161 (161 + 45 <= 224)
+    grid = occlusion_grid((224, 224), "auto", "auto", True)
+    assert grid.mask == (45, 45)  # 20% of 224 = 44.8, rounded
+    assert grid.step == (23, 23)  # 10% of 224 = 22.4, rounded up
+    assert grid.shape == (10, 10)  # centres 0, 23, ..., 207
+    assert tuple(grid.starts[1]) == (0 - 22, 23 - 22)
+    assert occlusion_grid((224, 224), 45, 23, False).shape == (8, 8)  # corners 0, 23, ..., 161 (161 + 45 <= 224)
+
+
+def test_occlusion_map_puts_each_value_at_its_mask_centre():
+    # 5 masks of 4 pixels, stride 4, whole masks only, on 20 pixels: centres at 2, 6, 10, 14, 18
+    # (pixel p spans [p, p + 1)). Cubic interpolation reproduces a linear ramp wherever its four
+    # taps are inside the grid (pixel centres between 6 and 14); beyond the outer centres the edge
+    # values extend.
+    ramp = np.array([0.0, 4.0, 8.0, 12.0, 16.0])
+    upsampled = interpolation_matrix(20, 5, 0, 4, 4, "bicubic") @ ramp
+    centres = np.arange(20) + 0.5
+    np.testing.assert_allclose(upsampled[6:14], centres[6:14] - 2, atol=1e-5)
+    np.testing.assert_allclose(upsampled[[0, 1, 18, 19]], [0, 0, 16, 16], atol=1e-6)
+    nearest = interpolation_matrix(20, 5, 0, 4, 4, "nearest") @ ramp
+    np.testing.assert_array_equal(nearest, np.repeat(ramp, 4))  # each mask's own pixels
 
 
 def test_occlusion_default_mask_value_is_the_mean_pixel():
