@@ -1,4 +1,4 @@
-"""gradcam-jax: why did the network decide that? Grad-CAM and friends for Flax image classifiers.
+"""gradcam-jax: why did the network decide that? Grad-CAM and friends for JAX models (linen, NNX, Equinox, any function).
 
     from gradcam_jax import load_googlenet, grad_cam, load_image
     model, variables = load_googlenet()
@@ -7,6 +7,7 @@
     result.map                                                    # (1, 224, 224) float32 in [0, 1]
 """
 
+from gradcam_jax import targets
 from gradcam_jax.classify import top_k
 from gradcam_jax.dataset import explain_dataset
 from gradcam_jax.googlenet import BVLCGoogLeNet, GoogLeNet, TorchvisionGoogLeNet
@@ -17,7 +18,7 @@ from gradcam_jax.methods import (
     hires_cam, integrated_gradients, layer_cam, occlusion, score_cam, smoothgrad, xgrad_cam,
 )
 from gradcam_jax.overlay import overlay
-from gradcam_jax.taps import UnknownLayerError, layer_shapes
+from gradcam_jax.taps import UnknownLayerError, channels_first, channels_last, layer_shapes
 from gradcam_jax.tokens import tokens_to_grid
 from gradcam_jax.video import VideoError, explain_frames, explain_video
 from gradcam_jax.weights import WeightsError, load_googlenet
@@ -29,4 +30,5 @@ __all__ = [
     "explain_dataset", "explain_frames", "explain_video", "VideoError",
     "cam", "eigen_cam", "grad_cam_plus_plus", "guided_backprop", "guided_grad_cam", "hires_cam",
     "integrated_gradients", "layer_cam", "occlusion", "score_cam", "smoothgrad", "xgrad_cam",
+    "targets", "channels_first", "channels_last",
 ]

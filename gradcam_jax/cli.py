@@ -149,7 +149,7 @@ def output_plan(args, paths: list[Path], classes: list[int]):
 
 
 def method_options(method, args) -> dict:
-    accepted = inspect.signature(method).parameters
+    accepted = set(inspect.signature(method).parameters) | ({"score"} if method.default_score else set())
     return {k: getattr(args, k) for k in ("layer", "score", "relu") if k in accepted}
 
 

@@ -1,5 +1,5 @@
-"""Activations at a layer and the gradient of class scores with respect to them — one forward pass,
-one backward pass per target class, vmapped.
+"""Activations at a layer and the gradient of target scores with respect to them — one forward pass,
+one backward pass per target column, vmapped.
 
 This is the JAX twin of MATLAB's `dlfeval(@(x) dlgradient(score, convMap))`: a zero `delta` is
 added to the layer's output through `taps`, and `jax.vjp` with respect to `delta` gives
@@ -15,39 +15,48 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax import scores as scores_lib
 from gradcam_jax import taps
+from gradcam_jax import targets as targets_lib
 
 
 class LayerGradients(NamedTuple):
     activations: jax.Array  # (B, h, w, C): the layer's output (MATLAB's convMap)
-    gradients: jax.Array  # (B, K, h, w, C): d score[b, targets[b, k]] / d activations[b]
+    gradients: jax.Array  # (B, K, h, w, C): d score[b, k] / d activations[b]
     scores: jax.Array  # (B, K) float32: the scores differentiated
-    targets: jax.Array  # (B, K) int32: the classes
+    target: Callable  # the target, top-1 classes resolved (`targets.Classes.resolve`)
 
 
-def layer_gradients(
-    model, variables, images, targets, *, layer: str, score: str, reshape: Callable | None = None
-) -> LayerGradients:
-    """Activations at `layer` and gradients of the `score` of each target class with respect to them.
+def resolved_scores(target, outputs, batch: int) -> tuple[jax.Array, Callable]:
+    """((B, K) float32 scores of `target` on the model's `outputs`, the target with top-1 resolved)."""
+    resolve = getattr(target, "resolve", None)
+    target = resolve(outputs) if resolve is not None else target
+    return targets_lib.columns(target(outputs), batch), target
 
-    targets: (B, K) int32, or None for each image's top-1 class (K = 1). `reshape` maps the layer's
-    raw output to a (B, h, w, C) grid (e.g. ViT tokens -> patches); it is applied to activations
-    and gradients alike, so it must only move or drop entries (reshape, slice, transpose).
+
+def column_cotangents(scores: jax.Array) -> jax.Array:
+    """(K, B, K) cotangents for (B, K) scores, one-hot in column k for every image: images do not
+    interact, so one backward pass per k gives every image's gradient of its own k-th score."""
+    k = scores.shape[1]
+    return jnp.broadcast_to(jnp.eye(k, dtype=scores.dtype)[:, None], (k, *scores.shape))
+
+
+def layer_gradients(model, variables, images, target, *, layer: str, reshape: Callable | None = None) -> LayerGradients:
+    """Activations at `layer` and gradients of each of the K columns of `target(outputs)` w.r.t. them.
+
+    target: a function of the model's outputs returning (B,) or (B, K) float scores (`gradcam_jax.targets`).
+    `reshape` maps the layer's raw output to a (B, h, w, C) grid (e.g. ViT tokens -> patches); it is
+    applied to activations and gradients alike, so it must only move or drop entries.
     """
     path, shape = taps.resolve_layer(model, variables, images, layer)
 
     def all_scores(delta):
-        logits, activation = taps.forward_with_layer(model, variables, images, path, delta)
-        return scores_lib.class_scores(logits, score), activation
+        outputs, activation = taps.forward_with_layer(model, variables, images, path, delta)
+        scores, resolved = resolved_scores(target, outputs, images.shape[0])
+        return scores, (activation, resolved)
 
     delta = jnp.zeros(shape.shape, shape.dtype)
-    every_score, vjp, activations = jax.vjp(all_scores, delta, has_aux=True)
-    targets = scores_lib.resolve_targets(targets, every_score)
-    # One cotangent per target: one_hot(targets[:, k]) selects score[b, targets[b, k]] for each b;
-    # images do not interact, so one backward pass serves the whole batch.
-    cotangents = jax.nn.one_hot(targets, every_score.shape[-1], dtype=every_score.dtype)
-    (gradients,) = jax.vmap(vjp, in_axes=1, out_axes=1)(cotangents)
+    scores, vjp, (activations, resolved) = jax.vjp(all_scores, delta, has_aux=True)
+    (gradients,) = jax.vmap(vjp, out_axes=1)(column_cotangents(scores))
     if reshape is not None:
         activations, gradients = reshape(activations), jax.vmap(reshape, in_axes=1, out_axes=1)(gradients)
-    return LayerGradients(activations, gradients, scores_lib.pick(every_score, targets), targets)
+    return LayerGradients(activations, gradients, scores, resolved)

@@ -28,7 +28,8 @@ import numpy as np
 from flax import traverse_util
 
 from gradcam_jax import taps
-from gradcam_jax.methods.base import METHODS
+from gradcam_jax import targets as targets_lib
+from gradcam_jax.methods.base import METHODS, resolve_target
 from gradcam_jax.methods.common import fill_value, perturbed_scores, target_scores
 
 # RISE's insertion substrate: a Gaussian blur, 11 x 11 kernel, sigma 5.
@@ -92,8 +93,8 @@ def trapezoid_auc(curve: jax.Array) -> jax.Array:
     return (curve.sum(axis=-1) - (curve[..., 0] + curve[..., -1]) / 2) / (curve.shape[-1] - 1)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "steps", "substrate", "score", "batch_size", "insert"))
-def _curve(model, variables, images, maps, targets, *, steps, substrate, score, batch_size, insert) -> Curve:
+@functools.partial(jax.jit, static_argnames=("model", "steps", "substrate", "batch_size", "insert"))
+def _curve(model, variables, images, maps, target, *, steps, substrate, batch_size, insert) -> Curve:
     images = images.astype(jnp.float32)
     ranks = salience_ranks(maps)
     pixels = maps.shape[1] * maps.shape[2]
@@ -105,53 +106,63 @@ def _curve(model, variables, images, maps, targets, *, steps, substrate, score, 
     def perturbed(count):  # the `count` most salient pixels taken from `end`, the rest from `start`
         return jnp.where((ranks < count)[..., None], end, start)
 
-    curve = perturbed_scores(model, variables, perturbed, counts, targets[:, None], score, batch_size)[..., 0].T
+    curve = perturbed_scores(model, variables, perturbed, counts, target, batch_size)[..., 0].T
     return Curve(curve, trapezoid_auc(curve), counts.astype(jnp.float32) / pixels)
 
 
 def deletion(
     model, variables, images, maps, targets, *,
-    steps: int = 224, substrate="mean", score: str = "softmax", batch_size: int = 16,
+    steps: int = 224, substrate="mean", score: str | None = None, batch_size: int = 16,
 ) -> Curve:
-    """Deletion curve: the `score` of `targets` (B,) as the pixels of `images` (B, H, W, C) are
+    """Deletion curve: the `score` (default "softmax") of class `targets` (B,), or the scores (B,) of
+    a target function (`gradcam_jax.targets`), as the pixels of `images` (B, H, W, C) are
     replaced by `substrate` ("mean" pixel: RISE's zero in normalised input; "black"; "blur"; a
     number) in `maps`' (B, H, W) order, most salient first, in `steps` equal steps (RISE: 224).
     `batch_size` steps share a forward pass. Lower AUC is better."""
     return _curve(
-        model, variables, images, maps, jnp.asarray(targets, jnp.int32),
-        steps=steps, substrate=substrate, score=score, batch_size=batch_size, insert=False,
+        model, variables, images, maps, one_target("deletion", model, images, targets, score),
+        steps=steps, substrate=substrate, batch_size=batch_size, insert=False,
     )
 
 
 def insertion(
     model, variables, images, maps, targets, *,
-    steps: int = 224, substrate="blur", score: str = "softmax", batch_size: int = 16,
+    steps: int = 224, substrate="blur", score: str | None = None, batch_size: int = 16,
 ) -> Curve:
     """Insertion curve: start from `substrate` (default a blurred copy, as RISE) and put back the
     pixels of `images` in `maps`' order, most salient first, in `steps` equal steps. Higher AUC
     is better."""
     return _curve(
-        model, variables, images, maps, jnp.asarray(targets, jnp.int32),
-        steps=steps, substrate=substrate, score=score, batch_size=batch_size, insert=True,
+        model, variables, images, maps, one_target("insertion", model, images, targets, score),
+        steps=steps, substrate=substrate, batch_size=batch_size, insert=True,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("model", "score"))
-def _confidence(model, variables, images, maps, targets, *, score) -> Confidence:
+@functools.partial(jax.jit, static_argnames=("model",))
+def _confidence(model, variables, images, maps, target) -> Confidence:
     images = images.astype(jnp.float32)
-    original, _ = target_scores(model, variables, images, targets[:, None], score)
-    explained, _ = target_scores(model, variables, images * maps[..., None], targets[:, None], score)
+    original, target = target_scores(model, variables, images, target)
+    explained, _ = target_scores(model, variables, images * maps[..., None], target)
     original, explained = original[:, 0], explained[:, 0]
     drop = jnp.maximum(original - explained, 0.0) / original
     increased = explained > original
     return Confidence(100 * drop.mean(), 100 * increased.mean(), drop, increased)
 
 
-def confidence_change(model, variables, images, maps, targets, *, score: str = "softmax") -> Confidence:
-    """Average drop and increase in confidence (Grad-CAM++, Sec. 6.1.1): Y is the `score` of
-    `targets` (B,) for `images` (B, H, W, C), O the score for images * maps, the explanation map
+def confidence_change(model, variables, images, maps, targets, *, score: str | None = None) -> Confidence:
+    """Average drop and increase in confidence (Grad-CAM++, Sec. 6.1.1): Y is the `score` (default
+    "softmax") of class `targets` (B,), or a target function's (B,) scores, for `images` (B, H, W, C),
+    O the score for images * maps, the explanation map
     (B, H, W) in [0, 1] used as a soft mask (unexplained pixels go black). Averages are in percent."""
-    return _confidence(model, variables, images, maps, jnp.asarray(targets, jnp.int32), score=score)
+    return _confidence(model, variables, images, maps, one_target("confidence_change", model, images, targets, score))
+
+
+def one_target(name: str, model, images, targets, score: str | None):
+    """The target object of a metric: class indices (B,) scored by `score` (default "softmax"), or a
+    target function giving one score per image."""
+    if not targets_lib.is_function(targets) and np.ndim(targets) != 1:
+        raise ValueError(f"{name} explains one target per image: targets must be (B,); got shape {np.shape(targets)}")
+    return resolve_target(name, "softmax", model, images, targets, score)
 
 
 def average_ranks(x: jax.Array) -> jax.Array:
@@ -233,7 +244,8 @@ def model_randomisation(
     images = jnp.asarray(images, jnp.float32)
     if original_map is None or targets is None:
         original = explain(model, variables, images, targets, **options)
-        original_map, targets = original.map, original.targets
+        original_map = original.map
+        targets = targets if targets_lib.is_function(targets) else original.targets
     cascade = parameter_groups(model, variables, images, depth)[::-1]
     stops = list(cascade) if stops is None else list(stops)
     unknown = [s for s in stops if s not in cascade]

@@ -8,24 +8,20 @@ so dropout and batch norm run in inference mode.
     graphdef, state = nnx.split(module)
     grad_cam(graphdef, state, images, layer="blocks/1/conv")
 
-Taps: NNX has no `intercept_methods`, so while a merged copy of the model runs, the `__call__` of
-each submodule class is wrapped (as `nnx.capture(..., method_outputs=...)` does), restored right
-after. The wrapper hands each submodule's output, with its attribute path (`"blocks/1/conv"`), to
-the open `taps.tap` contexts, which record it and may add a perturbation. Only the merged copy's
-submodules are tapped (by identity), and only the outermost call of a submodule (not its
-`super().__call__`).
+Taps: NNX has no `intercept_methods`, so while a merged copy of the model runs, its submodules'
+calls are hooked by `gradcam_jax.call_hooks` and handed, with their attribute paths
+(`"blocks/1/conv"`), to the open `taps.tap` contexts.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 
+import jax
+from flax import errors as flax_errors
 from flax import nnx
 
-# Classes are patched while one merged model runs; the lock keeps two threads tracing at once
-# from restoring each other's wrappers.
-_PATCH_LOCK = threading.RLock()
+from gradcam_jax import call_hooks
 
 
 def is_graphdef(model) -> bool:
@@ -46,49 +42,23 @@ def call(graphdef, state, images, hooks: Sequence[Callable]):
     """Merge `graphdef` and `state`, call the module on `images`, and return what it returns.
 
     Every submodule output is passed through each `hook(path, output) -> output` in order
-    (`taps.Tapped.see`); with no hooks the model runs untouched.
+    (`taps.Tapped.see`); with no hooks the model runs untouched. A module left in training mode
+    (batch statistics updated in the call) is a ValueError saying to call `.eval()`.
     """
     module = nnx.merge(graphdef, state)
-    if not hooks:
-        return module(images)
-    paths = {id(m): "/".join(map(str, path)) for path, m in nnx.iter_modules(module) if path}
-    classes = {type(m) for _, m in nnx.iter_modules(module) if instance_call(type(m)) is not None}
-    running: set[int] = set()  # submodules inside their own call: super().__call__ is not a new output
-
-    def watch(original):
-        def watched(self, *args, **kwargs):
-            key = id(self)
-            if key not in paths or key in running:
-                return original(self, *args, **kwargs)
-            running.add(key)
-            try:
-                out = original(self, *args, **kwargs)
-            finally:
-                running.discard(key)
-            for hook in hooks:
-                out = hook(paths[key], out)
-            return out
-
-        return watched
-
-    with _PATCH_LOCK:
-        originals = {cls: (cls.__dict__.get("__call__"), instance_call(cls)) for cls in classes}
-        try:
-            for cls, (_, resolved) in originals.items():
-                cls.__call__ = watch(resolved)
-            return module(images)
-        finally:
-            for cls, (own, _) in originals.items():
-                if own is None:
-                    del cls.__call__
-                else:
-                    cls.__call__ = own
+    named = [("/".join(map(str, path)), m) for path, m in nnx.iter_modules(module) if path]
+    before = jax.tree.leaves(nnx.state(module))
+    try:
+        with call_hooks.hooked_calls(named, hooks):
+            out = module(images)
+    except flax_errors.TraceContextError as err:
+        raise ValueError(TRAINING_MODE) from err
+    if any(a is not b for a, b in zip(before, jax.tree.leaves(nnx.state(module)))):
+        raise ValueError(TRAINING_MODE)
+    return out
 
 
-def instance_call(cls):
-    """The `__call__` that instances of `cls` run (None if they are not callable), unpatched:
-    `cls.__call__` itself would find the metaclass's for a class without one."""
-    for base in cls.__mro__:
-        if "__call__" in base.__dict__:
-            return base.__dict__["__call__"]
-    return None
+TRAINING_MODE = (
+    "the NNX model updates its state when called (training mode: BatchNorm statistics, dropout); "
+    "call `module.eval()` before `nnx.split(module)`"
+)

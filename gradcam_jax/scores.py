@@ -1,4 +1,4 @@
-"""The class score an explanation explains, and which classes: written once, used by every method."""
+"""Class scores from logits, written once: used by `targets.classes` and `classify`."""
 
 from __future__ import annotations
 
@@ -15,15 +15,3 @@ def class_scores(logits: jax.Array, score: str) -> jax.Array:
     if score == "logit":
         return logits.astype(jnp.float32)
     raise ValueError(f"unknown score {score!r}; choose from {', '.join(SCORES)}")
-
-
-def resolve_targets(targets: jax.Array | None, scores: jax.Array) -> jax.Array:
-    """(B, K) int32 class indices: `targets` as given, or each image's top-1 class if None."""
-    if targets is None:
-        return jnp.argmax(scores, axis=-1)[:, None].astype(jnp.int32)
-    return targets
-
-
-def pick(scores: jax.Array, targets: jax.Array) -> jax.Array:
-    """(B, K) scores of the (B, K) target classes."""
-    return jnp.take_along_axis(scores, targets, axis=1)

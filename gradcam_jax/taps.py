@@ -10,21 +10,37 @@ A layer is named by its Flax path (`"backbone/stage3/block1"`, `"Conv_2"`); MATL
 with `-` for `/` (`"inception_5b-output"`) are accepted too. A submodule called more than once
 is tapped at its first call.
 
-Flax NNX models come as `model, variables = nnx.split(module)` (a hashable `GraphDef`, static
-under jit, and its `State`); `apply_logits` merges them and `gradcam_jax.nnx_support` taps the
-submodules by their attribute path (`"blocks/0/conv"`) with the same `Tapped` object.
+`call_model` is the one place models are called. A model is any of:
+- a linen `Module`: `model.apply(variables, images)`;
+- any function `model(variables, images)`, e.g. `lambda v, x: resnet.apply(v, x, train=False)`:
+  linen submodules called inside it are tapped by their paths as above;
+- an NNX `GraphDef` with its `State` as variables (`nnx.split(module)`; `gradcam_jax.nnx_support`);
+- the static half of an Equinox model with its arrays as variables (`eqx.partition`;
+  `gradcam_jax.equinox_support`).
+NNX and Equinox submodules are tapped by attribute path (`"blocks/0/conv"`) with the same `Tapped`.
+
+Layer outputs are seen in the library's layout, batch first and channels last (B, h, w, C). A
+submodule the model calls under its own `jax.vmap` (one image at a time) is tapped per image and
+its outputs are stacked back into a batch; a channel-first output ((C, h, w) per image, Equinox's
+default) is moved to channels-last, and perturbations are moved back. `channels_first(model)` /
+`channels_last(model)` say which layout a model's layers use (default: last, first for Equinox).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+from jax._src import core as jax_core
+from jax._src.interpreters import batching
 
-from gradcam_jax import nnx_support
+from gradcam_jax import equinox_support, nnx_support
+from gradcam_jax.targets import logits_of
 
 
 class UnknownLayerError(ValueError):
@@ -56,6 +72,8 @@ class Tapped:
                 self._names_at.setdefault(path, []).append(name)
         self.outputs: dict[str, jax.Array] = {}
         self.paths: list[str] = []
+        self.channel_first = False  # set by `call_model` for the model being run
+        self.entry_trace = jax_core.trace_ctx.trace  # vmaps opened later are the model's own
 
     def intercept(self, next_fun, args, kwargs, context):
         """A linen interceptor (`nn.intercept_methods`): taps each submodule's `__call__`."""
@@ -69,17 +87,38 @@ class Tapped:
         if path in self.paths:
             return out  # a shared submodule: only its first call is tapped
         self.paths.append(path)
-        if self.capture_all and isinstance(out, jax.Array):
-            self.outputs[path] = out
-        for name in self._names_at.get(path, ()):
-            if name in self.outputs:
-                continue  # matched by an exact path already
-            if not hasattr(out, "shape"):
-                raise TypeError(f"layer {name!r} outputs {type(out).__name__}, not an array")
-            self.outputs[name] = out
+        # each name once, and only if no exact path matched it already
+        names = [name for name in dict.fromkeys(self._names_at.get(path, ())) if name not in self.outputs]
+        if not (names or (self.capture_all and isinstance(out, jax.Array))):
+            return out
+        if not hasattr(out, "shape"):
+            raise TypeError(f"layer {names[0]!r} outputs {type(out).__name__}, not an array")
+        seen, levels = self.unbatch(out)
+        seen = jnp.moveaxis(seen, 1, -1) if self.channel_first and seen.ndim >= 3 else seen
+        if self.capture_all:
+            self.outputs[path] = seen
+        for name in names:
+            self.outputs[name] = seen
             if name in self.perturb:
-                out = out + self.perturb[name].astype(out.dtype)
+                delta = self.perturb[name].astype(out.dtype)
+                delta = jnp.moveaxis(delta, -1, 1) if self.channel_first and delta.ndim >= 3 else delta
+                out = out + rebatch(delta, levels)
         return out
+
+    def unbatch(self, out) -> tuple[jax.Array, list]:
+        """`out` with the model's own vmaps undone: (full batched array, [(trace, batch dim), ...])."""
+        outer, trace = set(), self.entry_trace
+        while trace is not None:
+            outer.add(id(trace))
+            trace = getattr(trace, "parent_trace", None)
+        levels = []
+        while isinstance(out, batching.BatchTracer) and id(out._trace) not in outer:
+            value, dim = out.val, out.batch_dim
+            if not isinstance(dim, int):  # an output that does not depend on the mapped input
+                value, dim = jnp.broadcast_to(value, (out._trace.axis_data.size, *value.shape)), 0
+            levels.append((out._trace, dim))
+            out = jnp.moveaxis(value, dim, 0)
+        return out, levels
 
     def by_name(self, layers: Iterable[str]) -> dict[str, jax.Array]:
         """`{name: activation}` for `layers`; `UnknownLayerError` for any that was never called."""
@@ -103,6 +142,13 @@ def tap(layers: Iterable[str] | None = (), perturb: Mapping[str, jax.Array] | No
         _open.taps.remove(tapped)
 
 
+def rebatch(value: jax.Array, levels: list) -> jax.Array:
+    """Undo `Tapped.unbatch` for a (B, ...) `value`: the per-image tracer of the model's vmaps."""
+    for trace, dim in reversed(levels):
+        value = batching.BatchTracer(trace, jnp.moveaxis(value, 0, dim), dim)
+    return value
+
+
 class _OpenTaps(threading.local):
     """The `tap` contexts open in this thread, outermost first (per thread, like linen's interceptors)."""
 
@@ -113,20 +159,67 @@ class _OpenTaps(threading.local):
 _open = _OpenTaps()
 
 
-def logits_of(output) -> jax.Array:
-    """A classifier's logits from what its `apply` returned: the output, or its first item."""
-    return output[0] if isinstance(output, (tuple, list)) else output
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """A model whose layer outputs are channel-first (`channels_first`) or -last (`channels_last`)."""
+
+    model: object
+    channel_first: bool
+
+
+def channels_first(model) -> Layout:
+    """`model`, with its layers' outputs read as channel-first: (C, h, w) per image, (B, C, h, w)."""
+    return Layout(model, True)
+
+
+def channels_last(model) -> Layout:
+    """`model`, with its layers' outputs read as channel-last (B, h, w, C): the default but for Equinox."""
+    return Layout(model, False)
+
+
+def unwrap(model):
+    """The model inside a `Layout` wrapper (itself otherwise)."""
+    return model.model if isinstance(model, Layout) else model
+
+
+def check_model(model) -> None:
+    """A clear TypeError, before any tracing, for a model passed in a form that cannot be static
+    under `jit`: an unsplit NNX module, an unpartitioned Equinox model."""
+    model = unwrap(model)
+    nnx_support.check_not_module(model)
+    if equinox_support.is_module(model):
+        equinox_support.check_partitioned(model)
+
+
+def call_model(model, variables, images):
+    """Run `model` (see the module doc for the kinds) on `images` and return what it returns; the one
+    place models are called. Open `tap` contexts see its submodules' outputs."""
+    channel_first = False
+    if isinstance(model, Layout):
+        model, channel_first = model.model, model.channel_first
+    elif equinox_support.is_module(model):
+        channel_first = True
+    for tapped in _open.taps:
+        tapped.channel_first = channel_first
+    hooks = [t.see for t in _open.taps]
+    if nnx_support.is_graphdef(model):
+        return nnx_support.call(model, variables, images, hooks)
+    if equinox_support.is_module(model):
+        return equinox_support.call(model, variables, images, hooks)
+    nnx_support.check_not_module(model)
+    if isinstance(model, nn.Module):
+        return model.apply(variables, images)
+    if callable(model):
+        return model(variables, images)
+    raise TypeError(
+        f"model must be a linen Module, a function (variables, images) -> outputs, an NNX GraphDef "
+        f"(nnx.split) or an Equinox module (eqx.partition); got {type(model).__name__}"
+    )
 
 
 def apply_logits(model, variables, images) -> jax.Array:
-    """Run the classifier `model` and return its logits (B, num_classes); the one place models are called.
-
-    model: a linen Module (`model.apply(variables, images)`), or an NNX `GraphDef` with its `State`
-    as variables (`nnx.split(module)`). Either may return logits or a tuple led by them."""
-    if nnx_support.is_graphdef(model):
-        return logits_of(nnx_support.call(model, variables, images, [t.see for t in _open.taps]))
-    nnx_support.check_not_module(model)
-    return logits_of(model.apply(variables, images))
+    """The logits (B, num_classes) of the classifier `model` (`call_model`, then `targets.logits_of`)."""
+    return logits_of(call_model(model, variables, images))
 
 
 def layer_shapes(model, variables, images) -> dict[str, jax.ShapeDtypeStruct]:
@@ -136,7 +229,7 @@ def layer_shapes(model, variables, images) -> dict[str, jax.ShapeDtypeStruct]:
 
     def run(variables, images):
         with tap(None) as tapped:
-            apply_logits(model, variables, images)
+            call_model(model, variables, images)
         order.extend(tapped.outputs)
         return tapped.outputs
 
@@ -154,7 +247,7 @@ def resolve_layer(model, variables, images, layer: str) -> tuple[str, jax.ShapeD
 
 
 def forward_with_layer(model, variables, images, path: str, delta: jax.Array | None = None):
-    """(logits, activation at `path`), with `delta` added to that activation if given."""
+    """(the model's outputs, activation at `path`), with `delta` added to that activation if given."""
     with tap([path], {path: delta} if delta is not None else None) as tapped:
-        logits = apply_logits(model, variables, images)
-    return logits, tapped.outputs[path]
+        outputs = call_model(model, variables, images)
+    return outputs, tapped.outputs[path]

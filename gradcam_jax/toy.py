@@ -94,22 +94,14 @@ class ToyCNN(nn.Module):
         return nn.Dense(self.num_classes, name="head")(x.mean(axis=(1, 2)))
 
 
-def train(seed: int = 0, steps: int = 400, batch: int = 64, learning_rate: float = 3e-3, model=None):
-    """(model, variables, losses (steps,) float32): `model` (default ToyCNN()) trained with Adam on fresh batches."""
-    model = model or ToyCNN()
-    init_key, data_key = jax.random.split(jax.random.key(seed))
-    params = model.init(init_key, jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1)))["params"]
+def fit(loss_fn, params, data_key, steps: int, learning_rate: float):
+    """(params, losses (steps,) float32): Adam on `loss_fn(params, key)`, a fresh batch per step
+    drawn from `fold_in(data_key, step)`. The one training loop of the toy models."""
     optimizer = optax.adam(learning_rate)
 
     @jax.jit
     def step(params, opt_state, key):
-        images, labels, _ = make_batch(key, batch)
-
-        def loss_fn(params):
-            logits = model.apply({"params": params}, images)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+        loss, grads = jax.value_and_grad(loss_fn)(params, key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -117,7 +109,22 @@ def train(seed: int = 0, steps: int = 400, batch: int = 64, learning_rate: float
     for i in range(steps):
         params, opt_state, loss = step(params, opt_state, jax.random.fold_in(data_key, i))
         losses.append(loss)
-    return model, {"params": params}, jnp.stack(losses)
+    return params, jnp.stack(losses)
+
+
+def train(seed: int = 0, steps: int = 400, batch: int = 64, learning_rate: float = 3e-3, model=None):
+    """(model, variables, losses (steps,) float32): `model` (default ToyCNN()) trained with Adam on fresh batches."""
+    model = model or ToyCNN()
+    init_key, data_key = jax.random.split(jax.random.key(seed))
+    params = model.init(init_key, jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1)))["params"]
+
+    def loss_fn(params, key):
+        images, labels, _ = make_batch(key, batch)
+        logits = model.apply({"params": params}, images)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    params, losses = fit(loss_fn, params, data_key, steps, learning_rate)
+    return model, {"params": params}, losses
 
 
 def peaks(maps: jax.Array) -> jax.Array:

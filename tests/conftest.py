@@ -46,3 +46,11 @@ def cat() -> np.ndarray:
 # the bulldog's head and chest stand in the upper middle; the tabby lies across the bottom.
 DOG_BOX = (0, 140, 55, 170)
 CAT_BOX = (140, 224, 20, 200)
+
+
+@pytest.fixture(scope="session")
+def toy_classifier():
+    """(model, variables, losses): `gradcam_jax.toy`'s CNN trained once per session (seed 0, 400 steps)."""
+    from gradcam_jax import toy
+
+    return toy.train(seed=0, steps=400)  # the script's defaults: ~20 s on the 2-core dev box

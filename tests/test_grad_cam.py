@@ -60,7 +60,7 @@ def test_gradients_at_a_deeper_layer_equal_finite_differences(googlenet, cat_dog
 
     @jax.jit
     def logit(delta):
-        return taps.forward_with_layer(model, variables, cat_dog, "inception_4e/output", delta)[0][0, TIGER_CAT]
+        return taps.forward_with_layer(model, variables, cat_dog, "inception_4e/output", delta)[0][0][0, TIGER_CAT]
 
     grads = np.asarray(result.gradients[0])
     for y, x, c in np.argwhere(np.abs(grads) > 0.5 * np.abs(grads).max())[:4]:

@@ -12,8 +12,8 @@ from gradcam_jax import toy
 
 
 @pytest.fixture(scope="module")
-def trained():
-    return toy.train(seed=0, steps=400)  # the script's defaults: ~20 s on the 2-core dev box
+def trained(toy_classifier):
+    return toy_classifier
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,18 @@
 """What every explanation method shares: its result type, its calling convention, its registry.
 
-A method is written as `impl(model, variables, images, targets, *, options...)` on checked inputs,
-with `targets` (B, K) int32 or None (top-1), and returns an `Explanation` with a K axis.
-`@register(name)` turns it into the public function: inputs checked (a clear ValueError), jitted
-once per input shape with the model and the keyword options static, and the K axis dropped again
-when `targets` was (B,) or None.
+A method is written as `impl(model, variables, images, target, *, options...)` on checked inputs,
+where `target` is a function of the model's outputs giving (B,) or (B, K) scores
+(`gradcam_jax.targets`), and returns an `Explanation` with a K axis whose `targets` field holds
+the target it explained (top-1 classes resolved). `@register(name, score=...)` turns it into the
+public function `method(model, variables, images, targets=None, *, score=..., **options)`:
+
+- `targets` may be class indices (B,) or (B, K), None (top-1), or any target function; indices
+  become `targets.classes(indices, score)`, with the method's default `score` unless one is given;
+  `score` with a target function is an error (the function is the score);
+- inputs are checked (a clear ValueError before any tracing; NaN/Inf inside the compiled program);
+- the core is jitted once per input shape, with the model and the keyword options static;
+- the K axis is dropped where the target gives (B,) scores (one class per image, top-1, a
+  function returning (B,)), and `Explanation.targets` becomes the class indices (None for a function).
 """
 
 from __future__ import annotations
@@ -15,20 +23,24 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
-from gradcam_jax.inputs import check_images, check_targets
+from gradcam_jax import taps
+from gradcam_jax import targets as targets_lib
+from gradcam_jax.inputs import check_images
 
 DEFAULT_LAYER = "inception_5b-output"
 
 
 class Explanation(NamedTuple):
     """map: (B, H, W) or (B, K, H, W) float32 in [0, 1] at the input resolution.
-    scores: (B,) or (B, K) float32, the class scores explained. targets: the same shape, int32.
-    activations: (B, h, w, C) at the layer, and gradients: (B, [K,] h, w, C), where the method has them."""
+    scores: (B,) or (B, K) float32, the scores explained. targets: the class indices, the same
+    shape, int32 (None for a target function). activations: (B, h, w, C) at the layer, and
+    gradients: (B, [K,] h, w, C), where the method has them."""
 
     map: jax.Array
     scores: jax.Array
-    targets: jax.Array
+    targets: jax.Array | None
     activations: jax.Array | None = None
     gradients: jax.Array | None = None
 
@@ -44,22 +56,65 @@ def drop_k(result: Explanation) -> Explanation:
     )
 
 
-def register(name: str):
-    """Decorator: publish `impl` as a checked, jitted explanation method under `name`."""
+def gives_one_score(model, variables, images, target) -> bool:
+    """Whether `target` gives (B,) scores rather than (B, K); decided at trace time."""
+    if isinstance(target, targets_lib.Classes):
+        return target.indices is None or target.indices.ndim == 1
+    shape = jax.eval_shape(lambda t, v, x: t(taps.call_model(model, v, x)), target, variables, images)
+    return len(getattr(shape, "shape", ())) == 1
+
+
+def publish(impl, model, variables, images, target, **options) -> tuple[Explanation, jax.Array]:
+    """The jitted core: `impl`, then the K axis and the targets field as the user asked; and
+    whether every pixel was finite (checked in the same program, so no extra pass or sync)."""
+    result = impl(model, variables, images, target, **options)
+    explained = result.targets
+    indices = explained.indices.reshape(images.shape[0], -1) if isinstance(explained, targets_lib.Classes) else None
+    result = result._replace(targets=indices)
+    if gives_one_score(model, variables, images, target):
+        result = drop_k(result)
+    return result, jnp.isfinite(images).all()
+
+
+def register(name: str, score: str | None = "logit"):
+    """Decorator: publish `impl` as a checked, jitted explanation method under `name`. `score` is
+    the default class score of its class targets ("softmax" or "logit"); None for a method that
+    has no choice (CAM: logits), which then refuses a `score` option."""
 
     def decorate(impl):
         static = [p.name for p in inspect.signature(impl).parameters.values() if p.kind is p.KEYWORD_ONLY]
-        jitted = jax.jit(impl, static_argnames=("model", *static))
+        jitted = jax.jit(functools.partial(publish, impl), static_argnames=("model", *static))
 
         @functools.wraps(impl)
         def method(model, variables, images, targets=None, **options) -> Explanation:
-            images = check_images(images)
-            targets, implicit_k = check_targets(targets, images.shape[0], getattr(model, "num_classes", None))
-            result = jitted(model, variables, images, targets, **options)
-            return drop_k(result) if implicit_k else result
+            taps.check_model(model)
+            images = check_images(images, values=False)
+            target = resolve_target(name, score, model, images, targets, options.pop("score", None))
+            result, finite = jitted(model, variables, images, target, **options)
+            if not bool(finite):
+                raise ValueError("images contain NaN or Inf values; expected finite pixel values")
+            return result
 
         method.jitted = jitted  # the compiled core, e.g. for `method.jitted._cache_size()`
+        method.impl = impl  # the K-axis core, to call inside another method's trace
+        method.default_score = score
         METHODS[name] = method
         return method
 
     return decorate
+
+
+def resolve_target(name: str, default_score: str | None, model, images, targets, score: str | None):
+    """The target object for `targets` (see the module doc); ValueError/TypeError for a `score`
+    that does not apply."""
+    if score is not None and default_score is None:
+        raise TypeError(f"{name} has no score option: it explains logits")
+    if targets_lib.is_function(targets):
+        if isinstance(targets, targets_lib.Classes):
+            if score is not None and score != targets.score:
+                raise ValueError(f"score={score!r} conflicts with the target's own score {targets.score!r}")
+        elif score is not None:
+            raise ValueError("score applies to class targets; a target function is its own score")
+    return targets_lib.as_target(
+        targets, images.shape[0], score or default_score or "logit", getattr(taps.unwrap(model), "num_classes", None)
+    )

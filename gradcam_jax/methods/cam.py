@@ -26,7 +26,7 @@ from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
 from gradcam_jax.methods.common import weighted_sum
 
 
-@register("cam")
+@register("cam", score=None)
 def cam(
     model, variables, images, targets=None, *, layer: str = DEFAULT_LAYER, relu: bool = False, reshape: Callable | None = None
 ) -> Explanation:
@@ -35,7 +35,7 @@ def cam(
     Returns an `Explanation` (map (B, [K,] H, W) float32 in [0, 1]; scores are logits) with the
     layer's activations and the gradients whose spatial sums are the head's class weights.
     """
-    g = layer_gradients(model, variables, images, targets, layer=layer, score="logit", reshape=reshape)
+    g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
     weights = g.gradients.sum(axis=(2, 3))  # (B, K, C) = W[:, class] for a GAP + linear head
     raw = weighted_sum(g.activations, weights)
-    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.targets, g.activations, g.gradients)
+    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.target, g.activations, g.gradients)

@@ -11,9 +11,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax import scores as scores_lib
 from gradcam_jax import taps
 from gradcam_jax.googlenet import CAFFE_BGR_MEAN
+from gradcam_jax.gradients import column_cotangents, resolved_scores
 
 # The ILSVRC-2012 mean pixel in RGB order: the pixel the BVLC GoogLeNet sees as zero (MATLAB's
 # `occlusionSensitivity` MaskValue "auto"; RISE's zero substrate; Score-CAM's zero input).
@@ -36,42 +36,36 @@ def fill_value(value, channels: int) -> jax.Array:
     return jnp.broadcast_to(jnp.asarray(value, jnp.float32), (channels,))
 
 
-def target_scores(model, variables, images, targets, score: str) -> tuple[jax.Array, jax.Array]:
-    """((B, K) `score` of the (B, K) `targets`, targets) for (B, H, W, C) `images`: one forward pass.
-    targets None: each image's top-1 class (K = 1)."""
-    every = scores_lib.class_scores(taps.apply_logits(model, variables, images), score)
-    targets = scores_lib.resolve_targets(targets, every)
-    return scores_lib.pick(every, targets), targets
+def target_scores(model, variables, images, target) -> tuple[jax.Array, Callable]:
+    """((B, K) float32 scores of `target` for (B, H, W, C) `images`, the target with top-1
+    classes resolved): one forward pass."""
+    return resolved_scores(target, taps.call_model(model, variables, images), images.shape[0])
 
 
-def perturbed_scores(model, variables, perturb: Callable, xs, targets, score: str, batch_size: int) -> jax.Array:
-    """(P, B, K) scores of `perturb(x)` (a (B, H, W, C) batch) for each of the P leading entries of
-    `xs`. `batch_size` perturbations are vmapped into one forward pass of batch_size * B images and
-    `lax.map` walks the chunks, so memory stays bounded whatever P is and no Python loop runs."""
-    return jax.lax.map(
-        lambda x: target_scores(model, variables, perturb(x), targets, score)[0], xs, batch_size=batch_size
-    )
+def perturbed_scores(model, variables, perturb: Callable, xs, target, batch_size: int) -> jax.Array:
+    """(P, B, K) scores of `target` (resolved) for `perturb(x)` (a (B, H, W, C) batch) for each of
+    the P leading entries of `xs`. `batch_size` perturbations are vmapped into one forward pass of
+    batch_size * B images and `lax.map` walks the chunks, so memory stays bounded whatever P is and
+    no Python loop runs."""
+    return jax.lax.map(lambda x: target_scores(model, variables, perturb(x), target)[0], xs, batch_size=batch_size)
 
 
 class InputGradients(NamedTuple):
-    gradients: jax.Array  # (B, K, H, W, C) float32: d score[b, targets[b, k]] / d images[b]
+    gradients: jax.Array  # (B, K, H, W, C) float32: d score[b, k] / d images[b]
     scores: jax.Array  # (B, K) float32
-    targets: jax.Array  # (B, K) int32
+    target: Callable  # the target, top-1 classes resolved
 
 
-def input_gradients(model, variables, images, targets, score: str) -> InputGradients:
-    """Gradients of the `score` of each target class with respect to the input pixels: one forward
-    pass and one vmapped backward pass per target, as `gradients.layer_gradients` does at a layer.
-    targets: (B, K) int32, or None for each image's top-1 class."""
+def input_gradients(model, variables, images, target) -> InputGradients:
+    """Gradients of each of the K columns of `target` with respect to the input pixels: one forward
+    pass and one vmapped backward pass per column, as `gradients.layer_gradients` does at a layer."""
 
     def every_score(x):
-        return scores_lib.class_scores(taps.apply_logits(model, variables, x), score)
+        return target_scores(model, variables, x, target)
 
-    scores, vjp = jax.vjp(every_score, images)
-    targets = scores_lib.resolve_targets(targets, scores)
-    cotangents = jax.nn.one_hot(targets, scores.shape[-1], dtype=scores.dtype)
-    (gradients,) = jax.vmap(vjp, in_axes=1, out_axes=1)(cotangents)
-    return InputGradients(gradients.astype(jnp.float32), scores_lib.pick(scores, targets), targets)
+    scores, vjp, resolved = jax.vjp(every_score, images, has_aux=True)
+    (gradients,) = jax.vmap(vjp, out_axes=1)(column_cotangents(scores))
+    return InputGradients(gradients.astype(jnp.float32), scores, resolved)
 
 
 def reduce_channels(pixels: jax.Array, how: str) -> jax.Array:

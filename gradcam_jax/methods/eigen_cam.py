@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from gradcam_jax import maps, taps
-from gradcam_jax import scores as scores_lib
+from gradcam_jax.gradients import resolved_scores
 from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
 
 
@@ -34,7 +34,7 @@ def principal_projection(activations: jax.Array) -> jax.Array:
     return jnp.where(flip[:, None], -projection, projection).reshape(b, h, w)
 
 
-@register("eigen_cam")
+@register("eigen_cam", score="logit")
 def eigen_cam(
     model,
     variables,
@@ -42,19 +42,16 @@ def eigen_cam(
     targets=None,
     *,
     layer: str = DEFAULT_LAYER,
-    score: str = "logit",
     relu: bool = True,
     reshape: Callable | None = None,
 ) -> Explanation:
     """Eigen-CAM maps at `layer`, repeated for each of `targets` (B,) or (B, K) (None: top-1).
     Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1] and the activations."""
     path, _ = taps.resolve_layer(model, variables, images, layer)
-    logits, activations = taps.forward_with_layer(model, variables, images, path)
+    outputs, activations = taps.forward_with_layer(model, variables, images, path)
     if reshape is not None:
         activations = reshape(activations)
-    every_score = scores_lib.class_scores(logits, score)
-    targets = scores_lib.resolve_targets(targets, every_score)
+    explained, target = resolved_scores(targets, outputs, images.shape[0])  # (B, K)
     raw = principal_projection(activations)[:, None]  # (B, 1, h, w)
-    raw = jnp.broadcast_to(raw, (raw.shape[0], targets.shape[1], *raw.shape[2:]))
-    explained = scores_lib.pick(every_score, targets)
-    return Explanation(maps.finish(raw, images.shape[1:3], relu), explained, targets, activations)
+    raw = jnp.broadcast_to(raw, (raw.shape[0], explained.shape[1], *raw.shape[2:]))
+    return Explanation(maps.finish(raw, images.shape[1:3], relu), explained, target, activations)

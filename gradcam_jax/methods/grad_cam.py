@@ -23,7 +23,7 @@ from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
 from gradcam_jax.methods.common import weighted_sum
 
 
-@register("grad_cam")
+@register("grad_cam", score="softmax")
 def grad_cam(
     model,
     variables,
@@ -31,16 +31,16 @@ def grad_cam(
     targets=None,
     *,
     layer: str = DEFAULT_LAYER,
-    score: str = "softmax",
     relu: bool = False,
     reshape: Callable | None = None,
 ) -> Explanation:
-    """Grad-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
+    """Grad-CAM maps of `targets` at `layer`; see the module doc. Class targets (B,) or (B, K) (None:
+    top-1) are scored by `score="softmax"` (default, MATLAB) or "logit"; any target function works too.
 
     images: float (B, H, W, C) as the model takes them. Returns an `Explanation` whose map is
     (B, H, W) or (B, K, H, W) float32 in [0, 1], with the layer's activations and gradients.
     `reshape` turns a non-grid layer output into (B, h, w, C) (see `gradients.layer_gradients`).
     """
-    g = layer_gradients(model, variables, images, targets, layer=layer, score=score, reshape=reshape)
+    g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
     raw = weighted_sum(g.activations, g.gradients.mean(axis=(2, 3)))  # alpha: (B, K, C)
-    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.targets, g.activations, g.gradients)
+    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.target, g.activations, g.gradients)

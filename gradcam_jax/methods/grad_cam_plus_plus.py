@@ -23,7 +23,7 @@ from gradcam_jax.methods.common import weighted_sum
 EPS = 1e-7  # keeps a from 0/0 where the denominator vanishes
 
 
-@register("grad_cam_plus_plus")
+@register("grad_cam_plus_plus", score="logit")
 def grad_cam_plus_plus(
     model,
     variables,
@@ -31,13 +31,12 @@ def grad_cam_plus_plus(
     targets=None,
     *,
     layer: str = DEFAULT_LAYER,
-    score: str = "logit",
     relu: bool = True,
     reshape: Callable | None = None,
 ) -> Explanation:
     """Grad-CAM++ maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
     Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1], activations and gradients."""
-    g = layer_gradients(model, variables, images, targets, layer=layer, score=score, reshape=reshape)
+    g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
     grads = g.gradients.astype(jnp.float32)  # (B, K, h, w, C)
     acts = g.activations.astype(jnp.float32)[:, None]  # (B, 1, h, w, C)
     g2 = grads**2
@@ -45,4 +44,4 @@ def grad_cam_plus_plus(
     alpha = jnp.where(grads != 0, g2 / (denominator + EPS), 0.0)
     weights = (alpha * jnp.maximum(grads, 0)).sum(axis=(2, 3))  # (B, K, C)
     raw = weighted_sum(g.activations, weights)
-    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.targets, g.activations, g.gradients)
+    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.target, g.activations, g.gradients)

@@ -82,10 +82,10 @@ def guided_relus() -> Iterator[list]:
             home.relu = original
 
 
-def guided_input_gradients(model, variables, images, targets, score: str) -> InputGradients:
+def guided_input_gradients(model, variables, images, target) -> InputGradients:
     """`common.input_gradients` with guided ReLUs; ValueError if the model called no swappable ReLU."""
     with guided_relus() as calls:
-        result = input_gradients(model, variables, images, targets, score)
+        result = input_gradients(model, variables, images, target)
     if not calls:
         raise ValueError(
             "guided backpropagation found no ReLU to guide: the model must call jax.nn.relu or "
@@ -94,9 +94,9 @@ def guided_input_gradients(model, variables, images, targets, score: str) -> Inp
     return result
 
 
-@register("guided_backprop")
-def guided_backprop(model, variables, images, targets=None, *, score: str = "logit", reduce: str = "abs_max") -> Explanation:
+@register("guided_backprop", score="logit")
+def guided_backprop(model, variables, images, targets=None, *, reduce: str = "abs_max") -> Explanation:
     """Guided-backpropagation maps of `targets` (B,) or (B, K) (None: top-1) at input resolution.
     Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1] and the guided gradients."""
-    g = guided_input_gradients(model, variables, images, targets, score)
-    return Explanation(maps.rescale(reduce_channels(g.gradients, reduce)), g.scores, g.targets, None, g.gradients)
+    g = guided_input_gradients(model, variables, images, targets)
+    return Explanation(maps.rescale(reduce_channels(g.gradients, reduce)), g.scores, g.target, None, g.gradients)

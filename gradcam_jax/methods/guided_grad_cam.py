@@ -19,7 +19,7 @@ from gradcam_jax.methods.grad_cam import grad_cam
 from gradcam_jax.methods.guided_backprop import guided_input_gradients
 
 
-@register("guided_grad_cam")
+@register("guided_grad_cam", score="logit")
 def guided_grad_cam(
     model,
     variables,
@@ -27,7 +27,6 @@ def guided_grad_cam(
     targets=None,
     *,
     layer: str = DEFAULT_LAYER,
-    score: str = "logit",
     relu: bool = True,
     reshape: Callable | None = None,
     reduce: str = "abs_max",
@@ -35,8 +34,8 @@ def guided_grad_cam(
     """Guided Grad-CAM maps of `targets` (B,) or (B, K) (None: top-1); see the module doc. Returns
     an `Explanation` with map (B, [K,] H, W) float32 in [0, 1], the layer's activations and the
     guided gradients (B, [K,] H, W, C) at the input."""
-    guided = guided_input_gradients(model, variables, images, targets, score)
+    guided = guided_input_gradients(model, variables, images, targets)
     # Called outside the guided context, so Grad-CAM's own gradients are plain ones.
-    coarse = grad_cam.jitted(model, variables, images, guided.targets, layer=layer, score=score, relu=relu, reshape=reshape)
+    coarse = grad_cam.impl(model, variables, images, guided.target, layer=layer, relu=relu, reshape=reshape)
     fine = reduce_channels(guided.gradients * coarse.map[..., None], reduce)
-    return Explanation(maps.rescale(fine), guided.scores, guided.targets, coarse.activations, guided.gradients)
+    return Explanation(maps.rescale(fine), guided.scores, guided.target, coarse.activations, guided.gradients)

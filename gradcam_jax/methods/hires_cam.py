@@ -18,7 +18,7 @@ from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
 from gradcam_jax.methods.common import weighted_sum
 
 
-@register("hires_cam")
+@register("hires_cam", score="logit")
 def hires_cam(
     model,
     variables,
@@ -26,12 +26,11 @@ def hires_cam(
     targets=None,
     *,
     layer: str = DEFAULT_LAYER,
-    score: str = "logit",
     relu: bool = True,
     reshape: Callable | None = None,
 ) -> Explanation:
     """HiResCAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
     Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1], activations and gradients."""
-    g = layer_gradients(model, variables, images, targets, layer=layer, score=score, reshape=reshape)
+    g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
     raw = weighted_sum(g.activations, g.gradients)
-    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.targets, g.activations, g.gradients)
+    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.target, g.activations, g.gradients)

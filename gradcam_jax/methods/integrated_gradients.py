@@ -21,14 +21,13 @@ from gradcam_jax.methods.base import Explanation, register
 from gradcam_jax.methods.common import fill_value, input_gradients, reduce_channels, target_scores
 
 
-@register("integrated_gradients")
+@register("integrated_gradients", score="logit")
 def integrated_gradients(
     model,
     variables,
     images,
     targets=None,
     *,
-    score: str = "logit",
     baseline="black",
     steps: int = 32,
     reduce: str = "abs_sum",
@@ -37,13 +36,13 @@ def integrated_gradients(
     """Integrated-gradients maps of `targets` (B,) or (B, K) (None: top-1) at input resolution;
     see the module doc. Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1]."""
     images = images.astype(jnp.float32)
-    scores, targets = target_scores(model, variables, images, targets, score)  # targets of x, not of the path
+    scores, target = target_scores(model, variables, images, targets)  # top-1 of x, not of the path
     start = fill_value(baseline, images.shape[-1])
     alphas = (jnp.arange(steps, dtype=jnp.float32) + 0.5) / steps
 
     def gradient_at(alpha):
-        return input_gradients(model, variables, start + alpha * (images - start), targets, score).gradients
+        return input_gradients(model, variables, start + alpha * (images - start), target).gradients
 
     path_mean = jax.lax.map(gradient_at, alphas, batch_size=batch_size).mean(axis=0)  # (B, K, H, W, C)
     attributions = (images - start)[:, None] * path_mean
-    return Explanation(maps.rescale(reduce_channels(attributions, reduce)), scores, targets, None, path_mean)
+    return Explanation(maps.rescale(reduce_channels(attributions, reduce)), scores, target, None, path_mean)

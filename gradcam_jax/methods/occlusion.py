@@ -99,7 +99,7 @@ def interpolation_matrix(size: int, n: int, first: int, mask: int, step: int, me
     return weights.astype(np.float32)
 
 
-@register("occlusion")
+@register("occlusion", score="softmax")
 def occlusion(
     model,
     variables,
@@ -111,7 +111,6 @@ def occlusion(
     mask_value="mean",
     clipping: bool = True,
     upsampling: str = "bicubic",
-    score: str = "softmax",
     relu: bool = False,
     batch_size: int = 16,
 ) -> Explanation:
@@ -130,8 +129,8 @@ def occlusion(
         inside = (rows >= start[0]) & (rows < start[0] + mh) & (cols >= start[1]) & (cols < start[1] + mw)
         return jnp.where(inside[None, :, :, None], value, images)
 
-    clean, targets = target_scores(model, variables, images, targets, score)  # (B, K) each
-    drops = clean - perturbed_scores(model, variables, occluded, starts, targets, score, batch_size)  # (P, B, K)
+    clean, target = target_scores(model, variables, images, targets)  # (B, K), top-1 resolved
+    drops = clean - perturbed_scores(model, variables, occluded, starts, target, batch_size)  # (P, B, K)
     raw = jnp.moveaxis(drops, 0, -1).reshape(*clean.shape, *grid.shape)  # (B, K, ny, nx)
     rows_of, cols_of = (
         interpolation_matrix(n, g, f, m, s, upsampling)
@@ -139,4 +138,4 @@ def occlusion(
     )
     grid_map = maps.rescale(jax.nn.relu(raw) if relu else raw)
     result = jnp.clip(jnp.einsum("yi,bkij,xj->bkyx", rows_of, grid_map, cols_of), 0.0, 1.0)  # cubic overshoots
-    return Explanation(result, clean, targets)
+    return Explanation(result, clean, target)

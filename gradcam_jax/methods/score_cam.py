@@ -22,12 +22,12 @@ import jax
 import jax.numpy as jnp
 
 from gradcam_jax import maps, taps
-from gradcam_jax import scores as scores_lib
+from gradcam_jax.gradients import resolved_scores
 from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
 from gradcam_jax.methods.common import fill_value, perturbed_scores, weighted_sum
 
 
-@register("score_cam")
+@register("score_cam", score="softmax")
 def score_cam(
     model,
     variables,
@@ -35,7 +35,6 @@ def score_cam(
     targets=None,
     *,
     layer: str = DEFAULT_LAYER,
-    score: str = "softmax",
     relu: bool = True,
     reshape: Callable | None = None,
     fill="mean",
@@ -44,11 +43,10 @@ def score_cam(
     """Score-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
     Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1] and the activations."""
     path, _ = taps.resolve_layer(model, variables, images, layer)
-    logits, activations = taps.forward_with_layer(model, variables, images, path)
+    outputs, activations = taps.forward_with_layer(model, variables, images, path)
     if reshape is not None:
         activations = reshape(activations)
-    every_score = scores_lib.class_scores(logits, score)
-    targets = scores_lib.resolve_targets(targets, every_score)
+    explained, target = resolved_scores(targets, outputs, images.shape[0])  # (B, K)
     images = images.astype(jnp.float32)
     background = fill_value(fill, images.shape[-1])
     size = images.shape[1:3]
@@ -59,7 +57,6 @@ def score_cam(
         return background + mask[..., None] * (images - background)
 
     channels = jnp.arange(activations.shape[-1])
-    weights = perturbed_scores(model, variables, masked, channels, targets, score, batch_size)  # (C, B, K)
+    weights = perturbed_scores(model, variables, masked, channels, target, batch_size)  # (C, B, K)
     raw = weighted_sum(activations, jnp.moveaxis(weights, 0, -1))
-    explained = scores_lib.pick(every_score, targets)
-    return Explanation(maps.finish(raw, images.shape[1:3], relu), explained, targets, activations)
+    return Explanation(maps.finish(raw, images.shape[1:3], relu), explained, target, activations)

@@ -19,14 +19,13 @@ from gradcam_jax.methods.base import Explanation, register
 from gradcam_jax.methods.common import input_gradients, reduce_channels, target_scores
 
 
-@register("smoothgrad")
+@register("smoothgrad", score="logit")
 def smoothgrad(
     model,
     variables,
     images,
     targets=None,
     *,
-    score: str = "logit",
     samples: int = 16,
     noise: float = 0.15,
     seed: int = 0,
@@ -36,13 +35,13 @@ def smoothgrad(
     """SmoothGrad maps of `targets` (B,) or (B, K) (None: top-1) at input resolution; see the
     module doc. Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1]."""
     images = images.astype(jnp.float32)
-    scores, targets = target_scores(model, variables, images, targets, score)  # targets of the clean image
+    scores, target = target_scores(model, variables, images, targets)  # top-1 of the clean image
     sigma = noise * (images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3)))  # (B,)
     key = jax.random.key(seed)
 
     def gradient_at(i):
         e = jax.random.normal(jax.random.fold_in(key, i), images.shape) * sigma[:, None, None, None]
-        return input_gradients(model, variables, images + e, targets, score).gradients
+        return input_gradients(model, variables, images + e, target).gradients
 
     mean = jax.lax.map(gradient_at, jnp.arange(samples), batch_size=batch_size).mean(axis=0)  # (B, K, H, W, C)
-    return Explanation(maps.rescale(reduce_channels(mean, reduce)), scores, targets, None, mean)
+    return Explanation(maps.rescale(reduce_channels(mean, reduce)), scores, target, None, mean)

@@ -22,7 +22,7 @@ from gradcam_jax.methods.common import weighted_sum
 EPS = 1e-7  # a channel that is zero everywhere gets weight 0, not 0/0
 
 
-@register("xgrad_cam")
+@register("xgrad_cam", score="logit")
 def xgrad_cam(
     model,
     variables,
@@ -30,14 +30,13 @@ def xgrad_cam(
     targets=None,
     *,
     layer: str = DEFAULT_LAYER,
-    score: str = "logit",
     relu: bool = True,
     reshape: Callable | None = None,
 ) -> Explanation:
     """XGrad-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
     Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1], activations and gradients."""
-    g = layer_gradients(model, variables, images, targets, layer=layer, score=score, reshape=reshape)
+    g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
     acts = g.activations.astype(jnp.float32)[:, None]  # (B, 1, h, w, C)
     weights = (acts * g.gradients).sum(axis=(2, 3)) / (acts.sum(axis=(2, 3)) + EPS)  # (B, K, C)
     raw = weighted_sum(g.activations, weights)
-    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.targets, g.activations, g.gradients)
+    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.target, g.activations, g.gradients)
