@@ -21,9 +21,11 @@ def check_images(images, values: bool = True) -> jax.Array:
     if images.ndim != 4:
         raise ValueError(f"images must be a batch (B, H, W, C); got shape {tuple(images.shape)}")
     if jnp.issubdtype(images.dtype, jnp.integer) or images.dtype == jnp.bool_:
-        images = jnp.asarray(images, jnp.float32)
+        images = images.astype(jnp.float32)
     elif not jnp.issubdtype(images.dtype, jnp.floating):
         raise ValueError(f"images must be float (RGB 0..255) or uint8; got dtype {images.dtype}")
-    if values and is_concrete(images) and not bool(jnp.isfinite(images).all()):
+    # numpy, not jnp: inside the caller's `jit` a jnp op on a concrete array would be traced too
+    if values and is_concrete(images) and not np.isfinite(np.asarray(images)).all():
         raise ValueError("images contain NaN or Inf values; expected finite pixel values")
-    return jnp.asarray(images)
+    # numpy and device arrays go to `jit` as they are: no eager copy per call
+    return images if isinstance(images, (jax.Array, np.ndarray)) else jnp.asarray(images)

@@ -115,12 +115,13 @@ def classes(indices=None, score: str = "softmax") -> Classes:
     """Target: the `score` ("softmax" probability or "logit") of class `indices`: (B,) one class
     per image -> scores (B,); (B, K) K classes per image -> (B, K); None -> each image's top-1."""
     if indices is not None:
-        indices = jnp.asarray(indices)
+        # host indices stay numpy (jit moves them with the call: no eager device op per call)
+        indices = indices if isinstance(indices, jax.Array) else np.asarray(indices)
         if not jnp.issubdtype(indices.dtype, jnp.integer):
             raise ValueError(f"targets must be integer class indices; got dtype {indices.dtype}")
         if indices.ndim not in (1, 2):
             raise ValueError(f"class targets must have shape (B,) or (B, K); got {tuple(indices.shape)}")
-        indices = indices.astype(jnp.int32)
+        indices = indices if indices.dtype == np.int32 else indices.astype(np.int32)
     return Classes(indices, score)
 
 
