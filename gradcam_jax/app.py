@@ -285,12 +285,13 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
                 layer = gr.Dropdown(explorer.layer_choices(), value=explorer.default_layer, label="layer (output shape)",
                                     allow_custom_value=True, elem_id="layer")
                 with gr.Row():
-                    score = gr.Radio(list(SCORES), value="softmax", label="score")
-                    relu = gr.Checkbox(False, label="ReLU (the paper's Grad-CAM: logit + ReLU)")
+                    score = gr.Radio(list(SCORES), value="softmax", label="score", elem_id="score")
+                    relu = gr.Checkbox(False, label="ReLU (the paper's Grad-CAM: logit + ReLU)", elem_id="relu")
                 alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="opacity")
             with gr.Column(scale=2):
                 with gr.Tab("Explain"):
-                    shown = gr.Image(label="map over the photo", format="png", interactive=False, elem_id="overlay")
+                    shown = gr.Image(label="map over the photo", format="png", interactive=False, elem_id="overlay",
+                                     buttons=["download", "fullscreen"])
                     caption = gr.Markdown(elem_id="caption")
                     downloads = gr.File(label="download: overlay PNG and map .npy", file_count="multiple",
                                         interactive=False, elem_id="downloads")
@@ -305,8 +306,9 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
                 with gr.Tab("Live"):
                     with gr.Row():
                         camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="camera",
-                                          elem_id="camera")
-                        painted = gr.Image(label="map over each frame", format="jpeg", elem_id="live")
+                                          webcam_options=gr.WebcamOptions(mirror=False), elem_id="camera")
+                        painted = gr.Image(label="map over each frame", format="jpeg", elem_id="live",
+                                           buttons=["fullscreen"])
                     live_text = gr.Markdown(elem_id="live-text")
                     rate = gr.State(None)
 
