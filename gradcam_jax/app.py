@@ -21,6 +21,7 @@ import contextlib
 import html
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -235,18 +236,17 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
         panels = explorer.explain(photo, classes, method, **options(method, layer, score, relu, alpha))
         return [(p.overlay, p.caption) for p in panels]
 
-    @checked
-    def compare_methods(photo, picked, typed, methods, layer, score, relu, alpha, progress=gr.Progress()):
+    def compare_methods(photo, picked, typed, methods, layer, score, relu, alpha):
+        """Shows each method's panel as it is done; a Cancel stops before the next method."""
         if not photo:
-            return []
+            yield []
+            return
         if not methods:
-            raise ValueError("choose at least one method to compare")
-        panels = []
-        for i, method in enumerate(methods):  # one at a time: a Cancel lands between methods
-            progress(i / len(methods), desc=method)
-            panels += explorer.compare_methods(photo, chosen_class(picked, typed), [method],
-                                               **options(method, layer, score, relu, alpha))
-        return [(p.overlay, p.caption) for p in panels]
+            raise gr.Error("error: choose at least one method to compare", print_exception=False)
+        target, panels = checked(chosen_class)(picked, typed), []
+        for method in methods:
+            panels += checked(explorer.compare_methods)(photo, target, [method], **options(method, layer, score, relu, alpha))
+            yield [(p.overlay, p.caption) for p in panels]
 
     @checked
     def check_live(typed, method, layer, score, relu, alpha):
@@ -358,6 +358,26 @@ def private_folder() -> Iterator[Path]:
         else:
             os.environ["GRADIO_TEMP_DIR"] = previous
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serve(model, variables, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
+    """The app over (model, variables), served in the background of this process while the
+    context is open (on a free port if `port` is None); yields its URL. For tests and benchmarks."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    with private_folder() as folder:
+        demo = build_app(Explorer(model, variables), folder)
+        _, url, _ = launch(demo, host, port or free_port(host), block=False)
+        try:
+            yield url.rstrip("/")
+        finally:
+            demo.close()
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def run_app(args) -> int:

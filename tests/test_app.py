@@ -4,6 +4,7 @@ against an app this module starts on a free local port."""
 from __future__ import annotations
 
 import html
+import re
 import urllib.error
 import urllib.request
 
@@ -14,7 +15,7 @@ from PIL import Image
 import gradcam_jax as gj
 from gradcam_jax import cli
 from gradcam_jax import images as images_lib
-from tests.app_server import serve
+from tests.app_server import app_url  # noqa: F401  (a fixture)
 from tests.conftest import PHOTOS
 from tests.test_reliability import png_header_only
 
@@ -25,12 +26,6 @@ from gradio_client.exceptions import AppError  # noqa: E402
 CAT_DOG = PHOTOS / "cat_dog.jpg"
 BULL_MASTIFF, TIGER_CAT = 243, 282
 DEFAULTS = dict(layer="inception_5b/output", score="softmax", relu=False, alpha=0.5)
-
-
-@pytest.fixture(scope="module")
-def app_url(googlenet):
-    with serve(*googlenet) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +46,10 @@ def by_suffix(downloads: list[str]) -> tuple[str, str]:
 
 
 def expected_overlays(model, variables, method, targets, **options):
-    """The pictures the Python API draws for `targets` (one call): each map over the original photo."""
+    """The pictures the Python API draws for `targets` (one call): each map over the original photo.
+    `options` as the page sends them (DEFAULTS unless given), passed on as the CLI passes them."""
     x = gj.load_image(CAT_DOG)[None].astype(np.float32)
+    options = cli.method_options(gj.METHODS[method], cli.argparse.Namespace(**{**DEFAULTS, **options}))
     maps = np.asarray(gj.METHODS[method](model, variables, x, np.array([targets], np.int32), **options).map[0])
     return [(m, gj.overlay(np.asarray(images_lib.read_image(CAT_DOG)), m)) for m in maps]
 
@@ -70,14 +67,13 @@ def test_classify_gives_the_top5_of_the_python_api(client, googlenet, cat_dog):
     "method, options",
     [
         ("grad_cam", dict(score="softmax", relu=False)),  # gradients at a layer
-        ("occlusion", dict(score="logit")),  # forward passes only
+        ("eigen_cam", dict(score="logit")),  # a forward pass only
         ("guided_backprop", dict(score="logit")),  # input gradients, no layer
     ],
 )
 def test_explain_shows_and_downloads_what_the_python_api_computes(client, googlenet, method, options):
     shown, caption, downloads = explain(client, CAT_DOG, "bull mastiff", method, **options)
-    api_options = cli.method_options(gj.METHODS[method], cli.argparse.Namespace(**{**DEFAULTS, **options}))
-    ((want_map, want_overlay),) = expected_overlays(*googlenet, method, [BULL_MASTIFF], **api_options)
+    ((want_map, want_overlay),) = expected_overlays(*googlenet, method, [BULL_MASTIFF], **options)
     assert caption.startswith(f"bull mastiff [{BULL_MASTIFF}]")
     np.testing.assert_array_equal(np.asarray(Image.open(shown).convert("RGB")), want_overlay)
     png, npy = by_suffix(downloads)
@@ -144,3 +140,22 @@ def test_without_gradio_the_command_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "gradio", None)
     assert cli.main(["app", "--port", "7999"]) == 2
     assert capsys.readouterr().err == "error: the app needs Gradio: pip install 'gradcam-jax[app]'\n"
+
+
+def test_compare_methods_side_by_side(client, googlenet):
+    panels = client.predict(handle_file(str(CAT_DOG)), None, "bull mastiff", ["grad_cam", "eigen_cam"],
+                            *DEFAULTS.values(), api_name="/compare_methods")
+    assert [re.sub(r" [0-9.]+ ", " ", p["caption"]) for p in panels] == [
+        f"bull mastiff [{BULL_MASTIFF}] · grad_cam", f"bull mastiff [{BULL_MASTIFF}] · eigen_cam"]
+    for panel, method in zip(panels, ["grad_cam", "eigen_cam"]):
+        ((_, want),) = expected_overlays(*googlenet, method, [BULL_MASTIFF])
+        np.testing.assert_array_equal(np.asarray(Image.open(panel["image"]).convert("RGB")), want)
+
+
+def test_the_documentation_page_runs(monkeypatch, googlenet):
+    from tests.conftest import ROOT
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(gj, "load_googlenet", lambda: googlenet)  # the same bundled weights, loaded and compiled once
+    for block in re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "app.md").read_text(), flags=re.S):
+        exec(compile(block, "docs/app.md", "exec"), {})

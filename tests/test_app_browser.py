@@ -19,7 +19,7 @@ from PIL import Image
 
 import gradcam_jax as gj
 from gradcam_jax import images as images_lib
-from tests.app_server import serve
+from tests.app_server import app_url  # noqa: F401  (a fixture)
 from tests.conftest import DOG_BOX, PHOTOS
 
 sync_playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' (playwright)").sync_playwright
@@ -57,12 +57,6 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
             chroma = [c.resize((width // 2, height // 2), Image.Resampling.BOX) for c in ycc[1:]]
             f.write(b"FRAME\n" + b"".join(np.asarray(plane).tobytes() for plane in (ycc[0], *chroma)))
     return path
-
-
-@pytest.fixture(scope="module")
-def app_url(googlenet):
-    with serve(*googlenet) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
