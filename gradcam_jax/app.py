@@ -317,9 +317,10 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
         explain_outputs = [shown, caption, downloads]
         new_photo = photo.change(classify, photo, [top5, picked], api_name="classify").then(
             explain, explain_inputs, explain_outputs, api_name="explain")
-        events = [new_photo]
-        picked.input(lambda: "", None, typed, queue=False)  # a button click overrides the typed class
-        for trigger in (picked.input, typed.submit, method.change, layer.change, score.change, relu.change, alpha.release):
+        # a class button clears the typed class first, so the click is what gets explained
+        events = [new_photo, picked.input(lambda: "", None, typed, queue=False).then(
+            explain, explain_inputs, explain_outputs, api_name=False)]
+        for trigger in (typed.submit, method.change, layer.change, score.change, relu.change, alpha.release):
             events.append(trigger(explain, explain_inputs, explain_outputs, api_name=False))
         events.append(compare_classes_button.click(compare_classes, [photo, compare_typed, *controls], gallery,
                                                    api_name="compare_classes"))
@@ -387,9 +388,10 @@ def run_app(args) -> int:
     model, variables = cli.model_and_variables(args)
     with private_folder() as folder:
         demo = build_app(Explorer(model, variables), folder)
-        print(f"gradcam-jax explorer on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
         try:
             launch(demo, args.host, args.port)
+        except OSError as err:  # the port is taken, or the address is not this machine's
+            raise RuntimeError(f"cannot serve on {args.host}:{args.port} ({str(err).split('. ')[0]})") from None
         finally:
             demo.close()
     return 0

@@ -4,6 +4,7 @@ against an app this module starts on a free local port."""
 from __future__ import annotations
 
 import html
+import json
 import re
 import urllib.error
 import urllib.request
@@ -123,6 +124,15 @@ def test_no_file_of_the_server_is_readable(app_url, path):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(f"{app_url}/gradio_api/file={path}", timeout=10)
     assert caught.value.code in (403, 404)
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", str(PHOTOS / "cat.png")])
+def test_no_file_of_the_server_is_taken_as_an_upload(app_url, path):
+    body = json.dumps({"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}).encode()
+    request = urllib.request.Request(f"{app_url}/gradio_api/call/classify", body, {"Content-Type": "application/json"})
+    event = json.loads(urllib.request.urlopen(request, timeout=30).read())["event_id"]
+    answer = urllib.request.urlopen(f"{app_url}/gradio_api/call/classify/{event}", timeout=60).read().decode()
+    assert answer.startswith("event: error") and "not uploaded by a user" in answer and "confidences" not in answer
 
 
 def test_uploads_live_in_a_folder_removed_on_exit():
