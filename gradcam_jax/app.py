@@ -110,7 +110,9 @@ class Explorer:
         if score not in SCORES:
             raise ValueError(f"unknown score {score!r}; choose from {', '.join(SCORES)}")
         options = cli.method_options(METHODS[name], args)
-        cli.check_layer(self.model, self.variables, options)
+        # as `cli.check_layer`, against the layers listed once (tracing the model costs ~1 s a request)
+        if "layer" in options and not any(path in self.layers for path in taps.candidate_paths(layer)):
+            raise taps.UnknownLayerError(layer, self.layers)
         return METHODS[name], options
 
     def explain_frame(
