@@ -97,10 +97,6 @@ class Explorer:
             for m, c, s in zip(maps[0], chosen[0], scores[0])
         ]
 
-    def compare_methods(self, photo, target: int | None, methods: list[str], **options) -> list[Panel]:
-        """One panel per method, all for `target` (None: the top-1 class)."""
-        return [panel for m in methods for panel in self.explain(photo, None if target is None else [target], m, **options)]
-
     def method(self, name: str, layer: str, score: str, relu: bool, alpha: float):
         """The method `name` and the options it takes, checked as the CLI checks them."""
         if name not in METHODS:
@@ -198,7 +194,7 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
         run.__name__ = fn.__name__
         return run
 
-    def options(method, layer, score, relu, alpha):
+    def options(layer, score, relu, alpha):
         return dict(layer=layer or DEFAULT_LAYER, score=score, relu=bool(relu), alpha=float(alpha))
 
     def chosen_class(picked, typed):
@@ -224,7 +220,7 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
         if method in EXPENSIVE:
             progress(0, desc=f"{method}: many forward passes, this can take a while (Cancel stops waiting)")
         (panel,) = explorer.explain(photo, None if target is None else [target], method,
-                                    **options(method, layer, score, relu, alpha))
+                                    **options(layer, score, relu, alpha))
         return panel.overlay, panel.caption, save_downloads(workdir, panel, Path(photo).stem)
 
     @checked
@@ -235,7 +231,7 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
         if not 2 <= len(classes) <= MAX_COMPARED:
             raise ValueError(f"compare 2 to {MAX_COMPARED} classes; got {len(classes)}")
         progress(0, desc=f"{method}: {len(classes)} classes")
-        panels = explorer.explain(photo, classes, method, **options(method, layer, score, relu, alpha))
+        panels = explorer.explain(photo, classes, method, **options(layer, score, relu, alpha))
         return [(p.overlay, p.caption) for p in panels]
 
     def compare_methods(photo, picked, typed, methods, layer, score, relu, alpha):
@@ -247,7 +243,8 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
             raise gr.Error("error: choose at least one method to compare", print_exception=False)
         target, panels = checked(chosen_class)(picked, typed), []
         for method in methods:
-            panels += checked(explorer.compare_methods)(photo, target, [method], **options(method, layer, score, relu, alpha))
+            panels += checked(explorer.explain)(photo, None if target is None else [target], method,
+                                                **options(layer, score, relu, alpha))
             yield [(p.overlay, p.caption) for p in panels]
 
     @checked
@@ -264,7 +261,7 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
         try:
             target = labels.class_index(typed) if (typed or "").strip() else None
             explained = explorer.explain_frame(np.asarray(frame, np.uint8)[..., :3], target, method,
-                                               **options(method, layer, score, relu, alpha))
+                                               **options(layer, score, relu, alpha))
         except ValueError as err:  # a typo while typing the class: show it, keep streaming
             return None, f"error: {err}", rate
         rate = rate or FrameRate()
