@@ -336,6 +336,7 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
 def launch(demo, host: str = "127.0.0.1", port: int | None = 7860, *, block: bool = True):
     """Serve `demo` offline, one request at a time per model (others wait in a queue that shows
     their position); `block=False` returns at once (tests). Returns Gradio's (app, url, share url)."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # launch() reads only this, whatever the Blocks says
     demo.queue(default_concurrency_limit=1)
     return demo.launch(
         server_name=host, server_port=port, share=False, prevent_thread_lock=not block, quiet=not block,
@@ -364,7 +365,6 @@ def private_folder() -> Iterator[Path]:
 def serve(model, variables, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
     """The app over (model, variables), served in the background of this process while the
     context is open (on a free port if `port` is None); yields its URL. For tests and benchmarks."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     with private_folder() as folder:
         demo = build_app(Explorer(model, variables), folder)
         _, url, _ = launch(demo, host, port or free_port(host), block=False)
@@ -382,7 +382,6 @@ def free_port(host: str) -> int:
 
 def run_app(args) -> int:
     """`gradcam-jax app`: build the page over the chosen weights and serve it until Ctrl-C."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     require_gradio()
     model, variables = cli.model_and_variables(args)
     with private_folder() as folder:
