@@ -4,6 +4,7 @@
     gradcam-jax explain IMG|DIR [...] [--class NAME|INDEX ...] [--method grad_cam] [--layer L]
                         [--score softmax|logit] [--relu] [--out PATH_OR_DIR] [--save-map PATH.npy]
     gradcam-jax video IN.mp4|--camera N [--out OUT.mp4] [--class NAME|INDEX | --top1] [--method ...]
+    gradcam-jax app [--port 7860] [--host 127.0.0.1]    (the explorer in a browser: gradcam_jax.app)
 
 `explain` with a folder is a resumable dataset run (`gradcam_jax.dataset`):
 overlays as for images, plus OUT/maps/ and OUT/index.jsonl, sharded over every local device.
@@ -153,6 +154,14 @@ def method_options(method, args) -> dict:
     return {k: getattr(args, k) for k in ("layer", "score", "relu") if k in accepted}
 
 
+def per_class(result, targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(maps (B, K, H, W), scores (B, K), classes (B, K)) on the host, with K = 1 for top-1 (targets None)."""
+    maps, scores, chosen = (np.asarray(a) for a in (result.map, result.scores, result.targets))
+    if targets is None:  # (B, H, W) -> (B, 1, H, W) so one loop serves both
+        maps, scores, chosen = maps[:, None], scores[:, None], chosen[:, None]
+    return maps, scores, chosen
+
+
 def check_layer(model, variables, options: dict) -> None:
     if "layer" in options:  # fail on a bad layer now, not after loading every image
         taps.resolve_layer(model, variables, np.zeros((1, *INPUT_SIZE, 3), np.float32), options["layer"])
@@ -181,10 +190,7 @@ def run_explain(args) -> int:
     batches = Batches(paths, args.batch, args.crop)
     targets = None if not classes else np.tile(np.asarray(classes, np.int32), (args.batch, 1))
     for batch_paths, originals, images in batches:
-        result = method(model, variables, images, targets, **options)
-        maps, scores, chosen = (np.asarray(a) for a in (result.map, result.scores, result.targets))
-        if targets is None:  # (B, H, W) -> (B, 1, H, W) so one loop serves both
-            maps, scores, chosen = maps[:, None], scores[:, None], chosen[:, None]
+        maps, scores, chosen = per_class(method(model, variables, images, targets, **options), targets)
         for b, (path, original) in enumerate(zip(batch_paths, originals)):
             backdrop = np.asarray(original) if args.crop == "none" else images[b].astype(np.uint8)
             for k, cls in enumerate(classes or [None]):
@@ -338,7 +344,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--overwrite", action="store_true", help="replace an existing output video")
     model_arguments(v)
     v.set_defaults(run=run_video)
+
+    a = commands.add_parser("app", help="a local web page to explore explanations, with a live webcam mode",
+                            description="Serves the explorer (pip install 'gradcam-jax[app]') until Ctrl-C; offline.")
+    a.add_argument("--port", type=positive_int, default=7860)
+    a.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    model_arguments(a)
+    a.set_defaults(run=run_app)
     return parser
+
+
+def run_app(args) -> int:
+    from gradcam_jax import app  # Gradio is optional: imported only for this command
+
+    return app.run_app(args)
 
 
 def positive_int(text: str) -> int:
