@@ -53,7 +53,7 @@ def figure(report: toy.Report, count: int = 8):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--steps", type=int, default=400, help="optax Adam steps, 64 fresh images each")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--held-out", type=int, default=256, help="held-out images for the pointing game")

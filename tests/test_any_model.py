@@ -326,7 +326,7 @@ def test_googlenet_generic_taps_equal_hand_split(googlenet, cat_dog, stage):
     params = variables["params"]
     np.testing.assert_allclose(googlenet_tail(params, activation, stage), model.apply(variables, cat_dog)[0], rtol=1e-4, atol=1e-3)
     for k, target in enumerate(targets[0]):
-        gradient = jax.grad(lambda a: jax.nn.softmax(googlenet_tail(params, a, stage))[0, target])(activation)
+        gradient = jax.grad(lambda a, target=target: jax.nn.softmax(googlenet_tail(params, a, stage))[0, target])(activation)
         scale = float(jnp.abs(gradient).max())
         np.testing.assert_allclose(result.gradients[0, k], gradient[0], atol=1e-4 * scale)
         np.testing.assert_allclose(result.map[0, k], hand_grad_cam(activation[0], gradient[0], (224, 224)), atol=1e-5)

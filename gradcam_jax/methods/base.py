@@ -58,7 +58,7 @@ def register(name: str):
             result = jitted(model, variables, images, targets, **options)
             return drop_k(result) if implicit_k else result
 
-        method.jitted = jitted  # the compiled core, e.g. for `method.jitted._cache_size()`
+        method.jitted = jitted  # pyright: ignore[reportAttributeAccessIssue]  # the compiled core, for `._cache_size()`
         METHODS[name] = method
         return method
 
