@@ -110,7 +110,8 @@ class TorchGoogLeNet(nn.Module):
 
 
 def state_dict_from_flax(params: dict) -> dict[str, torch.Tensor]:
-    """torch state_dict from Flax params {stage: {layer: {kernel, bias}}}: HWIO -> OIHW, Dense (in, out) -> (out, in)."""
+    """torch state_dict from Flax params {stage: {layer: {kernel, bias}}}: conv HWIO -> OIHW,
+    Dense (in, out) -> (out, in)."""
     state = {}
     for stage, layers in params.items():
         for layer, leaves in layers.items():

@@ -144,7 +144,8 @@ def torch_rows(model, x, targets, *, gpu: bool) -> list[Row]:
         Row("PyTorch forward", "torch", forward, batch),
         Row("pytorch-grad-cam GradCAM (logit)", "torch", pgc_cam, batch,
             note="full backward (parameter gradients too), ReLU, numpy rescale + cv2 resize"),
-        Row("captum LayerGradCam (logit)", "torch", captum_cam, batch, note="autograd.grad to the layer; bicubic to 224"),
+        Row("captum LayerGradCam (logit)", "torch", captum_cam, batch,
+            note="autograd.grad to the layer; bicubic to 224"),
         Row("torch.autograd.grad Grad-CAM (softmax)", "torch", lambda: tg.grad_cam(model, x, targets, size=size), batch,
             note="hand-written: features under no_grad, backward from the layer only"),
     ]  # fmt: skip
@@ -208,14 +209,15 @@ def table(rows: list[Row]) -> tuple[list[dict], str]:
     lines += [header, "-" * len(header)]
     for row in rows:
         record = {k: v for k, v in asdict(row).items() if k != "run"}
-        record |= {"per_s": row.per_s, "median_s": statistics.median(row.times) if row.times else None,
-                   "vs_torch_forward": ratio(row.per_s, torch_fwd), "vs_ours_forward": ratio(row.per_s, ours_fwd)}  # fmt: skip
+        record |= {"per_s": row.per_s, "median_s": statistics.median(row.times) if row.times else None}
+        record |= {"vs_torch_forward": ratio(row.per_s, torch_fwd), "vs_ours_forward": ratio(row.per_s, ours_fwd)}
         records.append(record)
         if row.per_s is None:
             lines.append(f"{row.name:44} {'skipped':>10}   {row.note}")
         else:
             lines.append(
-                f"{row.name:44} {row.per_s:10.1f} {record['vs_torch_forward']:11.2f}x {record['vs_ours_forward']:10.2f}x"
+                f"{row.name:44} {row.per_s:10.1f} "
+                f"{record['vs_torch_forward']:11.2f}x {record['vs_ours_forward']:10.2f}x"
             )
     return records, "\n".join(lines)
 
