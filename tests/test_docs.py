@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import subprocess
 import sys
@@ -25,10 +27,18 @@ def python_blocks(text: str) -> list[tuple[str, bool]]:
 
 
 def run_blocks(text: str, filename: str, namespace: dict) -> int:
-    """Run the blocks of `text` in order in one namespace, as a reader would; the number run."""
+    """Run the blocks of `text` in order in one namespace, as a reader would; the number run.
+    Where a block promises what it prints (`print(x)  # what x is`), it must print just that."""
     blocks = [code for code, skipped in python_blocks(text) if not skipped]
     for code in blocks:
-        exec(compile(code, filename, "exec"), namespace)
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            exec(compile(code, filename, "exec"), namespace)
+        promised = re.findall(r"^print\(.*\)  # (.*)$", code, flags=re.M)
+        if promised:
+            printed = out.getvalue().splitlines()
+            assert len(printed) == len(promised), (printed, promised)
+            for line, comment in zip(printed, promised):
+                assert comment.startswith(line), (line, comment)
     return len(blocks)
 
 
@@ -41,6 +51,11 @@ def test_page_examples_run(page, monkeypatch):
 def test_blocks_are_found_and_skips_honoured():
     text = "```python\na = 1\n```\n<!-- skip-test -->\n```python\nb\n```\n```python notest\nc\n```\n```bash\nd\n```\n"
     assert python_blocks(text) == [("a = 1\n", False), ("b\n", True), ("c\n", True)]
+
+
+def test_a_broken_promise_fails():
+    with pytest.raises(AssertionError):
+        run_blocks("```python\nprint(1 + 1)  # 3\n```\n", "page.md", {})
 
 
 def test_quick_start_example_gives_matlabs_answer(monkeypatch):
