@@ -50,7 +50,7 @@ def upload_to_first_map(url: str, photo: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--size", default="224x224", help="camera frame size HxW (default 224x224)")
     parser.add_argument("--method", default="grad_cam")
@@ -59,7 +59,7 @@ def main() -> None:
     size = tuple(int(s) for s in args.size.lower().split("x"))
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
-          f"load average before: {' '.join(open('/proc/loadavg').read().split()[:3]) if Path('/proc/loadavg').exists() else 'n/a'}")
+          f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     model, variables = gj.load_googlenet()
     if not args.no_upload:  # first, while nothing is compiled yet
         with app.serve(model, variables) as url:
@@ -69,7 +69,7 @@ def main() -> None:
               f"fresh app {cold:.2f} s (compiling included), then {warm:.2f} s")
 
     explorer = app.Explorer(model, variables)
-    frames = pan_frames(args.frames, size)
+    frames = pan_frames(args.frames, (size[0], size[1]))
     explain = lambda frame: explorer.explain_frame(frame, None, args.method)  # noqa: E731
     explain(frames[0])  # compiles
     live = frames_per_second(frames, explain)

@@ -76,14 +76,17 @@ class TorchGoogLeNet(nn.Module):
     """`forward(images)` -> logits (B, 1000); `features(images)` -> inception_5b output (B, 1024, 7, 7);
     `head(features)` -> logits. images: float32 (B, 3, 224, 224), RGB 0..255."""
 
+    bgr_mean: torch.Tensor  # a buffer
+
     def __init__(self, num_classes: int = 1000):
         super().__init__()
         self.conv1 = nn.ModuleDict({"7x7_s2": nn.Conv2d(3, 64, 7, 2, 3)})
         self.conv2 = nn.ModuleDict({"3x3_reduce": nn.Conv2d(64, 64, 1), "3x3": nn.Conv2d(64, 192, 3, 1, 1)})
         cin = 192
         for stage, widths in INCEPTIONS.items():
-            self.add_module(stage, Inception(cin, widths))
-            cin = self.get_submodule(stage).out_channels
+            inception = Inception(cin, widths)
+            self.add_module(stage, inception)
+            cin = inception.out_channels
         self.loss3 = nn.ModuleDict({"classifier": nn.Linear(cin, num_classes)})
         self.register_buffer("bgr_mean", torch.tensor(BGR_MEAN).view(1, 3, 1, 1), persistent=False)
 
@@ -107,7 +110,8 @@ class TorchGoogLeNet(nn.Module):
 
 
 def state_dict_from_flax(params: dict) -> dict[str, torch.Tensor]:
-    """torch state_dict from Flax params {stage: {layer: {kernel, bias}}}: HWIO -> OIHW, Dense (in, out) -> (out, in)."""
+    """torch state_dict from Flax params {stage: {layer: {kernel, bias}}}: conv HWIO -> OIHW,
+    Dense (in, out) -> (out, in)."""
     state = {}
     for stage, layers in params.items():
         for layer, leaves in layers.items():

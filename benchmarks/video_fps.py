@@ -35,7 +35,7 @@ def pan_frames(n: int, size: tuple[int, int]) -> list[np.ndarray]:
     width, height = photo.size
     window = int(width * 5 / 8)
     return [
-        np.asarray(photo.crop((x0, 0, x0 + window, height)).resize(size[::-1], Image.Resampling.BICUBIC))
+        np.asarray(photo.crop((x0, 0, x0 + window, height)).resize((size[1], size[0]), Image.Resampling.BICUBIC))
         for x0 in np.linspace(0, width - window, n).astype(int)
     ]
 
@@ -47,14 +47,15 @@ def rate(n: int, fn) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--size", default="224x224", help="frame size HxW (default 224x224)")
     parser.add_argument("--batch", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--method", default="grad_cam")
     parser.add_argument("--fps", type=float, default=24.0)
     args = parser.parse_args()
-    size = tuple(int(s) for s in args.size.lower().split("x"))
+    height, width = (int(s) for s in args.size.lower().split("x"))
+    size = (height, width)
 
     device = jax.devices()[0]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
@@ -80,7 +81,7 @@ def main() -> None:
             inputs = np.stack([x for _, x in video.model_inputs(frames[:batch])]).astype(np.float32)
             steps = max(1, args.frames // batch)
 
-            def device_only():
+            def device_only(steps=steps, inputs=inputs):  # bound now: called within this iteration
                 for _ in range(steps):
                     method(model, variables, inputs).map.block_until_ready()
 

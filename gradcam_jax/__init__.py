@@ -14,8 +14,21 @@ from gradcam_jax.googlenet import BVLCGoogLeNet, GoogLeNet, TorchvisionGoogLeNet
 from gradcam_jax.images import ImageError, load_image
 from gradcam_jax.labels import class_index, label
 from gradcam_jax.methods import (
-    METHODS, Explanation, cam, eigen_cam, grad_cam, grad_cam_plus_plus, guided_backprop, guided_grad_cam,
-    hires_cam, integrated_gradients, layer_cam, occlusion, score_cam, smoothgrad, xgrad_cam,
+    METHODS,
+    Explanation,
+    cam,
+    eigen_cam,
+    grad_cam,
+    grad_cam_plus_plus,
+    guided_backprop,
+    guided_grad_cam,
+    hires_cam,
+    integrated_gradients,
+    layer_cam,
+    occlusion,
+    score_cam,
+    smoothgrad,
+    xgrad_cam,
 )
 from gradcam_jax.overlay import overlay
 from gradcam_jax.taps import UnknownLayerError, channels_first, channels_last, layer_shapes

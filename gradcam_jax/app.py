@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -166,7 +166,7 @@ def require_gradio():
 
 def theme():
     gr = require_gradio()
-    return gr.themes.Default(font=list(FONTS), font_mono=list(MONO_FONTS))
+    return gr.themes.Default(font=list(FONTS), font_mono=list(MONO_FONTS))  # pyright: ignore[reportPrivateImportUsage]
 
 
 def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path | None = None):
@@ -175,7 +175,7 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
     gr = require_gradio()
     workdir = Path(workdir)
     examples_dir = Path(examples_dir) if examples_dir else Path(__file__).resolve().parent.parent / "docs" / "images"
-    upload_root = Path(gr.utils.get_upload_folder())
+    upload_root = Path(gr.utils.get_upload_folder())  # pyright: ignore[reportAttributeAccessIssue]
     examples = [[str(examples_dir / name)] for name in EXAMPLES if (examples_dir / name).is_file()]
 
     def checked(fn):
@@ -194,7 +194,7 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
         run.__name__ = fn.__name__
         return run
 
-    def options(layer, score, relu, alpha):
+    def options(layer, score, relu, alpha) -> dict[str, Any]:
         return dict(layer=layer or DEFAULT_LAYER, score=score, relu=bool(relu), alpha=float(alpha))
 
     def chosen_class(picked, typed):
@@ -213,7 +213,7 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
         return scores, gr.update(choices=buttons, value=str(top[0][0]))
 
     @checked
-    def explain(photo, picked, typed, method, layer, score, relu, alpha, progress=gr.Progress()):
+    def explain(photo, picked, typed, method, layer, score, relu, alpha, progress=gr.Progress()):  # noqa: B008  (Gradio's idiom)
         if not photo:
             return None, "", None
         target = chosen_class(picked, typed)
@@ -224,7 +224,7 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
         return panel.overlay, panel.caption, save_downloads(workdir, panel, Path(photo).stem)
 
     @checked
-    def compare_classes(photo, typed, method, layer, score, relu, alpha, progress=gr.Progress()):
+    def compare_classes(photo, typed, method, layer, score, relu, alpha, progress=gr.Progress()):  # noqa: B008  (Gradio's idiom)
         if not photo:
             return []
         classes = parse_classes(typed or "") or [c for c, _, _ in explorer.classify(photo, 2)]
@@ -318,16 +318,16 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
             explain, explain_inputs, explain_outputs, api_name="explain")
         # a class button clears the typed class first, so the click is what gets explained
         events = [new_photo, picked.input(lambda: "", None, typed, queue=False).then(
-            explain, explain_inputs, explain_outputs, api_name=False)]
+            explain, explain_inputs, explain_outputs, api_name=False)]  # pyright: ignore[reportArgumentType]
         for trigger in (typed.submit, method.change, layer.change, score.change, relu.change, alpha.release):
-            events.append(trigger(explain, explain_inputs, explain_outputs, api_name=False))
+            events.append(trigger(explain, explain_inputs, explain_outputs, api_name=False))  # pyright: ignore[reportArgumentType]
         events.append(compare_classes_button.click(compare_classes, [photo, compare_typed, *controls], gallery,
                                                    api_name="compare_classes"))
         events.append(compare_methods_button.click(compare_methods, [photo, picked, typed, compare_picked, *controls[1:]],
                                                    gallery, api_name="compare_methods"))
-        cancel.click(None, None, None, cancels=events)
+        cancel.click(None, None, None, cancels=events)  # pyright: ignore[reportArgumentType]
         for trigger in (typed.submit, *(c.change for c in controls)):
-            trigger(check_live, [typed, *controls], live_text, api_name=False)
+            trigger(check_live, [typed, *controls], live_text, api_name=False)  # pyright: ignore[reportArgumentType]
         camera.stream(live, [camera, typed, *controls, rate], [painted, live_text, rate], stream_every=0.05,
                       concurrency_id="live", concurrency_limit=1, api_name="live", show_progress="hidden")
     return demo

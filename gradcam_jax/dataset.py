@@ -304,7 +304,7 @@ def run_dataset(
                 outputs.save_npy(out / npy, maps[b, k].astype(np.float32))
                 if plan.overlays:
                     backdrop = np.asarray(original) if settings["crop"] == "none" else image
-                    outputs.save_png(out / png, overlay(backdrop, maps[b, k], alpha))
+                    outputs.save_png(out / png, overlay(backdrop, maps[b, k], alpha or 0.0))  # alpha is set: checked above
                 c = int(chosen[b, k])
                 records.append({
                     "image": str(item.path), "name": item.name, "class": c, "label": labels.label(c),

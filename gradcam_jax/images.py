@@ -51,7 +51,8 @@ def read_image(path: str | Path) -> Image.Image:
             with Image.open(path) as image:
                 if image.width * image.height > MAX_PIXELS:
                     raise ImageError(
-                        f"{path}: too large to decode safely ({image.width}x{image.height} pixels; limit {MAX_PIXELS:,})"
+                        f"{path}: too large to decode safely "
+                        f"({image.width}x{image.height} pixels; limit {MAX_PIXELS:,})"
                     )
                 image.seek(0)
                 image.load()

@@ -7,13 +7,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 
 def is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
+    return not isinstance(x, Tracer)
 
 
-def check_images(images, values: bool = True) -> jax.Array:
+def check_images(images, values: bool = True) -> jax.Array | np.ndarray:
     """images as a float array (B, H, W, C); uint8 and integer input is cast to float32. `values`:
     also refuse NaN and Inf here (the explanation methods check them inside their own program)."""
     if not hasattr(images, "shape") or not hasattr(images, "dtype"):

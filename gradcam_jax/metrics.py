@@ -203,9 +203,9 @@ def parameter_groups(model, variables, images, depth: int = 1) -> list[str]:
 def randomised(variables, fresh, groups: Sequence[str], depth: int = 1):
     """`variables` with every leaf of the modules in `groups` (by `parameter_groups` name) taken
     from `fresh` (a re-initialisation of the same model), all collections alike."""
-    groups = set(groups)
+    chosen = set(groups)
     flat, new = traverse_util.flatten_dict(variables), traverse_util.flatten_dict(fresh)
-    out = {key: new[key] if "/".join(key[1 : 1 + depth]) in groups else value for key, value in flat.items()}
+    out = {key: new[key] if "/".join(key[1 : 1 + depth]) in chosen else value for key, value in flat.items()}
     return traverse_util.unflatten_dict(out)
 
 

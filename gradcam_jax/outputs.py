@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it onto `path`. The
     temporary ends in `.tmp<suffix of path>`, for writers (ffmpeg) that choose a format by suffix."""
     path = Path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
@@ -15,7 +16,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, cmap: st
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
     image = np.asarray(image, np.float32)
-    heatmap = np.asarray(maps_lib.upsample(np.asarray(heatmap, np.float32), image.shape[:2]))
+    heatmap = np.asarray(maps_lib.upsample(jnp.asarray(heatmap, jnp.float32), image.shape[:2]))
     colours = matplotlib.colormaps[cmap](heatmap)[..., :3] * 255.0
     return np.clip((1.0 - alpha) * image + alpha * colours, 0, 255).round().astype(np.uint8)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -47,9 +48,9 @@ def logits_of(outputs) -> jax.Array:
         except TypeError:
             pass
     elif isinstance(outputs, (tuple, list)) and outputs and hasattr(outputs[0], "shape"):
-        return outputs[0]
+        return cast(jax.Array, outputs[0])
     elif hasattr(outputs, "shape") and hasattr(outputs, "dtype"):
-        return outputs
+        return cast(jax.Array, outputs)
     raise TypeError(
         f"class targets need logits, but the model returns {describe(outputs)} without a 'logits' entry; "
         "pass a target function instead, e.g. targets=lambda out: out['score'] (see gradcam_jax.targets)"

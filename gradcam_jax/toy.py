@@ -120,7 +120,7 @@ def train(seed: int = 0, steps: int = 400, batch: int = 64, learning_rate: float
 
     def loss_fn(params, key):
         images, labels, _ = make_batch(key, batch)
-        logits = model.apply({"params": params}, images)
+        logits = taps.apply_logits(model, {"params": params}, images)
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
     params, losses = fit(loss_fn, params, data_key, steps, learning_rate)
@@ -162,8 +162,9 @@ def evaluate(model, variables, *, seed: int = 1, n: int = 256, layer: str = LAYE
     logits = taps.apply_logits(model, variables, batch.images)
     accuracy = float((jnp.argmax(logits, -1) == batch.labels).mean())
     # The baseline: maps that ignore the image, at the layer's resolution and upsampled alike.
+    assert result.activations is not None  # Grad-CAM returns them
     raw = jax.random.uniform(jax.random.key(seed), (n, *result.activations.shape[1:3]))
-    random_maps = maps_lib.finish(raw, batch.images.shape[1:3])
+    random_maps = maps_lib.finish(raw, (batch.images.shape[1], batch.images.shape[2]))
     hits = pointing_hits(result.map, batch.masks)
 
     def score(maps, tolerance=0.0):

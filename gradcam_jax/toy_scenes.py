@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from gradcam_jax import maps as maps_lib
-from gradcam_jax import targets, toy
+from gradcam_jax import taps, targets, toy
 from gradcam_jax.methods import grad_cam
 
 CLASSES = ("background", "square", "cross")
@@ -84,7 +84,7 @@ def train_segmentation(seed: int = 0, steps: int = 150, batch: int = 16, learnin
 
     def loss_fn(params, key):
         scenes = make_scenes(key, batch)
-        logits = model.apply({"params": params}, scenes.images)
+        logits = taps.apply_logits(model, {"params": params}, scenes.images)
         return optax.softmax_cross_entropy_with_integer_labels(logits, scenes.labels).mean()
 
     params, losses = toy.fit(loss_fn, params, data_key, steps, learning_rate)
@@ -112,13 +112,14 @@ class SegReport(NamedTuple):
 def evaluate_segmentation(model, variables, *, seed: int = 1, n: int = 128, layer: str = SEG_LAYER) -> SegReport:
     """Pixel accuracy and the pointing game of Seg-Grad-CAM (logit score, ReLU) on `n` held-out scenes."""
     scenes = make_scenes(jax.random.key(2_000_003 + seed), n)
-    logits = model.apply(variables, scenes.images)
+    logits = taps.apply_logits(model, variables, scenes.images)
     accuracy = float((jnp.argmax(logits, -1) == scenes.labels).mean())
     around_cross = dilate(scenes.cross, 2)
     square = grad_cam(model, variables, scenes.images, targets.segmentation(1, scenes.square), layer=layer, relu=True)
     cross = grad_cam(model, variables, scenes.images, targets.segmentation(2, around_cross), layer=layer, relu=True)
-    raw = jax.random.uniform(jax.random.key(seed), (n, *square.activations.shape[1:3]))
-    random_maps = maps_lib.finish(raw, scenes.images.shape[1:3])
+    layer_size = taps.layer_shapes(model, variables, scenes.images[:1])[layer].shape[1:3]
+    raw = jax.random.uniform(jax.random.key(seed), (n, *layer_size))
+    random_maps = maps_lib.finish(raw, (toy.IMAGE_SIZE, toy.IMAGE_SIZE))
 
     def hits(maps, masks):
         return float(toy.pointing_hits(maps, masks).mean())
@@ -135,7 +136,7 @@ def toy_embedding(variables, images) -> dict:
     logits, state = toy.ToyCNN().apply(
         variables, images, capture_intermediates=lambda module, method: module.name == toy.LAYER
     )
-    features = state["intermediates"][toy.LAYER]["__call__"][0]
+    features = jnp.asarray(state["intermediates"][toy.LAYER]["__call__"][0])  # pyright: ignore[reportIndexIssue]
     return {"logits": logits, "embedding": features.mean(axis=(1, 2))}
 
 

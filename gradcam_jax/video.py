@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -116,7 +116,7 @@ def read_video(path: str | Path) -> Source:
 
     def frames():
         try:
-            for frame in reader:
+            for frame in reader.iter_data():
                 yield np.asarray(frame, np.uint8)[..., :3]
         except Exception as err:
             raise VideoError(f"{path}: damaged video ({first_line(err)})") from None
@@ -164,7 +164,7 @@ def read_camera(index: int, stop: threading.Event | None = None) -> Source:
 # -- the pipeline (pure generators, plus one threading helper) ----------------------------------
 
 
-def prefetch(iterable: Iterable, depth: int = 2) -> Iterator:
+def prefetch(iterable: Iterable, depth: int = 2) -> Generator:
     """The items of `iterable`, produced in a background thread up to `depth` items ahead.
 
     An exception in the producer is raised here, in the consumer. Closing this generator (or

@@ -56,9 +56,12 @@ def read_variables(path: Path, sha256: str | None = None) -> dict:
             f"weights file {path} is corrupt (sha256 {actual[:12]}..., expected {sha256[:12]}...); {RESTORE_HINT}"
         )
     try:
-        return serialization.msgpack_restore(path.read_bytes())
+        restored = serialization.msgpack_restore(path.read_bytes())
     except Exception as err:  # msgpack raises several unrelated types on damaged input
         raise WeightsError(f"weights file {path} cannot be read ({err}); {RESTORE_HINT}") from err
+    if not isinstance(restored, dict):
+        raise WeightsError(f"weights file {path} holds no variables; {RESTORE_HINT}")
+    return restored
 
 
 def write_variables(path: Path, variables) -> str:

@@ -61,7 +61,7 @@ def convert(src: Path) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--src", type=Path, default=ROOT.parent / "shared" / "bvlc_googlenet")
     parser.add_argument("--out", type=Path, default=ROOT / "weights" / "bvlc_googlenet.msgpack")
     args = parser.parse_args(argv)

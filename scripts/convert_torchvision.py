@@ -85,7 +85,7 @@ def load_state_dict(path: Path) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--src", type=Path, required=True, help="torchvision GoogLeNet state_dict (.pth)")
     parser.add_argument("--out", type=Path, required=True, help="flax msgpack file to write")
     args = parser.parse_args(argv)

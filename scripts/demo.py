@@ -23,7 +23,7 @@ from gradcam_jax.overlay import figure  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--image", type=Path, default=ROOT / "docs" / "images" / "cat_dog.jpg")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "demo.png")
     parser.add_argument("--class", dest="classes", action="append", default=None)

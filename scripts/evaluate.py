@@ -83,7 +83,7 @@ def evaluate(model, variables, images, names, steps: int, stops, repeats: int, p
     for name in names:
         progress.set_description(name)
         method = METHODS[name]
-        result, seconds = timed(lambda: method(model, variables, images, targets), repeats)
+        result, seconds = timed(lambda method=method: method(model, variables, images, targets), repeats)
         maps = result.map
         deletion = metrics.deletion(model, variables, images, maps, targets, steps=steps)
         insertion = metrics.insertion(model, variables, images, maps, targets, steps=steps)
@@ -155,7 +155,7 @@ def grid_png(images: np.ndarray, all_maps: dict, photos: list, titles: list, pat
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("images", nargs="*", type=Path, help="photos (default: the five named in the module doc)")
     parser.add_argument("--methods", nargs="+", default=None, choices=sorted(METHODS), metavar="METHOD")
     parser.add_argument("--steps", type=int, default=56, help="deletion/insertion steps (RISE: 224)")

@@ -53,7 +53,7 @@ def figure(report: toy.Report, count: int = 8):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--steps", type=int, default=400, help="optax Adam steps, 64 fresh images each")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--held-out", type=int, default=256, help="held-out images for the pointing game")
@@ -64,12 +64,15 @@ def main(argv=None) -> int:
     model, variables, losses = toy.train(seed=args.seed, steps=args.steps)
     jax.block_until_ready(losses)
     seconds = time.perf_counter() - start
-    print(f"trained {args.steps} steps in {seconds:.1f} s (compile included); loss {float(losses[:10].mean()):.3f} -> {float(losses[-50:].mean()):.3f}")
+    loss_start, loss_end = float(losses[:10].mean()), float(losses[-50:].mean())
+    print(f"trained {args.steps} steps in {seconds:.1f} s (compile included); loss {loss_start:.3f} -> {loss_end:.3f}")
 
     report = toy.evaluate(model, variables, n=args.held_out)
     print(f"held-out accuracy: {report.accuracy:.3f}")
-    print(f"pointing game, Grad-CAM peak on the shape: {report.pointing:.3f} (within {toy.TOLERANCE:g} px: {report.pointing_near:.3f})")
-    print(f"pointing game, random maps: {report.random_pointing:.3f} (within {toy.TOLERANCE:g} px: {report.random_near:.3f}); mean shape area {report.area:.3f}")
+    near = f"within {toy.TOLERANCE:g} px"
+    print(f"pointing game, Grad-CAM peak on the shape: {report.pointing:.3f} ({near}: {report.pointing_near:.3f})")
+    print(f"pointing game, random maps: {report.random_pointing:.3f} ({near}: {report.random_near:.3f}); "
+          f"mean shape area {report.area:.3f}")
 
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     figure(report).savefig(args.figure, dpi=110)

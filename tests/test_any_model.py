@@ -1,6 +1,6 @@
 """Explaining models that know nothing about explanations: linen models defined here, none of which
 calls `perturb` or `sow`, tapped by path; a tiny ViT through a token `reshape`; GoogLeNet through the
-same generic taps; the README's snippets.
+same generic taps (the pages' examples run in tests/test_docs.py).
 
 References are independent of the code under test: activations come from flax's own
 `capture_intermediates`, gradients from central finite differences (float64) of the part of the
@@ -9,7 +9,6 @@ network after the layer, written by hand or re-assembled from the model's submod
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import flax.linen as nn
@@ -326,26 +325,7 @@ def test_googlenet_generic_taps_equal_hand_split(googlenet, cat_dog, stage):
     params = variables["params"]
     np.testing.assert_allclose(googlenet_tail(params, activation, stage), model.apply(variables, cat_dog)[0], rtol=1e-4, atol=1e-3)
     for k, target in enumerate(targets[0]):
-        gradient = jax.grad(lambda a: jax.nn.softmax(googlenet_tail(params, a, stage))[0, target])(activation)
+        gradient = jax.grad(lambda a, target=target: jax.nn.softmax(googlenet_tail(params, a, stage))[0, target])(activation)
         scale = float(jnp.abs(gradient).max())
         np.testing.assert_allclose(result.gradients[0, k], gradient[0], atol=1e-4 * scale)
         np.testing.assert_allclose(result.map[0, k], hand_grad_cam(activation[0], gradient[0], (224, 224)), atol=1e-5)
-
-
-# --- the README's snippets ------------------------------------------------------------------------
-
-
-def test_readme_snippets_run_and_print_what_they_say(capsys):
-    readme = (ROOT / "README.md").read_text()
-    text = readme.split("\n## Your own model\n", 1)[1].split("\n## ", 1)[0]
-    snippets = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(snippets) >= 5
-    namespace = {"__name__": "readme"}  # one session, as a reader runs them: a snippet may continue the last
-    for snippet in snippets:
-        capsys.readouterr()
-        exec(compile(snippet, "README.md", "exec"), namespace)
-        printed = capsys.readouterr().out.splitlines()
-        promised = re.findall(r"^print\(.*\)  # (.*)$", snippet, flags=re.M)  # "print(x)  # what x is"
-        assert len(printed) == len(promised) > 0
-        for line, comment in zip(printed, promised):
-            assert comment.startswith(line), (line, comment)

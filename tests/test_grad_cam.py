@@ -94,7 +94,7 @@ def test_default_is_matlabs_formula(googlenet, mastiff_and_cat):
         raw = (raw - raw.min()) / (raw.max() - raw.min())
         expected = np.clip(jax.image.resize(raw.astype(np.float32), (224, 224), "bicubic"), 0, 1)
         np.testing.assert_allclose(result.map[0, k], expected, atol=1e-5)
-        assert 0.0 <= float(result.map[0, k].min()) and float(result.map[0, k].max()) <= 1.0
+        assert float(result.map[0, k].min()) >= 0.0 and float(result.map[0, k].max()) <= 1.0
 
 
 def test_peaks_lie_on_the_animal_asked_for(mastiff_and_cat):

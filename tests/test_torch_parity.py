@@ -16,8 +16,9 @@ import gradcam_jax as gj  # noqa: E402
 from gradcam_jax import googlenet, maps  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/ lives in the source tree
-from benchmarks import torch_googlenet as tg  # noqa: E402
 from conftest import sample_photo  # noqa: E402
+
+from benchmarks import torch_googlenet as tg  # noqa: E402
 
 LAYER = "inception_5b-output"
 

@@ -40,7 +40,7 @@ class Explanation(NamedTuple):
 
     map: jax.Array
     scores: jax.Array
-    targets: jax.Array | None
+    targets: jax.Array | Callable | None  # inside a method's core: the target object it explained
     activations: jax.Array | None = None
     gradients: jax.Array | None = None
 
@@ -76,7 +76,7 @@ def publish(impl, model, variables, images, target, **options) -> tuple[Explanat
     return result, jnp.isfinite(images).all()
 
 
-def register(name: str, score: str | None = "logit"):
+def register(name: str, score: str | None = "logit") -> Callable[[Callable[..., Explanation]], Callable[..., Explanation]]:
     """Decorator: publish `impl` as a checked, jitted explanation method under `name`. `score` is
     the default class score of its class targets ("softmax" or "logit"); None for a method that
     has no choice (CAM: logits), which then refuses a `score` option."""
@@ -85,7 +85,6 @@ def register(name: str, score: str | None = "logit"):
         static = [p.name for p in inspect.signature(impl).parameters.values() if p.kind is p.KEYWORD_ONLY]
         jitted = jax.jit(functools.partial(publish, impl), static_argnames=("model", *static))
 
-        @functools.wraps(impl)
         def method(model, variables, images, targets=None, **options) -> Explanation:
             taps.check_model(model)
             images = check_images(images, values=False)
@@ -95,9 +94,10 @@ def register(name: str, score: str | None = "logit"):
                 raise ValueError("images contain NaN or Inf values; expected finite pixel values")
             return result
 
-        method.jitted = jitted  # the compiled core, e.g. for `method.jitted._cache_size()`
-        method.impl = impl  # the K-axis core, to call inside another method's trace
-        method.default_score = score
+        functools.update_wrapper(method, impl)  # name, doc and signature (with the options) of `impl`
+        method.jitted = jitted  # pyright: ignore[reportAttributeAccessIssue]  # the compiled core, for `._cache_size()`
+        method.impl = impl  # pyright: ignore[reportAttributeAccessIssue]  # the K-axis core, for use inside another trace
+        method.default_score = score  # pyright: ignore[reportAttributeAccessIssue]
         METHODS[name] = method
         return method
 

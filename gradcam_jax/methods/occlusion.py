@@ -38,7 +38,7 @@ UPSAMPLINGS = ("bicubic", "nearest")
 def pair(value, size: tuple[int, int], auto_fraction: float, rounding) -> tuple[int, int]:
     """An (y, x) pair of positive ints from "auto" (a fraction of `size`), an int or a pair."""
     if value == "auto":
-        return tuple(max(1, int(rounding(auto_fraction * n))) for n in size)
+        return max(1, int(rounding(auto_fraction * size[0]))), max(1, int(rounding(auto_fraction * size[1])))
     value = (value, value) if isinstance(value, int) else tuple(value)
     if len(value) != 2 or any(not isinstance(v, int) or v < 1 for v in value):
         raise ValueError(f"expected a positive int or a pair of them; got {value!r}")
