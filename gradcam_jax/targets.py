@@ -209,7 +209,7 @@ class Similarity:
 
 def similarity(concept, per_image: bool = False, key: str | None = "embedding") -> Similarity:
     """Target: cosine similarity between the model's embedding (B, D) and concept vectors, "why do
-    these two images match":  S = <e / |e|, c / |c|>.
+    these two images match":  S = cos(e, c) = e . c / (norm(e) norm(c)).
 
     concept: (D,) one vector -> scores (B,); (K, D) K vectors for every image -> (B, K);
     (B, D) with `per_image=True` one per image (say, the embedding of each image's match) -> (B,);
