@@ -23,7 +23,8 @@ def check_images(images) -> jax.Array:
         images = jnp.asarray(images, jnp.float32)
     elif not jnp.issubdtype(images.dtype, jnp.floating):
         raise ValueError(f"images must be float (RGB 0..255) or uint8; got dtype {images.dtype}")
-    if is_concrete(images) and not bool(jnp.isfinite(images).all()):
+    # numpy, not jnp: inside the caller's `jit` a jnp op on a concrete array is traced too.
+    if is_concrete(images) and not np.isfinite(np.asarray(images)).all():
         raise ValueError("images contain NaN or Inf values; expected finite pixel values")
     return jnp.asarray(images)
 
@@ -38,7 +39,7 @@ def check_targets(targets, batch: int, num_classes: int | None = None):
     if targets.ndim not in (1, 2) or targets.shape[0] != batch:
         raise ValueError(f"targets must have shape ({batch},) or ({batch}, K); got {tuple(targets.shape)}")
     if is_concrete(targets) and targets.size:
-        low, high = int(targets.min()), int(targets.max())
+        low, high = int(np.asarray(targets).min()), int(np.asarray(targets).max())
         if low < 0 or (num_classes is not None and high >= num_classes):
             top = num_classes - 1 if num_classes is not None else "num_classes - 1"
             raise ValueError(f"target class {low if low < 0 else high} is out of range 0..{top}")

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradcam_jax import maps
 from gradcam_jax import scores as scores_lib
 from gradcam_jax import taps
 from gradcam_jax.googlenet import CAFFE_BGR_MEAN
@@ -71,7 +72,7 @@ def input_gradients(model, variables, images, targets, score: str) -> InputGradi
     targets = scores_lib.resolve_targets(targets, scores)
     cotangents = jax.nn.one_hot(targets, scores.shape[-1], dtype=scores.dtype)
     (gradients,) = jax.vmap(vjp, in_axes=1, out_axes=1)(cotangents)
-    return InputGradients(gradients.astype(jnp.float32), scores_lib.pick(scores, targets), targets)
+    return InputGradients(maps.float32_or_wider(gradients), scores_lib.pick(scores, targets), targets)
 
 
 def reduce_channels(pixels: jax.Array, how: str) -> jax.Array:
@@ -89,8 +90,8 @@ def reduce_channels(pixels: jax.Array, how: str) -> jax.Array:
 def weighted_sum(activations: jax.Array, weights: jax.Array) -> jax.Array:
     """(B, K, h, w) raw maps: sum_c weights * activations. activations (B, h, w, C); weights
     (B, K, C) per channel (CAM, Grad-CAM++, XGrad-CAM) or (B, K, h, w, C) per position (HiResCAM)."""
-    activations = activations.astype(jnp.float32)
-    weights = weights.astype(jnp.float32)
+    activations = maps.float32_or_wider(activations)
+    weights = maps.float32_or_wider(weights)
     if weights.ndim == 3:
         return jnp.einsum("bhwc,bkc->bkhw", activations, weights)
     return jnp.einsum("bhwc,bkhwc->bkhw", activations, weights)
