@@ -135,14 +135,15 @@ class ToyCNN(nn.Module):
 
 def train(
     seed: int = 0, steps: int = 400, batch: int = 64, learning_rate: float = 3e-3, model=None,
-    data=make_batch, loss=cross_entropy,
+    data=make_batch, loss=cross_entropy, optimizer=None,
 ):
-    """(model, variables, losses (steps,) float32): `model` (default ToyCNN()) trained with Adam on
-    fresh batches `data(key, batch)`, minimising `loss(model, params, batch)` (default `cross_entropy`)."""
+    """(model, variables, losses (steps,) float32): `model` (default ToyCNN()) trained with
+    `optimizer` (default Adam at `learning_rate`) on fresh batches `data(key, batch)`, minimising
+    `loss(model, params, batch)` (default `cross_entropy`)."""
     model = model or ToyCNN()
     init_key, data_key = jax.random.split(jax.random.key(seed))
     params = model.init(init_key, data(init_key, 1).images)["params"]  # only the shape matters
-    optimizer = optax.adam(learning_rate)
+    optimizer = optimizer or optax.adam(learning_rate)
 
     @jax.jit
     def step(params, opt_state, key):
