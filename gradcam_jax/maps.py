@@ -1,7 +1,9 @@
 """Turning raw layer-resolution maps into explanations: ReLU, min-max rescale, upsampling.
 
-Every method ends here, so all maps share one convention: float32 in [0, 1], at the input's
-resolution, and a constant map (all zeros after the ReLU, say) becomes zeros, never NaN.
+Every method ends here, so all maps share one convention: float32 (float64 for a float64 model and
+images) in [0, 1], at the input's resolution, and a constant map (all zeros after the ReLU, say)
+becomes zeros, never NaN — nor a NaN gradient, so maps can sit inside a training loss
+(`gradcam_jax.training`).
 """
 
 from __future__ import annotations
@@ -10,13 +12,24 @@ import jax
 import jax.numpy as jnp
 
 
+def float32_or_wider(x: jax.Array) -> jax.Array:
+    """x as float32, or as float64 if it is float64 (under `jax_enable_x64`): half-precision models
+    are explained in float32, and float64 gradient checks stay float64 end to end."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+    """numerator / denominator where denominator > 0, else 0 — and a finite gradient either way:
+    the untaken branch divides by 1, since jnp.where passes 0 * (0/0) = NaN through jax.grad."""
+    positive = denominator > 0
+    return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
+
+
 def rescale(maps: jax.Array) -> jax.Array:
     """MATLAB's `rescale`: each (..., h, w) map to [0, 1] by its own min and max; constant -> 0."""
-    maps = maps.astype(jnp.float32)
+    maps = float32_or_wider(maps)
     low = maps.min(axis=(-2, -1), keepdims=True)
-    span = maps.max(axis=(-2, -1), keepdims=True) - low
-    safe = jnp.where(span > 0, span, 1.0)  # keeps the untaken branch free of 0/0 for jax.grad too
-    return jnp.where(span > 0, (maps - low) / safe, 0.0)
+    return safe_divide(maps - low, maps.max(axis=(-2, -1), keepdims=True) - low)
 
 
 def upsample(maps: jax.Array, size: tuple[int, int]) -> jax.Array:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
+
+from gradcam_jax import maps
 
 SCORES = ("softmax", "logit")
 
@@ -11,7 +12,7 @@ SCORES = ("softmax", "logit")
 def class_scores(logits: jax.Array, score: str) -> jax.Array:
     """(B, N) scores from (B, N) logits: softmax probabilities (MATLAB's `prob`) or the logits."""
     if score == "softmax":
-        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+        return jax.nn.softmax(maps.float32_or_wider(logits), axis=-1)
     if score == "logit":
-        return logits.astype(jnp.float32)
+        return maps.float32_or_wider(logits)
     raise ValueError(f"unknown score {score!r}; choose from {', '.join(SCORES)}")

@@ -25,6 +25,7 @@ import numpy as np
 
 from gradcam_jax import scores as scores_lib
 from gradcam_jax.inputs import is_concrete
+from gradcam_jax.maps import float32_or_wider
 
 __all__ = ["classes", "segmentation", "similarity", "output", "as_target", "logits_of", "entry"]
 
@@ -69,13 +70,13 @@ def describe(outputs) -> str:
 
 
 def columns(scores, batch: int, source: str = "the target function") -> jax.Array:
-    """Checked (B, K) float32 scores from a target's (B,) or (B, K) float output (at trace time)."""
+    """Checked (B, K) float32 (float64 under x64) scores from a target's (B,) or (B, K) float output (at trace time)."""
     if not hasattr(scores, "shape") or not jnp.issubdtype(scores.dtype, jnp.floating):
         kind = getattr(scores, "dtype", type(scores).__name__)
         raise ValueError(f"{source} must return float scores (B,) or (B, K); got {kind}")
     if scores.ndim not in (1, 2) or scores.shape[0] != batch:
         raise ValueError(f"{source} must return scores of shape ({batch},) or ({batch}, K); got {tuple(scores.shape)}")
-    return (scores[:, None] if scores.ndim == 1 else scores).astype(jnp.float32)
+    return float32_or_wider(scores[:, None] if scores.ndim == 1 else scores)
 
 
 @jax.tree_util.register_pytree_node_class
@@ -137,7 +138,7 @@ class Segmentation:
     key: str | None = None
 
     def __call__(self, outputs) -> jax.Array:
-        per_pixel = (entry(outputs, self.key) if self.key else logits_of(outputs)).astype(jnp.float32)
+        per_pixel = float32_or_wider(entry(outputs, self.key) if self.key else logits_of(outputs))
         if per_pixel.ndim != 4:
             raise ValueError(f"segmentation targets need per-pixel scores (B, H, W, N); got {tuple(per_pixel.shape)}")
         if self.score == "softmax":
@@ -186,7 +187,7 @@ class Similarity:
 
     def __call__(self, outputs) -> jax.Array:
         embedding = outputs if (self.key is None or hasattr(outputs, "shape")) else entry(outputs, self.key)
-        embedding = embedding.astype(jnp.float32)
+        embedding = float32_or_wider(embedding)
         if embedding.ndim != 2:
             raise ValueError(f"similarity targets need embeddings (B, D); got {tuple(embedding.shape)}")
         unit = embedding / jnp.sqrt(jnp.sum(embedding**2, axis=-1, keepdims=True) + 1e-12)
@@ -230,7 +231,7 @@ class Output:
     key: str | None = None
 
     def __call__(self, outputs) -> jax.Array:
-        values = (entry(outputs, self.key) if self.key else logits_of(outputs)).astype(jnp.float32)
+        values = float32_or_wider(entry(outputs, self.key) if self.key else logits_of(outputs))
         values = values.reshape(values.shape[0], -1)  # (B,) and (B, 1) regression heads alike
         if self.index is None:
             if values.shape[1] != 1:

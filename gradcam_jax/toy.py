@@ -11,6 +11,9 @@ closer than half a cell: the strict score varies more from one training seed to 
 
     model, variables, losses = train(seed=0, steps=400)
     report = evaluate(model, variables)    # accuracy, pointing game, random-map baseline
+
+`make_shortcut_batch` adds a coloured corner patch that gives the class away (or not), for
+training with explanation losses (`gradcam_jax.training`, scripts/train_right_reasons.py).
 """
 
 from __future__ import annotations
@@ -65,6 +68,42 @@ def make_batch(key, batch: int, size: int = IMAGE_SIZE, noise: float = 0.35) -> 
     return Batch(images[..., None].astype(jnp.float32), labels, masks)
 
 
+PATCH_COLOURS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))  # RGB of SHAPES[0], [1], [2]
+PATCH = 4  # pixels: the side of the shortcut patch
+
+
+class ShortcutBatch(NamedTuple):
+    images: jax.Array  # (B, S, S, 3) float32: the grey scene of `make_batch` with a coloured corner patch
+    labels: jax.Array  # (B,) int32: index into SHAPES
+    masks: jax.Array  # (B, S, S) bool: the pixels of the shape (none under the patch)
+    patches: jax.Array  # (B, S, S) bool: the pixels of the patch
+
+
+def make_shortcut_batch(key, batch: int, informative: bool, size: int = IMAGE_SIZE) -> ShortcutBatch:
+    """Scenes with a shortcut: `make_batch`'s shape in grey plus a PATCH x PATCH patch in a random
+    corner, coloured PATCH_COLOURS[label] when `informative` (a training set whose patch gives the
+    class away) and in a random colour otherwise (a test set where it carries no information)."""
+    k_scene, k_corner, k_colour = jax.random.split(key, 3)
+    scene = make_batch(k_scene, batch, size)
+    corner = jax.random.randint(k_corner, (batch, 2), 0, 2) * (size - PATCH)  # (y0, x0) of the patch
+    yy, xx = jnp.mgrid[0:size, 0:size]
+    patches = (
+        (yy >= corner[:, :1, None]) & (yy < corner[:, :1, None] + PATCH)
+        & (xx >= corner[:, 1:, None]) & (xx < corner[:, 1:, None] + PATCH)
+    )
+    random_colour = jax.random.randint(k_colour, (batch,), 0, len(SHAPES))
+    colours = jnp.asarray(PATCH_COLOURS)[scene.labels if informative else random_colour]  # (B, 3)
+    grey = jnp.repeat(scene.images, 3, axis=-1)
+    images = jnp.where(patches[..., None], colours[:, None, None, :], grey)
+    return ShortcutBatch(images.astype(jnp.float32), scene.labels, scene.masks & ~patches, patches)
+
+
+def cross_entropy(model, params, batch) -> jax.Array:
+    """The plain training loss: mean softmax cross-entropy of `model` on `batch` (images, labels)."""
+    logits = taps.apply_logits(model, {"params": params}, batch.images)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels).mean()
+
+
 class ConvBlock(nn.Module):
     """3x3 convolution + ReLU, so that a block's output is the rectified feature map."""
 
@@ -94,10 +133,11 @@ class ToyCNN(nn.Module):
         return nn.Dense(self.num_classes, name="head")(x.mean(axis=(1, 2)))
 
 
-def fit(loss_fn, params, data_key, steps: int, learning_rate: float):
-    """(params, losses (steps,) float32): Adam on `loss_fn(params, key)`, a fresh batch per step
-    drawn from `fold_in(data_key, step)`. The one training loop of the toy models."""
-    optimizer = optax.adam(learning_rate)
+def fit(loss_fn, params, data_key, steps: int, learning_rate: float = 3e-3, optimizer=None):
+    """(params, losses (steps,) float32): `optimizer` (default Adam at `learning_rate`) on
+    `loss_fn(params, key)`, a fresh batch per step drawn from `fold_in(data_key, step)`. The one
+    training loop of the toy models."""
+    optimizer = optimizer or optax.adam(learning_rate)
 
     @jax.jit
     def step(params, opt_state, key):
@@ -112,18 +152,18 @@ def fit(loss_fn, params, data_key, steps: int, learning_rate: float):
     return params, jnp.stack(losses)
 
 
-def train(seed: int = 0, steps: int = 400, batch: int = 64, learning_rate: float = 3e-3, model=None):
-    """(model, variables, losses (steps,) float32): `model` (default ToyCNN()) trained with Adam on fresh batches."""
+def train(
+    seed: int = 0, steps: int = 400, batch: int = 64, learning_rate: float = 3e-3, model=None,
+    data=make_batch, loss=cross_entropy, optimizer=None,
+):
+    """(model, variables, losses (steps,) float32): `model` (default ToyCNN()) trained with
+    `optimizer` (default Adam at `learning_rate`) on fresh batches `data(key, batch)`, minimising
+    `loss(model, params, batch)` (default `cross_entropy`)."""
     model = model or ToyCNN()
     init_key, data_key = jax.random.split(jax.random.key(seed))
-    params = model.init(init_key, jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1)))["params"]
-
-    def loss_fn(params, key):
-        images, labels, _ = make_batch(key, batch)
-        logits = taps.apply_logits(model, {"params": params}, images)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-    params, losses = fit(loss_fn, params, data_key, steps, learning_rate)
+    params = model.init(init_key, data(init_key, 1).images)["params"]  # only the shape matters
+    params, losses = fit(lambda p, key: loss(model, p, data(key, batch)), params, data_key, steps, learning_rate,
+                         optimizer)  # fmt: skip
     return model, {"params": params}, losses
 
 

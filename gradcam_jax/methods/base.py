@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from gradcam_jax import taps
 from gradcam_jax import targets as targets_lib
-from gradcam_jax.inputs import check_images
+from gradcam_jax.inputs import check_images, is_concrete
 
 DEFAULT_LAYER = "inception_5b-output"
 
@@ -90,7 +90,7 @@ def register(name: str, score: str | None = "logit") -> Callable[[Callable[..., 
             images = check_images(images, values=False)
             target = resolve_target(name, score, model, images, targets, options.pop("score", None))
             result, finite = jitted(model, variables, images, target, **options)
-            if not bool(finite):
+            if is_concrete(finite) and not bool(finite):  # inside the caller's jit/grad: not checked
                 raise ValueError("images contain NaN or Inf values; expected finite pixel values")
             return result
 

@@ -14,6 +14,9 @@ Limits: the weights are the head's *linearisation* at `layer`. With a GAP + line
 above the layer (more convolutions, an MLP head) they are input-dependent, and the map is
 Grad-CAM on logits (the weights differ from Grad-CAM's by the constant h w, which the rescale
 removes) — no longer CAM. There is no `score` option: CAM is defined on logits.
+
+Differentiable with respect to `variables` and `images`, under `jit`, as Grad-CAM (the weights are
+a gradient).
 """
 
 from __future__ import annotations

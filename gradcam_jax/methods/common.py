@@ -11,7 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax import taps
+from gradcam_jax import maps, taps
 from gradcam_jax.googlenet import CAFFE_BGR_MEAN
 from gradcam_jax.gradients import column_cotangents, resolved_scores
 
@@ -65,7 +65,7 @@ def input_gradients(model, variables, images, target) -> InputGradients:
 
     scores, vjp, resolved = jax.vjp(every_score, images, has_aux=True)
     (gradients,) = jax.vmap(vjp, out_axes=1)(column_cotangents(scores))
-    return InputGradients(gradients.astype(jnp.float32), scores, resolved)
+    return InputGradients(maps.float32_or_wider(gradients), scores, resolved)
 
 
 def reduce_channels(pixels: jax.Array, how: str) -> jax.Array:
@@ -83,8 +83,8 @@ def reduce_channels(pixels: jax.Array, how: str) -> jax.Array:
 def weighted_sum(activations: jax.Array, weights: jax.Array) -> jax.Array:
     """(B, K, h, w) raw maps: sum_c weights * activations. activations (B, h, w, C); weights
     (B, K, C) per channel (CAM, Grad-CAM++, XGrad-CAM) or (B, K, h, w, C) per position (HiResCAM)."""
-    activations = activations.astype(jnp.float32)
-    weights = weights.astype(jnp.float32)
+    activations = maps.float32_or_wider(activations)
+    weights = maps.float32_or_wider(weights)
     if weights.ndim == 3:
         return jnp.einsum("bhwc,bkc->bkhw", activations, weights)
     return jnp.einsum("bhwc,bkhwc->bkhw", activations, weights)

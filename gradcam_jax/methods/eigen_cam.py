@@ -8,6 +8,10 @@ Centring follows pytorch-grad-cam (without it the component mostly tracks the me
 vector's sign is arbitrary, so the projection is flipped when its most negative value outweighs its
 most positive one (the sign correction of Seg-Eigen-CAM, Chung & Ying 2025, as pytorch-grad-cam's
 `get_2d_projection_with_sign_correction`). Default `relu=True` as pytorch-grad-cam.
+
+Differentiable with respect to `variables` and `images`, under `jit`, where the first singular value
+is simple (the SVD's derivative divides by the gaps between singular values); a constant map (all
+gaps 0) gets a zero gradient, not NaN.
 """
 
 from __future__ import annotations
@@ -26,9 +30,13 @@ def principal_projection(activations: jax.Array) -> jax.Array:
     """(B, h, w, C) -> (B, h, w): each image's centred activations projected on their first
     principal direction, sign-corrected (see the module doc)."""
     b, h, w, c = activations.shape
-    x = activations.reshape(b, h * w, c).astype(jnp.float32)
+    x = maps.float32_or_wider(activations.reshape(b, h * w, c))
     x = x - x.mean(axis=1, keepdims=True)
-    _, _, vt = jnp.linalg.svd(x, full_matrices=False)
+    # The SVD's derivative divides by gaps between singular values, all 0 for constant activations;
+    # those get a stand-in with distinct ones, so their (constant) map has a zero gradient, not NaN.
+    constant = (x == 0).all(axis=(1, 2), keepdims=True)
+    stand_in = jnp.eye(h * w, c, dtype=x.dtype) * jnp.arange(1, c + 1, dtype=x.dtype)
+    _, _, vt = jnp.linalg.svd(jnp.where(constant, stand_in, x), full_matrices=False)
     projection = jnp.einsum("bnc,bc->bn", x, vt[:, 0])
     flip = jnp.abs(projection.min(axis=1)) > jnp.abs(projection.max(axis=1))
     return jnp.where(flip[:, None], -projection, projection).reshape(b, h, w)

@@ -11,6 +11,10 @@ where the paper averages them; the two maps differ by the constant h*w, which th
 - `score="logit", relu=True`: the paper's Grad-CAM. For a GAP + linear head (GoogLeNet),
   alpha_c = W[class, c] / (h*w) exactly, so the map is CAM (Zhou et al. 2016). Best for
   "where is the evidence for this class", also when the class's probability is saturated.
+
+Differentiable with respect to `variables` and `images`, under `jit`: the map is smooth in the
+layer's activations and gradient (jax.grad takes a second derivative) except at ReLU and min/max
+kinks.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ with g = d S / d A for the class score S. The closed form for a (the paper's eq.
 explained quantity is exp(S), whose higher derivatives are powers of the first; that positive
 factor exp(S) scales every weight alike and the rescale removes it. Defaults follow the paper:
 `score="logit"`, `relu=True`.
+
+Differentiable with respect to `variables` and `images`, under `jit`; EPS and the g = 0 branch keep
+the gradient finite where the denominator vanishes.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ def grad_cam_plus_plus(
     """Grad-CAM++ maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
     Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1], activations and gradients."""
     g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
-    grads = g.gradients.astype(jnp.float32)  # (B, K, h, w, C)
-    acts = g.activations.astype(jnp.float32)[:, None]  # (B, 1, h, w, C)
+    grads = maps.float32_or_wider(g.gradients)  # (B, K, h, w, C)
+    acts = maps.float32_or_wider(g.activations)[:, None]  # (B, 1, h, w, C)
     g2 = grads**2
     denominator = 2 * g2 + acts.sum(axis=(2, 3), keepdims=True) * g2 * grads
     alpha = jnp.where(grads != 0, g2 / (denominator + EPS), 0.0)

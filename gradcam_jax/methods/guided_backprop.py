@@ -20,6 +20,12 @@ The map is the channel reduction of the guided gradient (`reduce`, default "abs_
 to [0, 1]; `Explanation.gradients` holds the guided gradients (B, [K,] H, W, C). Guided
 backpropagation is known to be class- and model-insensitive (Adebayo et al. 2018; see
 `gradcam_jax.metrics.model_randomisation`): `guided_grad_cam` multiplies in a class map.
+
+Differentiable with respect to `variables` and `images`, under `jit`: jax.grad differentiates the
+guided backward pass as written (the custom rule serves only that inner pass; the forward ReLUs
+keep their own derivative), so it is the exact derivative of this map — but the map is not the
+model's input gradient: for a "Right for the Right Reasons" penalty use
+`training.input_gradient_penalty`.
 """
 
 from __future__ import annotations

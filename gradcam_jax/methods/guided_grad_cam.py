@@ -6,6 +6,9 @@ Grad-CAM's class-discriminative map at input resolution:
 The Grad-CAM part is `grad_cam` itself (with this method's `layer`, `score`, `relu`, `reshape`);
 the guided part is `guided_backprop`'s, with its limits. Defaults follow the paper:
 `score="logit"`, `relu=True`.
+
+Differentiable with respect to `variables` and `images`, under `jit`, as its two parts (see
+`guided_backprop`).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ instead of being averaged first, so the map shows exactly the locations that rai
 For a GAP + linear head the gradient is the same at every position and HiResCAM equals Grad-CAM;
 it differs where the layer sits lower, or the head is not a plain average. Defaults follow the
 paper: `score="logit"`, `relu=True`.
+
+Differentiable with respect to `variables` and `images`, under `jit`, as Grad-CAM.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ pixel) or a number / RGB tuple. `batch_size` path points are vmapped into one fo
 pass and `lax.map` walks the chunks. The map reduces IG over channels (`reduce`, default
 "abs_sum") and rescales it; `Explanation.gradients` holds the path-averaged gradients (B, [K,]
 H, W, C), so IG = (images - baseline) * gradients.
+
+Differentiable with respect to `variables` and `images`, under `jit`: the path points are fixed, so
+the map is a sum of input gradients (a second derivative for jax.grad).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def integrated_gradients(
 ) -> Explanation:
     """Integrated-gradients maps of `targets` (B,) or (B, K) (None: top-1) at input resolution;
     see the module doc. Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1]."""
-    images = images.astype(jnp.float32)
+    images = maps.float32_or_wider(images)
     scores, target = target_scores(model, variables, images, targets)  # top-1 of x, not of the path
     start = fill_value(baseline, images.shape[-1])
     alphas = (jnp.arange(steps, dtype=jnp.float32) + 0.5) / steps

@@ -4,6 +4,9 @@ fine detail when the layer is shallow (`conv2-norm2`, `inception_3b-output`):
     map = normalise( sum_c relu(g_ijc) A_ijc )
 
 Defaults follow the paper: `score="logit"`, `relu=True`.
+
+Differentiable with respect to `variables` and `images`, under `jit`, as Grad-CAM (relu(g) adds a
+kink at g = 0).
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ Options, as MATLAB names them (`MaskSize`, `Stride`, `MaskValue`, `MaskClipping`
 
 Every mask position is one forward pass of the batch; `batch_size` positions are vmapped into one
 pass and `lax.map` walks the chunks, so memory stays bounded and there is no Python loop.
+
+Differentiable with respect to `variables` and `images`, under `jit`: the masks are fixed and the
+scores smooth in both (a kink where an occluded ReLU input crosses 0). The top-1 class
+(`targets=None`) is picked by argmax, which has no gradient: the class is a constant of the loss.
 """
 
 from __future__ import annotations
@@ -118,7 +122,7 @@ def occlusion(
     Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1] and the unoccluded scores."""
     if upsampling not in UPSAMPLINGS:
         raise ValueError(f"unknown upsampling {upsampling!r}; choose from {', '.join(UPSAMPLINGS)}")
-    images = images.astype(jnp.float32)
+    images = maps.float32_or_wider(images)
     size = images.shape[1:3]
     grid = occlusion_grid(size, mask_size, stride, clipping)
     (mh, mw), starts = grid.mask, jnp.asarray(grid.starts)

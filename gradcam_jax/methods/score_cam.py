@@ -12,6 +12,9 @@ in PyTorch code; "black" multiplies the raw pixels).
 Cost: one forward pass per channel and image (1024 for `inception_5b-output`), run `batch_size`
 channels at a time (vmapped) under `lax.map`. A layer with fewer channels is cheaper, e.g.
 `inception_5b-relu_pool_proj` (128).
+
+Differentiable with respect to `variables` and `images`, under `jit`: the masks and the channel
+weights are smooth functions of the activations and of the masked images' scores.
 """
 
 from __future__ import annotations
@@ -47,12 +50,12 @@ def score_cam(
     if reshape is not None:
         activations = reshape(activations)
     explained, target = resolved_scores(targets, outputs, images.shape[0])  # (B, K)
-    images = images.astype(jnp.float32)
+    images = maps.float32_or_wider(images)
     background = fill_value(fill, images.shape[-1])
     size = images.shape[1:3]
 
     def masked(channel):  # the batch seen through one channel's mask: (B, H, W, C)
-        a = jnp.take(activations, channel, axis=-1).astype(jnp.float32)  # (B, h, w)
+        a = maps.float32_or_wider(jnp.take(activations, channel, axis=-1))  # (B, h, w)
         mask = maps.rescale(jax.image.resize(a, (a.shape[0], *size), method="bilinear"))
         return background + mask[..., None] * (images - background)
 

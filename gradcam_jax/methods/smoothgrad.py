@@ -7,6 +7,9 @@ with n = `samples` and `noise` the paper's noise level (10-20% works best there)
 from `jax.random.key(seed)`, so a call is reproducible. `batch_size` samples are vmapped into one
 forward/backward pass and `lax.map` walks the chunks. The map reduces the averaged gradient over
 channels (`reduce`, default "abs_max") and rescales it; `Explanation.gradients` holds it.
+
+Differentiable with respect to `variables` and `images`, under `jit`: the noise is fixed by `seed`,
+and `sigma` follows the image's range.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def smoothgrad(
 ) -> Explanation:
     """SmoothGrad maps of `targets` (B,) or (B, K) (None: top-1) at input resolution; see the
     module doc. Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1]."""
-    images = images.astype(jnp.float32)
+    images = maps.float32_or_wider(images)
     scores, target = target_scores(model, variables, images, targets)  # top-1 of the clean image
     sigma = noise * (images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3)))  # (B,)
     key = jax.random.key(seed)

@@ -6,13 +6,14 @@ conservation axioms, which makes them activation-weighted gradient averages:
 Then sum_c w_c sum_ij A_ijc = sum_ij <A_ij, g_ij>, which equals the score when the part of the
 network above the layer is positively homogeneous (ReLUs, pooling, no biases; Euler's theorem):
 the conservation axiom. Defaults follow the paper: `score="logit"`, `relu=True`.
+
+Differentiable with respect to `variables` and `images`, under `jit`; EPS keeps an all-zero
+channel's gradient finite.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import jax.numpy as jnp
 
 from gradcam_jax import maps
 from gradcam_jax.gradients import layer_gradients
@@ -36,7 +37,7 @@ def xgrad_cam(
     """XGrad-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
     Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1], activations and gradients."""
     g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
-    acts = g.activations.astype(jnp.float32)[:, None]  # (B, 1, h, w, C)
+    acts = maps.float32_or_wider(g.activations)[:, None]  # (B, 1, h, w, C)
     weights = (acts * g.gradients).sum(axis=(2, 3)) / (acts.sum(axis=(2, 3)) + EPS)  # (B, K, C)
     raw = weighted_sum(g.activations, weights)
     return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.target, g.activations, g.gradients)
