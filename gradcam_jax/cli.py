@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from gradcam_jax import batching
 from gradcam_jax import dataset as dataset_lib
 from gradcam_jax import images as images_lib
 from gradcam_jax import labels, outputs, taps
@@ -48,10 +49,9 @@ def fail(message: str) -> None:
 
 
 class Batches:
-    """Images from `paths` in fixed-size float32 batches; unreadable files are reported and skipped.
-
-    The last batch is padded (by repeating its first image) so every batch has one shape and the
-    jitted model compiles once; `len(batch_paths)` says how many rows are real.
+    """Images from `paths` in float32 batches of up to `batch_size`; unreadable files are reported
+    and skipped. A short batch is padded only to the next bucket (`gradcam_jax.batching`), so one
+    photo costs one image; `len(batch_paths)` says how many rows are real.
     """
 
     def __init__(self, paths: list[Path], batch_size: int, crop: str):
@@ -84,9 +84,8 @@ class Batches:
         bar.close()
 
     def _batch(self, chunk):
-        arrays = [c[2] for c in chunk]
-        arrays += [arrays[0]] * (self.batch_size - len(arrays))
-        return [c[0] for c in chunk], [c[1] for c in chunk], np.stack(arrays).astype(np.float32)
+        rows = batching.bucket(len(chunk), self.batch_size)
+        return [c[0] for c in chunk], [c[1] for c in chunk], batching.stack_padded([c[2] for c in chunk], rows)
 
     def finish(self) -> int:
         if self.failures:
@@ -150,7 +149,8 @@ def output_plan(args, paths: list[Path], classes: list[int]):
 
 def method_options(method, args) -> dict:
     accepted = inspect.signature(method).parameters
-    return {k: getattr(args, k) for k in ("layer", "score", "relu") if k in accepted}
+    given = {k: getattr(args, k) for k in ("layer", "score", "relu") if getattr(args, k) is not None}
+    return {k: v for k, v in given.items() if k in accepted}
 
 
 def check_layer(model, variables, options: dict) -> None:
@@ -179,8 +179,8 @@ def run_explain(args) -> int:
     check_layer(model, variables, options)
 
     batches = Batches(paths, args.batch, args.crop)
-    targets = None if not classes else np.tile(np.asarray(classes, np.int32), (args.batch, 1))
     for batch_paths, originals, images in batches:
+        targets = None if not classes else np.tile(np.asarray(classes, np.int32), (len(images), 1))
         result = method(model, variables, images, targets, **options)
         maps, scores, chosen = (np.asarray(a) for a in (result.map, result.scores, result.targets))
         if targets is None:  # (B, H, W) -> (B, 1, H, W) so one loop serves both
@@ -273,8 +273,9 @@ def run_video(args) -> int:
 def method_arguments(p) -> None:
     p.add_argument("--method", choices=sorted(METHODS), default="grad_cam")
     p.add_argument("--layer", default=DEFAULT_LAYER, help=f"layer name or Flax path (default {DEFAULT_LAYER})")
-    p.add_argument("--score", choices=SCORES, default="softmax", help="softmax (MATLAB) or logit (the paper)")
-    p.add_argument("--relu", action="store_true", help="ReLU the map before rescaling (the paper's Grad-CAM)")
+    # None: not given, so each method keeps its paper's default (Score-CAM's ReLU, IG's logit, ...)
+    p.add_argument("--score", choices=SCORES, default=None, help="softmax (MATLAB) or logit (the paper); default: the method's")
+    p.add_argument("--relu", action="store_true", default=None, help="ReLU the map before rescaling (the paper's Grad-CAM)")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the map in the overlay, 0..1")
 
 
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, RuntimeError, images_lib.ImageError) as err:
+    except (ValueError, RuntimeError, OSError, images_lib.ImageError) as err:  # OSError: a full disk, say
         fail(str(err))
         return 2
     except KeyboardInterrupt:

@@ -4,7 +4,8 @@ A method is written as `impl(model, variables, images, targets, *, options...)` 
 with `targets` (B, K) int32 or None (top-1), and returns an `Explanation` with a K axis.
 `@register(name)` turns it into the public function: inputs checked (a clear ValueError), jitted
 once per input shape with the model and the keyword options static, and the K axis dropped again
-when `targets` was (B,) or None.
+when `targets` was (B,) or None. A method with a `batch_size` option (images per forward pass)
+runs a batch larger than that in slices (`common.in_slices`), so its memory follows `batch_size`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import NamedTuple
 import jax
 
 from gradcam_jax.inputs import check_images, check_targets
+from gradcam_jax.methods.common import in_slices
 
 DEFAULT_LAYER = "inception_5b-output"
 
@@ -48,8 +50,17 @@ def register(name: str):
     """Decorator: publish `impl` as a checked, jitted explanation method under `name`."""
 
     def decorate(impl):
-        static = [p.name for p in inspect.signature(impl).parameters.values() if p.kind is p.KEYWORD_ONLY]
-        jitted = jax.jit(impl, static_argnames=("model", *static))
+        parameters = inspect.signature(impl).parameters
+        static = [p.name for p in parameters.values() if p.kind is p.KEYWORD_ONLY]
+        bounded = impl
+        if "batch_size" in parameters:
+
+            @functools.wraps(impl)
+            def bounded(model, variables, images, targets, **options):
+                size = options.get("batch_size", parameters["batch_size"].default)
+                return in_slices(lambda x, t: impl(model, variables, x, t, **options), size, images, targets)
+
+        jitted = jax.jit(bounded, static_argnames=("model", *static))
 
         @functools.wraps(impl)
         def method(model, variables, images, targets=None, **options) -> Explanation:

@@ -15,8 +15,9 @@ Options, as MATLAB names them (`MaskSize`, `Stride`, `MaskValue`, `MaskClipping`
   the grid is rescaled to [0, 1] first, like every map here, and clipped after.
 - `score` "softmax" (MATLAB scores the softmax layer), or "logit".
 
-Every mask position is one forward pass of the batch; `batch_size` positions are vmapped into one
-pass and `lax.map` walks the chunks, so memory stays bounded and there is no Python loop.
+Every mask position is one forward pass of the batch; positions are vmapped so one pass holds at
+most `batch_size` whole images (the rule in `methods.common`) and `lax.map` walks the chunks, so
+memory stays bounded and there is no Python loop.
 """
 
 from __future__ import annotations

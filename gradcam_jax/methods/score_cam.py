@@ -9,8 +9,8 @@ image (`score="softmax"`), with no baseline subtracted, and `relu=True`. Masking
 `fill` (default the mean pixel, which is what multiplying the *normalised* input by the mask does
 in PyTorch code; "black" multiplies the raw pixels).
 
-Cost: one forward pass per channel and image (1024 for `inception_5b-output`), run `batch_size`
-channels at a time (vmapped) under `lax.map`. A layer with fewer channels is cheaper, e.g.
+Cost: one forward pass per channel and image (1024 for `inception_5b-output`), vmapped so one pass
+holds at most `batch_size` whole images (the rule in `methods.common`), under `lax.map`. A layer with fewer channels is cheaper, e.g.
 `inception_5b-relu_pool_proj` (128).
 """
 
