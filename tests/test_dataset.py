@@ -126,7 +126,7 @@ def test_four_devices_killed_run_resumes_without_redoing(folder, reference, tmp_
     with open(out / "index.jsonl", "a") as f:
         f.write('{"image": "cut sh')
 
-    # Batch 6 is rounded up to 8 (two per device); the four images left are padded to 8.
+    # Batch 6 is rounded up to 8 (two per device); the four images left make one batch of 4 (a bucket).
     summary = finish(run_driver(4, folder=folder, out=out, batch=6))
     assert summary["local_devices"] == summary["devices"] == 4
     assert summary["skipped"] == 4 and summary["explained"] == 4 and len(summary["failed"]) == 1
@@ -182,7 +182,7 @@ def test_cli_folder_is_a_resumable_dataset_run(folder, reference, tmp_path, caps
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [f"{n}.png" for n in NAMES]
     assert Image.open(out / "cd0.png").size == (400, 360)  # drawn over the photo, as for single images
     assert_matches(out, read_index(out), reference)
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "index.jsonl"}
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name not in ("index.jsonl", ".lock")}
 
     assert cli.main(["explain", str(folder), "--out", str(out), "--batch", "4"]) == 1
     assert "8 image(s) already done, 1 to go" in capsys.readouterr().err  # broken.jpg is tried again
