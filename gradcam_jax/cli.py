@@ -203,7 +203,7 @@ def run_explain_dataset(args, method, classes: list[int]) -> int:
     options = method_options(method, args)
     plan = dataset_lib.plan_dataset(
         args.images, args.out, method=args.method, options=options, classes=classes or None,
-        crop=args.crop, overlays=True, overwrite=args.overwrite,
+        crop=args.crop, overlays=True, overwrite=args.overwrite, maps=args.maps,
     )
     outputs.check_outputs([plan.out / dataset_lib.SETTINGS], [], overwrite=True)  # a folder we can write to
     model, variables = model_and_variables(args)
@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with one image and one class, --out may name the .png itself. --save-map PATH.npy writes the (224, 224) "
         "float32 map; with several images or classes, one file each: PATH-<image stem>[-<class index>].npy. "
         "A folder is a resumable dataset run, sharded over every local device: "
-        "OUT/<path in folder>[-<class index>].png, OUT/maps/<path in folder>[-<class index>].npy and "
+        "OUT/<path in folder>[-<class index>].png, the maps (--maps shards: one 8-bit PNG per batch, read "
+        "with gradcam_jax.dataset.load_maps; --maps npy: OUT/maps/<path in folder>[-<class index>].npy) and "
         "OUT/index.jsonl (image, class, label, score, map, overlay), written batch by batch; "
         "a rerun skips the images already done.",
     )
@@ -317,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="gradcam-out", help="output folder, or a .png for one image and class")
     e.add_argument("--save-map", metavar="PATH.npy", default=None, help="also save the raw map(s) as .npy")
     e.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    e.add_argument("--maps", choices=dataset_lib.MAP_LAYOUTS, default="shards",
+                   help="folder runs: maps in per-batch 8-bit shards (default) or one float32 .npy each")
     e.set_defaults(run=run_explain)
 
     v = commands.add_parser(

@@ -6,13 +6,19 @@ written as it goes, and resumable.
 What `out/` holds (<name> is the image's path inside its folder, without suffix; a file given
 directly is named by its stem):
 
-    settings.json               method, options, classes, crop: a rerun must use the same (or overwrite)
-    index.jsonl                 one JSON line per finished (image, class): image, name, class, label,
-                                score, map, overlay, and the image's size and mtime_ns when read;
-                                under jax.distributed one file per process, index.<i>-of-<n>.jsonl
+    settings.json               method, options, classes, crop, maps: a rerun must use the same (or overwrite)
+    index.jsonl                 one JSON line per finished (image, class): image, name, output
+                                (<name>[-<class>]), class, label, score, map (its file), row (its
+                                place in a shard), overlay, and the image's size and mtime_ns when
+                                read; under jax.distributed one file per process, index.<i>-of-<n>.jsonl
     .lock                       held (flock) while a run writes here; under jax.distributed one per process
-    maps/<name>[-<class>].npy   the float32 (224, 224) map in [0, 1]
+    maps/shard-<p>-<n>.png      maps="shards" (the default): one file per batch, its maps stacked
+                                (row r is rows r*224 .. r*224+223) as 8-bit grayscale, map = pixel / 255
+                                (the overlay's own resolution); about 10-15 KB per smooth CAM map
+    maps/<name>[-<class>].npy   maps="npy": the float32 (224, 224) map in [0, 1], one file each
     <name>[-<class>].png        the map over the photo, when `alpha` is given (`gradcam-jax explain DIR`)
+
+`load_maps(out)` gives back (outputs, classes, maps) whatever the layout.
 
 Parallelism: each batch, padded (by repeating an image) only up to the next bucket, a multiple of
 the local device count (`gradcam_jax.batching`), is put on a 1-D `Mesh` of the local devices as `NamedSharding(mesh, P("data"))`, with
@@ -46,6 +52,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from PIL import Image
 
 from gradcam_jax import batching, labels, outputs
 from gradcam_jax import images as images_lib
@@ -56,6 +63,7 @@ from gradcam_jax.overlay import overlay
 SETTINGS = "settings.json"
 MAPS = "maps"
 LOCK = ".lock"
+MAP_LAYOUTS = ("shards", "npy")
 
 
 class Item(NamedTuple):
@@ -117,13 +125,19 @@ def process_share(items: list, process: int | None = None, processes: int | None
     return items[process::processes]
 
 
-def output_files(name: str, classes: list[int] | None) -> list[tuple[int | None, str, str]]:
-    """(class or None for top-1, map file, overlay file) per class, relative to the output folder."""
+def output_files(name: str, classes: list[int] | None) -> list[tuple[int | None, str, str, str]]:
+    """(class or None for top-1, output name, .npy map file, overlay file) per class; the files
+    relative to the output folder."""
     return [
-        (cls, f"{MAPS}/{name}{suffix}.npy", f"{name}{suffix}.png")
+        (cls, f"{name}{suffix}", f"{MAPS}/{name}{suffix}.npy", f"{name}{suffix}.png")
         for cls in (classes or [None])
         for suffix in ["" if cls is None else f"-{cls}"]
     ]
+
+
+def output_of(record: dict) -> str:
+    """A record's output name (records of older runs have none: it is their .npy file's path)."""
+    return record.get("output") or record["map"][len(MAPS) + 1 : -len(".npy")]
 
 
 def index_name(process: int, processes: int) -> str:
@@ -147,11 +161,39 @@ def parse_index(path: Path) -> tuple[list[dict], bool]:
 
 
 def finished_maps(out: Path) -> dict[str, dict]:
-    """{map file (relative): its latest record} of every finished (image, class), from every index file in `out`."""
+    """{output name: its latest record} of every finished (image, class), from every index file in `out`."""
     done = {}
     for path in sorted(out.glob("index*.jsonl")):
-        done.update({r["map"]: r for r in parse_index(path)[0] if (out / r["map"]).is_file()})
+        done.update({output_of(r): r for r in parse_index(path)[0] if (out / r["map"]).is_file()})
     return done
+
+
+def read_shard(path: Path, size: tuple[int, int] = INPUT_SIZE) -> np.ndarray:
+    """float32 (N, H, W) maps in [0, 1] of one shard file."""
+    with Image.open(path) as image:
+        pixels = np.asarray(image, np.float32)
+    return pixels.reshape(-1, *size) / 255.0
+
+
+def load_maps(out: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(outputs, classes, maps) of every finished (image, class) in a dataset run's folder `out`:
+    output names <name>[-<class>] (sorted), int32 (N,) classes explained, float32 (N, H, W) maps
+    in [0, 1] (shards: in steps of 1/255), whatever the layout (see the module doc)."""
+    out = Path(out)
+    done = finished_maps(out)
+    shards: dict[str, np.ndarray] = {}
+    names = sorted(done)
+    maps = []
+    for name in names:
+        record = done[name]
+        if "row" in record:
+            if record["map"] not in shards:
+                shards[record["map"]] = read_shard(out / record["map"])
+            maps.append(shards[record["map"]][record["row"]])
+        else:
+            maps.append(np.load(out / record["map"]).astype(np.float32))
+    classes = np.asarray([done[n]["class"] for n in names], np.int32)
+    return names, classes, np.stack(maps) if maps else np.zeros((0, *INPUT_SIZE), np.float32)
 
 
 def stamp(path: Path) -> dict:
@@ -201,6 +243,7 @@ def plan_dataset(
     crop: str = "none",
     overlays: bool = False,
     overwrite: bool = False,
+    maps: str = "shards",
 ) -> DatasetPlan:
     """What `explain_dataset` will do, checked before any heavy work: ValueError for a missing input,
     clashing names, an output over an input, or an `out` folder holding other results."""
@@ -209,6 +252,8 @@ def plan_dataset(
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(sorted(METHODS))}")
     if crop not in images_lib.CROPS:
         raise ValueError(f"unknown crop {crop!r}; choose from {', '.join(images_lib.CROPS)}")
+    if maps not in MAP_LAYOUTS:
+        raise ValueError(f"unknown maps layout {maps!r}; choose from {', '.join(MAP_LAYOUTS)}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
     items = list_images(inputs, exclude=out)
@@ -216,10 +261,12 @@ def plan_dataset(
         raise ValueError("no images found in the given paths")
     protected = {item.path.resolve() for item in items}
     for item in items:
-        for _, npy, png in output_files(item.name, classes):
+        for _, _, npy, png in output_files(item.name, classes):
             if (out / png).resolve() in protected or (out / npy).resolve() in protected:
                 raise ValueError(f"{out / png}: refusing to overwrite an input image")
-    settings = {"method": method, "options": full_options(method, options or {}), "classes": classes, "crop": crop}
+    settings = {
+        "method": method, "options": full_options(method, options or {}), "classes": classes, "crop": crop, "maps": maps
+    }
     settings = json.loads(json.dumps(settings, default=str))  # as it reads back from settings.json
     done: dict[str, dict] = {}
     if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not overwrite:
@@ -227,14 +274,14 @@ def plan_dataset(
             raise ValueError(
                 f"{out}: exists and holds no earlier dataset run; choose another output folder or pass --overwrite"
             )
-        earlier = json.loads((out / SETTINGS).read_text())
+        earlier = {"maps": "npy", **json.loads((out / SETTINGS).read_text())}  # older runs wrote .npy files
         if earlier != settings:
             raise ValueError(f"{out}: holds results for other settings: {differences(earlier, settings)}; "
                              "choose another output folder or pass --overwrite")
         done = finished_maps(out)
     process, processes = jax.process_index(), jax.process_count()
     mine = process_share(items, process, processes)
-    todo = [item for item in mine if not all(unchanged(item, done.get(npy)) for _, npy, _ in output_files(item.name, classes))]
+    todo = [item for item in mine if not all(unchanged(item, done.get(o)) for _, o, _, _ in output_files(item.name, classes))]
     finished = len(mine) - len(todo)
     return DatasetPlan(out, todo, finished, settings, dict(options or {}), overlays, overwrite, process, processes)
 
@@ -339,29 +386,37 @@ def run_dataset(
 
         bar = tqdm(total=len(todo), unit="img", disable=None)
 
-    def write(item: Item, original, image, maps) -> None:  # one image's files, in a pool thread
-        for k, (_, npy, png) in enumerate(output_files(item.name, classes)):
-            outputs.save_npy(out / npy, maps[k].astype(np.float32))
+    shards = shard_names(out, plan.process)
+
+    def draw(item: Item, original, image, maps) -> None:  # one image's files, in a pool thread
+        for k, (_, _, npy, png) in enumerate(output_files(item.name, classes)):
+            if settings["maps"] == "npy":
+                outputs.save_npy(out / npy, maps[k].astype(np.float32))
             if plan.overlays:
                 backdrop = np.asarray(original) if settings["crop"] == "none" else image
                 outputs.save_png(out / png, overlay(backdrop, maps[k], alpha))
 
-    def records_of(chunk, result) -> tuple[list[dict], list]:
+    def records_of(chunk, result) -> tuple[list[dict], list, int]:
         maps, scores, chosen = (np.asarray(a)[: len(chunk)] for a in result)  # waits for the device
         if maps.ndim == 3:  # top-1: (B, H, W) -> (B, 1, H, W), so one loop serves both
             maps, scores, chosen = maps[:, None], scores[:, None], chosen[:, None]
-        records, writes = [], []
-        for b, (item, original, image, when) in enumerate(chunk):
-            writes.append(pool.submit(write, item, original, image, maps[b]))
-            for k, (_, npy, png) in enumerate(output_files(item.name, classes)):
+        writes = [pool.submit(draw, item, original, image, maps[b]) for b, (item, original, image, _) in enumerate(chunk)]
+        shard = None
+        if settings["maps"] == "shards":
+            shard = next(shards)
+            writes.append(pool.submit(write_shard, out / shard, maps.reshape(-1, *maps.shape[2:])))
+        records = []
+        for b, (item, _, _, when) in enumerate(chunk):
+            for k, (_, output, npy, png) in enumerate(output_files(item.name, classes)):
                 c = int(chosen[b, k])
+                where = {"map": npy} if shard is None else {"map": shard, "row": b * maps.shape[1] + k}
                 records.append({
-                    "image": str(item.path), "name": item.name, "class": c, "label": labels.label(c),
-                    "score": round(float(scores[b, k]), 6), "map": npy, "overlay": png if plan.overlays else None, **when,
+                    "image": str(item.path), "name": item.name, "output": output, "class": c, "label": labels.label(c),
+                    "score": round(float(scores[b, k]), 6), **where, "overlay": png if plan.overlays else None, **when,
                 })
-        return records, writes
+        return records, writes, len(chunk)
 
-    def finish(records: list[dict], writes: list) -> int:  # the index line only once its files are written
+    def finish(records: list[dict], writes: list, images: int) -> int:  # index lines only once their files are written
         for future in writes:
             future.result()
         append_index(index, records)
@@ -369,8 +424,8 @@ def run_dataset(
             if on_image is not None:
                 on_image(record)
         if bar is not None:
-            bar.update(len(writes))
-        return len(writes)
+            bar.update(images)
+        return images
 
     with outputs.folder_lock(out / lock_name(plan.process, plan.processes)), \
             concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count() or 1, "gradcam-host") as pool:
@@ -398,6 +453,23 @@ def run_dataset(
             if bar is not None:
                 bar.close()
     return DatasetSummary(explained, plan.finished, failed, mesh.size, plan.processes, index)
+
+
+def shard_names(out: Path, process: int) -> Iterator[str]:
+    """maps/shard-<process>-<n>.png for n after every shard this process wrote before (a resume
+    never overwrites a shard that finished records point into)."""
+    prefix = f"shard-{process:03d}-"
+    taken = [int(p.stem[len(prefix):]) for p in (out / MAPS).glob(f"{prefix}*.png") if p.stem[len(prefix):].isdigit()]
+    n = max(taken, default=-1) + 1
+    while True:
+        yield f"{MAPS}/{prefix}{n:06d}.png"
+        n += 1
+
+
+def write_shard(path: Path, maps: np.ndarray) -> None:
+    """(N, H, W) maps in [0, 1] -> one 8-bit grayscale PNG of N*H rows, atomically."""
+    pixels = np.round(np.clip(maps, 0.0, 1.0) * 255.0).astype(np.uint8)
+    outputs.save_png(path, pixels.reshape(-1, maps.shape[-1]), compress_level=6)  # small, and one per batch
 
 
 def lock_name(process: int, processes: int) -> str:
@@ -433,6 +505,7 @@ def explain_dataset(
     crop: str = "none",
     alpha: float | None = None,
     overwrite: bool = False,
+    maps: str = "shards",
     limit: int | None = None,
     progress: bool = False,
     on_image: Callable[[dict], None] | None = None,
@@ -444,14 +517,16 @@ def explain_dataset(
     classes: class indices to explain in each image (default: its top-1). batch_size: images per
     step over all local devices (a short last batch is padded only to the next bucket, a multiple
     of their count). alpha: also draw overlay
-    PNGs at this opacity. limit: stop after this many images (rerun to go on). on_image(record) is
+    PNGs at this opacity. maps: "shards" (one 8-bit PNG of stacked maps per batch, read back
+    with `load_maps`) or "npy" (one float32 .npy per map). limit: stop after this many images (rerun to go on). on_image(record) is
     called per finished (image, class), on_error("<file>: <reason>") per unreadable image, which is
     skipped (and tried again by a rerun). `options` (layer, score, relu, ...) go to the method.
     The layout of `out`, the sharding and the resume rule are in the module doc.
     """
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     plan = plan_dataset(
-        inputs, out, method=method, options=options, classes=classes, crop=crop, overlays=alpha is not None, overwrite=overwrite
+        inputs, out, method=method, options=options, classes=classes, crop=crop, overlays=alpha is not None,
+        overwrite=overwrite, maps=maps,
     )
     return run_dataset(
         plan, model, variables, batch_size=batch_size, alpha=alpha, limit=limit, progress=progress,

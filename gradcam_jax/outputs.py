@@ -42,11 +42,9 @@ def current_umask() -> int:
 PNG_COMPRESS_LEVEL = 1
 
 
-def save_png(path: Path, rgb: np.ndarray) -> Path:
-    """uint8 (H, W, 3) -> PNG at `path`, atomically."""
-    return atomic_write(
-        path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    )
+def save_png(path: Path, pixels: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> Path:
+    """uint8 (H, W, 3) or (H, W) -> PNG at `path`, atomically."""
+    return atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG", compress_level=compress_level))
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from gradcam_jax import batching, cli, outputs
 from gradcam_jax import dataset as dataset_lib
 from gradcam_jax.methods import DEFAULT_LAYER, METHODS
 from tests.conftest import PHOTOS
+from tests.test_methods import Tiny  # conv -> ReLU layer "relu" (3 channels) -> mean -> dense
 
 SEEN: dict[str, list[int]] = {}  # tag -> batch sizes the model was traced with
 
@@ -45,22 +46,6 @@ class Recorder(nn.Module):
         SEEN.setdefault(self.tag, []).append(x.shape[0])
         x = nn.relu(nn.Conv(4, (3, 3), strides=(4, 4), name="conv")(x))
         return nn.Dense(self.num_classes, name="head")(x.mean(axis=(1, 2)))
-
-
-class Tiny(nn.Module):
-    num_classes: int = 3
-
-    @nn.compact
-    def __call__(self, x):
-        x = nn.Conv(4, (3, 3), padding="SAME", name="conv")(x)
-        x = Act(name="relu")(x)
-        return nn.Dense(self.num_classes, name="head")(x.mean(axis=(1, 2)))
-
-
-class Act(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-        return nn.relu(x)
 
 
 def variables_of(model, size=8):
@@ -147,7 +132,7 @@ def test_folder_run_pads_only_to_the_next_bucket(photos, tmp_path):
 
 @pytest.mark.parametrize("name, options", [
     ("occlusion", dict(mask_size=4, stride=4)),  # 4 positions
-    ("score_cam", dict(layer="relu")),  # 4 channels
+    ("score_cam", dict(layer="relu")),  # 3 channels
     ("integrated_gradients", dict(steps=6)),
     ("smoothgrad", dict(samples=6)),
 ])
@@ -159,7 +144,7 @@ def test_one_pass_holds_at_most_batch_size_images(name, options, images, batch_s
     method = METHODS[name]
     sizes = conv_batches(lambda v, x: method.jitted(model, v, x, None, batch_size=batch_size, **options), variables, x)
     assert max(sizes) <= batch_size
-    perturbations = {"occlusion": 4, "score_cam": 4}.get(name, 6)
+    perturbations = {"occlusion": 4, "score_cam": 3}.get(name, 6)
     expected = min(per_pass, images * perturbations) if images <= batch_size else batch_size
     assert expected in sizes
 
@@ -212,7 +197,8 @@ def test_a_changed_input_is_explained_again(photos, tmp_path):
     latest = {r["name"]: r for r in map(json.loads, (out / "index.jsonl").read_text().splitlines())}
     assert latest["p1"]["mtime_ns"] == changed.stat().st_mtime_ns
     expected = gj.grad_cam(model, variables, gj.load_image(changed)[None], layer="relu").map[0]
-    np.testing.assert_allclose(np.load(out / latest["p1"]["map"]), expected, atol=1e-5)
+    names, _, maps = dataset_lib.load_maps(out)
+    np.testing.assert_allclose(maps[names.index("p1")], expected, atol=0.5 / 255 + 1e-6)  # the newer map wins
     assert gj.explain_dataset(photos, out, model, variables, layer="relu").explained == 0
 
 
@@ -246,3 +232,21 @@ def test_cli_leaves_each_methods_own_score_and_relu_alone():
     }
     given_ = cli.method_options(METHODS["score_cam"], parse(["explain", "x.jpg", "--score", "logit", "--relu"]))
     assert given_["score"] == "logit" and given_["relu"] is True
+
+
+# -- compact maps -------------------------------------------------------------------------------
+
+
+def test_maps_are_sharded_by_default_and_npy_on_request(photos, tmp_path):
+    model = Tiny()
+    variables = variables_of(model, 224)
+    expected = gj.grad_cam(model, variables, np.stack([gj.load_image(p) for p in sorted(photos.iterdir())]), layer="relu").map
+    for layout, files, atol in [("shards", ["shard-000-000000.png"], 0.5 / 255 + 1e-6), ("npy", ["p0.npy", "p1.npy", "p2.npy"], 1e-6)]:
+        out = tmp_path / layout
+        gj.explain_dataset(photos, out, model, variables, layer="relu", maps=layout)
+        assert sorted(p.name for p in (out / "maps").iterdir()) == files  # one shard for the batch
+        names, classes, maps = dataset_lib.load_maps(out)
+        assert names == ["p0", "p1", "p2"] and classes.dtype == np.int32 and maps.dtype == np.float32
+        np.testing.assert_allclose(maps, expected, atol=atol)
+    with pytest.raises(ValueError, match=r"maps shards \(now npy\)"):
+        gj.explain_dataset(photos, tmp_path / "shards", model, variables, layer="relu", maps="npy")
