@@ -21,9 +21,9 @@ directly is named by its stem):
 `load_maps(out)` gives back (outputs, classes, maps) whatever the layout.
 
 Parallelism: each batch, padded (by repeating an image) only up to the next bucket, a multiple of
-the local device count (`gradcam_jax.batching`), is put on a 1-D `Mesh` of the local devices as `NamedSharding(mesh, P("data"))`, with
-the variables replicated; the jitted method then runs data parallel (XLA partitions it along the
-batch; images never interact, so the devices never talk). Under `jax.distributed`, process i of n
+the local device count (`gradcam_jax.batching`), is put on a 1-D `Mesh` of the local devices as
+`NamedSharding(mesh, P("data"))`, with the variables replicated; the jitted method then runs data
+parallel (XLA partitions it along the batch; images never interact, so the devices never talk). Under `jax.distributed`, process i of n
 takes images i, i+n, i+2n, ... of the sorted list on its own devices: hosts never wait for each other.
 The host side runs beside the device: a thread pool (one thread per core) decodes and resizes
 the next images and draws, encodes and writes the finished ones, while the device computes.
@@ -33,7 +33,7 @@ lock is an flock, so a crashed run leaves nothing stuck. A failed write (a full 
 made read-only) raises its OSError; everything finished before it stays finished.
 
 Resume: an (image, class) is finished once its line is in an index file, and its map and overlay
-are written (atomically) before that line. A rerun reads every index file, skips what is
+are written (atomically) before that line, so a kill loses at most the two batches in flight. A rerun reads every index file, skips what is
 finished (unless the image's size or modification time changed since: then it is explained
 again, and its newer line wins), and first repairs its own index if a kill cut its last line short.
 """

@@ -116,7 +116,8 @@ def deletion(
     """Deletion curve: the `score` of `targets` (B,) as the pixels of `images` (B, H, W, C) are
     replaced by `substrate` ("mean" pixel: RISE's zero in normalised input; "black"; "blur"; a
     number) in `maps`' (B, H, W) order, most salient first, in `steps` equal steps (RISE: 224).
-    `batch_size` steps share a forward pass. Lower AUC is better."""
+    One forward pass holds `batch_size` images, B x steps per pass (at least one step of the
+    whole batch; the rule in `methods.common`). Lower AUC is better."""
     return _curve(
         model, variables, images, maps, jnp.asarray(targets, jnp.int32),
         steps=steps, substrate=substrate, score=score, batch_size=batch_size, insert=False,
