@@ -117,7 +117,7 @@ def main() -> int:
         warm.mkdir()
         for p in paths[: ARGS.batch + 1]:  # a full batch and the short tail's bucket: compiled before timing
             os.link(p, warm / p.name)
-        gj.explain_dataset(warm, tmp / "w0", model, variables, method=ARGS.method, batch_size=ARGS.batch)
+        gj.explain_dataset(warm, tmp / "w0", model, variables, method=ARGS.method, batch_size=ARGS.batch, alpha=0.5)
         tail = len(paths) % ARGS.batch
         if tail:
             tail_dir = tmp / "tail"
