@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ import gradcam_jax as gj
 from gradcam_jax import batching, cli, outputs
 from gradcam_jax import dataset as dataset_lib
 from gradcam_jax.methods import DEFAULT_LAYER, METHODS
-from tests.conftest import PHOTOS
+from tests.conftest import PHOTOS, ROOT
 from tests.test_methods import Tiny  # conv -> ReLU layer "relu" (3 channels) -> mean -> dense
 
 SEEN: dict[str, list[int]] = {}  # tag -> batch sizes the model was traced with
@@ -250,3 +251,13 @@ def test_maps_are_sharded_by_default_and_npy_on_request(photos, tmp_path):
         np.testing.assert_allclose(maps, expected, atol=atol)
     with pytest.raises(ValueError, match=r"maps shards \(now npy\)"):
         gj.explain_dataset(photos, tmp_path / "shards", model, variables, layer="relu", maps="npy")
+
+
+def test_the_throughput_page_runs_as_written(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "throughput.md").read_text(), flags=re.S)
+    assert len(blocks) == 3
+    for block in blocks:
+        exec(compile(block, "docs/throughput.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:3] == ["[1, 2, 4, 8, 16, 16]", "[4, 8, 16]", "[8, 4, 2, 1, 1]"]
