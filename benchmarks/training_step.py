@@ -65,7 +65,7 @@ def step_seconds(model, params, batch, loss, repeats: int) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--classes", type=int, default=10, help="width of the head")
     parser.add_argument("--explained", type=int, nargs="+", default=[1, 2, 4, 8], help="K values")

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from gradcam_jax import batching, labels, outputs, taps
 from gradcam_jax import dataset as dataset_lib
 from gradcam_jax import images as images_lib
-from gradcam_jax import labels, outputs, taps
 from gradcam_jax import video as video_lib
 from gradcam_jax.classify import top_k
 from gradcam_jax.googlenet import INPUT_SIZE
@@ -49,10 +49,9 @@ def fail(message: str) -> None:
 
 
 class Batches:
-    """Images from `paths` in fixed-size float32 batches; unreadable files are reported and skipped.
-
-    The last batch is padded (by repeating its first image) so every batch has one shape and the
-    jitted model compiles once; `len(batch_paths)` says how many rows are real.
+    """Images from `paths` in float32 batches of up to `batch_size`; unreadable files are reported
+    and skipped. A short batch is padded only to the next bucket (`gradcam_jax.batching`), so one
+    photo costs one image; `len(batch_paths)` says how many rows are real.
     """
 
     def __init__(self, paths: list[Path], batch_size: int, crop: str):
@@ -85,9 +84,8 @@ class Batches:
         bar.close()
 
     def _batch(self, chunk):
-        arrays = [c[2] for c in chunk]
-        arrays += [arrays[0]] * (self.batch_size - len(arrays))
-        return [c[0] for c in chunk], [c[1] for c in chunk], np.stack(arrays).astype(np.float32)
+        rows = batching.bucket(len(chunk), self.batch_size)
+        return [c[0] for c in chunk], [c[1] for c in chunk], batching.stack_padded([c[2] for c in chunk], rows)
 
     def finish(self) -> int:
         if self.failures:
@@ -151,7 +149,8 @@ def output_plan(args, paths: list[Path], classes: list[int]):
 
 def method_options(method, args) -> dict:
     accepted = set(inspect.signature(method).parameters) | ({"score"} if method.default_score else set())
-    return {k: getattr(args, k) for k in ("layer", "score", "relu") if k in accepted}
+    given = {k: getattr(args, k) for k in ("layer", "score", "relu") if getattr(args, k) is not None}
+    return {k: v for k, v in given.items() if k in accepted}
 
 
 def per_class(result, targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -188,8 +187,8 @@ def run_explain(args) -> int:
     check_layer(model, variables, options)
 
     batches = Batches(paths, args.batch, args.crop)
-    targets = None if not classes else np.tile(np.asarray(classes, np.int32), (args.batch, 1))
     for batch_paths, originals, images in batches:
+        targets = None if not classes else np.tile(np.asarray(classes, np.int32), (len(images), 1))
         maps, scores, chosen = per_class(method(model, variables, images, targets, **options), targets)
         for b, (path, original) in enumerate(zip(batch_paths, originals)):
             backdrop = np.asarray(original) if args.crop == "none" else images[b].astype(np.uint8)
@@ -209,7 +208,7 @@ def run_explain_dataset(args, method, classes: list[int]) -> int:
     options = method_options(method, args)
     plan = dataset_lib.plan_dataset(
         args.images, args.out, method=args.method, options=options, classes=classes or None,
-        crop=args.crop, overlays=True, overwrite=args.overwrite,
+        crop=args.crop, overlays=True, overwrite=args.overwrite, maps=args.maps,
     )
     outputs.check_outputs([plan.out / dataset_lib.SETTINGS], [], overwrite=True)  # a folder we can write to
     model, variables = model_and_variables(args)
@@ -279,8 +278,9 @@ def run_video(args) -> int:
 def method_arguments(p) -> None:
     p.add_argument("--method", choices=sorted(METHODS), default="grad_cam")
     p.add_argument("--layer", default=DEFAULT_LAYER, help=f"layer name or Flax path (default {DEFAULT_LAYER})")
-    p.add_argument("--score", choices=SCORES, default="softmax", help="softmax (MATLAB) or logit (the paper)")
-    p.add_argument("--relu", action="store_true", help="ReLU the map before rescaling (the paper's Grad-CAM)")
+    # None: not given, so each method keeps its paper's default (Score-CAM's ReLU, IG's logit, ...)
+    p.add_argument("--score", choices=SCORES, default=None, help="softmax (MATLAB) or logit (the paper); default: the method's")
+    p.add_argument("--relu", action="store_true", default=None, help="ReLU the map before rescaling (the paper's Grad-CAM)")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the map in the overlay, 0..1")
 
 
@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with one image and one class, --out may name the .png itself. --save-map PATH.npy writes the (224, 224) "
         "float32 map; with several images or classes, one file each: PATH-<image stem>[-<class index>].npy. "
         "A folder is a resumable dataset run, sharded over every local device: "
-        "OUT/<path in folder>[-<class index>].png, OUT/maps/<path in folder>[-<class index>].npy and "
+        "OUT/<path in folder>[-<class index>].png, the maps (--maps shards: one 8-bit PNG per batch, read "
+        "with gradcam_jax.dataset.load_maps; --maps npy: OUT/maps/<path in folder>[-<class index>].npy) and "
         "OUT/index.jsonl (image, class, label, score, map, overlay), written batch by batch; "
         "a rerun skips the images already done.",
     )
@@ -322,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="gradcam-out", help="output folder, or a .png for one image and class")
     e.add_argument("--save-map", metavar="PATH.npy", default=None, help="also save the raw map(s) as .npy")
     e.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    e.add_argument("--maps", choices=dataset_lib.MAP_LAYOUTS, default="shards",
+                   help="folder runs: maps in per-batch 8-bit shards (default) or one float32 .npy each")
     e.set_defaults(run=run_explain)
 
     v = commands.add_parser(
@@ -371,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, RuntimeError, images_lib.ImageError) as err:
+    except (ValueError, RuntimeError, OSError, images_lib.ImageError) as err:  # OSError: a full disk, say
         fail(str(err))
         return 2
     except KeyboardInterrupt:

@@ -6,26 +6,42 @@ written as it goes, and resumable.
 What `out/` holds (<name> is the image's path inside its folder, without suffix; a file given
 directly is named by its stem):
 
-    settings.json               method, options, classes, crop: a rerun must use the same (or overwrite)
-    index.jsonl                 one JSON line per finished (image, class): image, name, class, label,
-                                score, map, overlay; under jax.distributed one file per process,
-                                index.<i>-of-<n>.jsonl
-    maps/<name>[-<class>].npy   the float32 (224, 224) map in [0, 1]
+    settings.json               method, options, classes, crop, maps: a rerun must use the same (or overwrite)
+    index.jsonl                 one JSON line per finished (image, class): image, name, output
+                                (<name>[-<class>]), class, label, score, map (its file), row (its
+                                place in a shard), overlay, and the image's size and mtime_ns when
+                                read; under jax.distributed one file per process, index.<i>-of-<n>.jsonl
+    .lock                       held (flock) while a run writes here; under jax.distributed one per process
+    maps/shard-<p>-<n>.png      maps="shards" (the default): one file per batch, its maps stacked
+                                (row r is rows r*224 .. r*224+223) as 8-bit grayscale, map = pixel / 255
+                                (the overlay's own resolution); about 10-15 KB per smooth CAM map
+    maps/<name>[-<class>].npy   maps="npy": the float32 (224, 224) map in [0, 1], one file each
     <name>[-<class>].png        the map over the photo, when `alpha` is given (`gradcam-jax explain DIR`)
 
-Parallelism: each batch, rounded up to a multiple of the local device count (padded by repeating
-an image), is put on a 1-D `Mesh` of the local devices as `NamedSharding(mesh, P("data"))`, with
-the variables replicated; the jitted method then runs data parallel (XLA partitions it along the
-batch; images never interact, so the devices never talk). Under `jax.distributed`, process i of n
+`load_maps(out)` gives back (outputs, classes, maps) whatever the layout.
+
+Parallelism: each batch, padded (by repeating an image) only up to the next bucket, a multiple of
+the local device count (`gradcam_jax.batching`), is put on a 1-D `Mesh` of the local devices as
+`NamedSharding(mesh, P("data"))`, with the variables replicated; the jitted method then runs data
+parallel (XLA partitions it along the batch; images never interact, so the devices never talk). Under `jax.distributed`, process i of n
 takes images i, i+n, i+2n, ... of the sorted list on its own devices: hosts never wait for each other.
+The host side runs beside the device: a thread pool (one thread per core) decodes and resizes
+the next images and draws, encodes and writes the finished ones, while the device computes.
+
+Sharing: a second run into the same folder while one is writing is refused (a ValueError); the
+lock is an flock, so a crashed run leaves nothing stuck. A failed write (a full disk, a folder
+made read-only) raises its OSError; everything finished before it stays finished.
 
 Resume: an (image, class) is finished once its line is in an index file, and its map and overlay
-are written (atomically) before that line. A rerun reads every index file, skips what is
-finished, and first repairs its own index if a kill cut its last line short.
+are written (atomically) before that line, so a kill loses at most the two batches in flight. A rerun reads every index file, skips what is
+finished (unless the image's size or modification time changed since: then it is explained
+again, and its newer line wins), and first repairs its own index if a kill cut its last line short.
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import inspect
 import json
 import os
@@ -36,16 +52,18 @@ from typing import NamedTuple
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from PIL import Image
 
+from gradcam_jax import batching, labels, outputs
 from gradcam_jax import images as images_lib
-from gradcam_jax import labels, outputs
 from gradcam_jax.googlenet import INPUT_SIZE
 from gradcam_jax.methods import METHODS
 from gradcam_jax.overlay import overlay
-from gradcam_jax.video import prefetch
 
 SETTINGS = "settings.json"
 MAPS = "maps"
+LOCK = ".lock"
+MAP_LAYOUTS = ("shards", "npy")
 
 
 class Item(NamedTuple):
@@ -107,13 +125,19 @@ def process_share(items: list, process: int | None = None, processes: int | None
     return items[process::processes]
 
 
-def output_files(name: str, classes: list[int] | None) -> list[tuple[int | None, str, str]]:
-    """(class or None for top-1, map file, overlay file) per class, relative to the output folder."""
+def output_files(name: str, classes: list[int] | None) -> list[tuple[int | None, str, str, str]]:
+    """(class or None for top-1, output name, .npy map file, overlay file) per class; the files
+    relative to the output folder."""
     return [
-        (cls, f"{MAPS}/{name}{suffix}.npy", f"{name}{suffix}.png")
+        (cls, f"{name}{suffix}", f"{MAPS}/{name}{suffix}.npy", f"{name}{suffix}.png")
         for cls in (classes or [None])
         for suffix in ["" if cls is None else f"-{cls}"]
     ]
+
+
+def output_of(record: dict) -> str:
+    """A record's output name (records of older runs have none: it is their .npy file's path)."""
+    return record.get("output") or record["map"][len(MAPS) + 1 : -len(".npy")]
 
 
 def index_name(process: int, processes: int) -> str:
@@ -136,12 +160,58 @@ def parse_index(path: Path) -> tuple[list[dict], bool]:
     return records, clean
 
 
-def finished_maps(out: Path) -> set[str]:
-    """Map files (relative) of every finished (image, class), from every index file in `out`."""
-    done = set()
+def finished_maps(out: Path) -> dict[str, dict]:
+    """{output name: its latest record} of every finished (image, class), from every index file in `out`."""
+    done = {}
     for path in sorted(out.glob("index*.jsonl")):
-        done |= {r["map"] for r in parse_index(path)[0] if (out / r["map"]).is_file()}
+        done.update({output_of(r): r for r in parse_index(path)[0] if (out / r["map"]).is_file()})
     return done
+
+
+def read_shard(path: Path, size: tuple[int, int] = INPUT_SIZE) -> np.ndarray:
+    """float32 (N, H, W) maps in [0, 1] of one shard file."""
+    with Image.open(path) as image:
+        pixels = np.asarray(image, np.float32)
+    return pixels.reshape(-1, *size) / 255.0
+
+
+def load_maps(out: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(outputs, classes, maps) of every finished (image, class) in a dataset run's folder `out`:
+    output names <name>[-<class>] (sorted), int32 (N,) classes explained, float32 (N, H, W) maps
+    in [0, 1] (shards: in steps of 1/255), whatever the layout (see the module doc)."""
+    out = Path(out)
+    done = finished_maps(out)
+    shards: dict[str, np.ndarray] = {}
+    names = sorted(done)
+    maps = []
+    for name in names:
+        record = done[name]
+        if "row" in record:
+            if record["map"] not in shards:
+                shards[record["map"]] = read_shard(out / record["map"])
+            maps.append(shards[record["map"]][record["row"]])
+        else:
+            maps.append(np.load(out / record["map"]).astype(np.float32))
+    classes = np.asarray([done[n]["class"] for n in names], np.int32)
+    return names, classes, np.stack(maps) if maps else np.zeros((0, *INPUT_SIZE), np.float32)
+
+
+def stamp(path: Path) -> dict:
+    """{"size", "mtime_ns"} of an input file: what tells a resume that it changed since."""
+    info = os.stat(path)
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+
+
+def unchanged(item: Item, record: dict | None) -> bool:
+    """Whether `record` explains `item` as it is now (records of older runs carry no stamp: kept)."""
+    if record is None:
+        return False
+    if "mtime_ns" not in record:
+        return True
+    try:
+        return stamp(item.path) == {"size": record["size"], "mtime_ns": record["mtime_ns"]}
+    except OSError:
+        return False
 
 
 def full_options(method: str, options: dict) -> dict:
@@ -173,6 +243,7 @@ def plan_dataset(
     crop: str = "none",
     overlays: bool = False,
     overwrite: bool = False,
+    maps: str = "shards",
 ) -> DatasetPlan:
     """What `explain_dataset` will do, checked before any heavy work: ValueError for a missing input,
     clashing names, an output over an input, or an `out` folder holding other results."""
@@ -181,6 +252,8 @@ def plan_dataset(
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(sorted(METHODS))}")
     if crop not in images_lib.CROPS:
         raise ValueError(f"unknown crop {crop!r}; choose from {', '.join(images_lib.CROPS)}")
+    if maps not in MAP_LAYOUTS:
+        raise ValueError(f"unknown maps layout {maps!r}; choose from {', '.join(MAP_LAYOUTS)}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
     items = list_images(inputs, exclude=out)
@@ -188,25 +261,27 @@ def plan_dataset(
         raise ValueError("no images found in the given paths")
     protected = {item.path.resolve() for item in items}
     for item in items:
-        for _, npy, png in output_files(item.name, classes):
+        for _, _, npy, png in output_files(item.name, classes):
             if (out / png).resolve() in protected or (out / npy).resolve() in protected:
                 raise ValueError(f"{out / png}: refusing to overwrite an input image")
-    settings = {"method": method, "options": full_options(method, options or {}), "classes": classes, "crop": crop}
+    settings = {
+        "method": method, "options": full_options(method, options or {}), "classes": classes, "crop": crop, "maps": maps
+    }
     settings = json.loads(json.dumps(settings, default=str))  # as it reads back from settings.json
-    done: set[str] = set()
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    done: dict[str, dict] = {}
+    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not overwrite:
         if not (out / SETTINGS).is_file():
             raise ValueError(
                 f"{out}: exists and holds no earlier dataset run; choose another output folder or pass --overwrite"
             )
-        earlier = json.loads((out / SETTINGS).read_text())
+        earlier = {"maps": "npy", **json.loads((out / SETTINGS).read_text())}  # older runs wrote .npy files
         if earlier != settings:
             raise ValueError(f"{out}: holds results for other settings: {differences(earlier, settings)}; "
                              "choose another output folder or pass --overwrite")
         done = finished_maps(out)
     process, processes = jax.process_index(), jax.process_count()
     mine = process_share(items, process, processes)
-    todo = [item for item in mine if not all(npy in done for _, npy, _ in output_files(item.name, classes))]
+    todo = [item for item in mine if not all(unchanged(item, done.get(o)) for _, o, _, _ in output_files(item.name, classes))]
     finished = len(mine) - len(todo)
     return DatasetPlan(out, todo, finished, settings, dict(options or {}), overlays, overwrite, process, processes)
 
@@ -245,14 +320,31 @@ def append_index(index: Path, records: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
-def load_all(items: Iterable[Item], crop: str) -> Iterator[tuple[Item, object, object]]:
-    """(item, original PIL image, model input uint8 (224, 224, 3)) per item, or (item, None, ImageError)."""
-    for item in items:
-        try:
-            original = images_lib.read_image(item.path)
-            yield item, original, images_lib.resize(original, INPUT_SIZE, crop)
-        except images_lib.ImageError as err:
-            yield item, None, err
+def load(item: Item, crop: str) -> tuple[Item, object, object, dict | None]:
+    """(item, original PIL image, model input uint8 (224, 224, 3), stamp), or (item, None, ImageError, None)."""
+    try:
+        when = stamp(item.path)  # before reading: a change while it is read shows on the next run
+        original = images_lib.read_image(item.path)
+        return item, original, images_lib.resize(original, INPUT_SIZE, crop), when
+    except OSError as err:
+        return item, None, images_lib.ImageError(f"{item.path}: {err.strerror or err}"), None
+    except images_lib.ImageError as err:
+        return item, None, err, None
+
+
+def ordered_map(pool: concurrent.futures.Executor, fn: Callable, items: Iterable, ahead: int) -> Iterator:
+    """fn(item) for each item, in order, computed in `pool` at most `ahead` items ahead."""
+    pending: collections.deque = collections.deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def data_mesh(devices: list | None = None) -> Mesh:
@@ -272,8 +364,10 @@ def run_dataset(
     on_image: Callable[[dict], None] | None = None,
     on_error: Callable[[str], None] | None = None,
     mesh: Mesh | None = None,
+    workers: int | None = None,
 ) -> DatasetSummary:
-    """Carry out `plan` (see `plan_dataset`); see `explain_dataset`."""
+    """Carry out `plan` (see `plan_dataset`); see `explain_dataset`. `workers`: host threads
+    (default one per core) that load, draw and write beside the device."""
     settings, out = plan.settings, plan.out
     classes = settings["classes"]
     if plan.overlays and (alpha is None or not 0.0 <= alpha <= 1.0):
@@ -282,9 +376,7 @@ def run_dataset(
     step = -(-batch_size // mesh.size) * mesh.size  # a multiple of the device count
     data = NamedSharding(mesh, PartitionSpec("data"))
     variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
-    targets = None if not classes else jax.device_put(np.tile(np.asarray(classes, np.int32), (step, 1)), data)
     method = METHODS[settings["method"]]
-    index = start_index(plan)
     todo = plan.todo if limit is None else plan.todo[:limit]
     failed: list[str] = []
     explained = 0
@@ -294,59 +386,106 @@ def run_dataset(
 
         bar = tqdm(total=len(todo), unit="img", disable=None)
 
-    def save(chunk, result):
-        maps, scores, chosen = (np.asarray(a) for a in result)
+    shards = shard_names(out, plan.process)
+
+    def draw(item: Item, original, image, maps) -> None:  # one image's files, in a pool thread
+        for k, (_, _, npy, png) in enumerate(output_files(item.name, classes)):
+            if settings["maps"] == "npy":
+                outputs.save_npy(out / npy, maps[k].astype(np.float32))
+            if plan.overlays:
+                backdrop = np.asarray(original) if settings["crop"] == "none" else image
+                outputs.save_png(out / png, overlay(backdrop, maps[k], alpha or 0.0))  # alpha is set: checked above
+
+    def records_of(chunk, result) -> tuple[list[dict], list, int]:
+        maps, scores, chosen = (np.asarray(a)[: len(chunk)] for a in result)  # waits for the device
         if maps.ndim == 3:  # top-1: (B, H, W) -> (B, 1, H, W), so one loop serves both
             maps, scores, chosen = maps[:, None], scores[:, None], chosen[:, None]
+        writes = [pool.submit(draw, item, original, image, maps[b]) for b, (item, original, image, _) in enumerate(chunk)]
+        shard = None
+        if settings["maps"] == "shards":
+            shard = next(shards)
+            writes.append(pool.submit(write_shard, out / shard, maps.reshape(-1, *maps.shape[2:])))
         records = []
-        for b, (item, original, image) in enumerate(chunk):
-            for k, (_, npy, png) in enumerate(output_files(item.name, classes)):
-                outputs.save_npy(out / npy, maps[b, k].astype(np.float32))
-                if plan.overlays:
-                    backdrop = np.asarray(original) if settings["crop"] == "none" else image
-                    outputs.save_png(out / png, overlay(backdrop, maps[b, k], alpha or 0.0))  # alpha is set: checked above
+        for b, (item, _, _, when) in enumerate(chunk):
+            for k, (_, output, npy, png) in enumerate(output_files(item.name, classes)):
                 c = int(chosen[b, k])
+                where = {"map": npy} if shard is None else {"map": shard, "row": b * maps.shape[1] + k}
                 records.append({
-                    "image": str(item.path), "name": item.name, "class": c, "label": labels.label(c),
-                    "score": round(float(scores[b, k]), 6), "map": npy, "overlay": png if plan.overlays else None,
+                    "image": str(item.path), "name": item.name, "output": output, "class": c, "label": labels.label(c),
+                    "score": round(float(scores[b, k]), 6), **where, "overlay": png if plan.overlays else None, **when,
                 })
+        return records, writes, len(chunk)
+
+    def finish(records: list[dict], writes: list, images: int) -> int:  # index lines only once their files are written
+        for future in writes:
+            future.result()
         append_index(index, records)
         for record in records:
             if on_image is not None:
                 on_image(record)
         if bar is not None:
-            bar.update(len(chunk))
-        return len(chunk)
+            bar.update(images)
+        return images
 
-    pending = None  # the batch on the device while the previous one is saved
-    loaded = prefetch(load_all(todo, settings["crop"]), depth=2 * step)
-    try:
-        for chunk in chunks(loaded, step, failed, on_error):
-            images = np.stack([c[2] for c in chunk] + [chunk[0][2]] * (step - len(chunk))).astype(np.float32)
-            result = method(model, variables, jax.device_put(images, data), targets, **plan.options)
-            dispatched = (chunk, (result.map, result.scores, result.targets))
-            if pending is not None:
-                explained += save(*pending)
-            pending = dispatched
-        if pending is not None:
-            explained += save(*pending)
-    finally:
-        loaded.close()
-        if bar is not None:
-            bar.close()
+    with outputs.folder_lock(out / lock_name(plan.process, plan.processes)), \
+            concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count() or 1, "gradcam-host") as pool:
+        index = start_index(plan)
+        loaded = ordered_map(pool, lambda item: load(item, settings["crop"]), todo, ahead=2 * step)
+        dispatched = None  # the batch on the device while the previous one is fetched
+        saving: collections.deque = collections.deque()  # batches whose files are being written
+        try:
+            for chunk in chunks(loaded, step, failed, on_error):
+                rows = batching.bucket(len(chunk), step, mesh.size)
+                images = jax.device_put(batching.stack_padded([c[2] for c in chunk], rows), data)
+                targets = None if not classes else jax.device_put(np.tile(np.asarray(classes, np.int32), (rows, 1)), data)
+                result = method(model, variables, images, targets, **plan.options)
+                if dispatched is not None:
+                    saving.append(records_of(*dispatched))
+                dispatched = (chunk, (result.map, result.scores, result.targets))
+                while len(saving) > 1 or (saving and all(f.done() for f in saving[0][1])):
+                    explained += finish(*saving.popleft())
+            if dispatched is not None:
+                saving.append(records_of(*dispatched))
+            while saving:
+                explained += finish(*saving.popleft())
+        finally:
+            loaded.close()  # pyright: ignore[reportAttributeAccessIssue]  (a generator)
+            if bar is not None:
+                bar.close()
     return DatasetSummary(explained, plan.finished, failed, mesh.size, plan.processes, index)
+
+
+def shard_names(out: Path, process: int) -> Iterator[str]:
+    """maps/shard-<process>-<n>.png for n after every shard this process wrote before (a resume
+    never overwrites a shard that finished records point into)."""
+    prefix = f"shard-{process:03d}-"
+    taken = [int(p.stem[len(prefix):]) for p in (out / MAPS).glob(f"{prefix}*.png") if p.stem[len(prefix):].isdigit()]
+    n = max(taken, default=-1) + 1
+    while True:
+        yield f"{MAPS}/{prefix}{n:06d}.png"
+        n += 1
+
+
+def write_shard(path: Path, maps: np.ndarray) -> None:
+    """(N, H, W) maps in [0, 1] -> one 8-bit grayscale PNG of N*H rows, atomically."""
+    pixels = np.round(np.clip(maps, 0.0, 1.0) * 255.0).astype(np.uint8)
+    outputs.save_png(path, pixels.reshape(-1, maps.shape[-1]), compress_level=6)  # small, and one per batch
+
+
+def lock_name(process: int, processes: int) -> str:
+    return LOCK if processes == 1 else f"{LOCK}.{process}-of-{processes}"
 
 
 def chunks(loaded: Iterable, size: int, failed: list[str], on_error) -> Iterator[list]:
     """Readable images in lists of `size` (the last may be shorter); unreadable ones reported and skipped."""
     chunk = []
-    for item, original, image in loaded:
+    for item, original, image, when in loaded:
         if original is None:
             failed.append(str(image))
             if on_error is not None:
                 on_error(str(image))
             continue
-        chunk.append((item, original, image))
+        chunk.append((item, original, image, when))
         if len(chunk) == size:
             yield chunk
             chunk = []
@@ -366,6 +505,7 @@ def explain_dataset(
     crop: str = "none",
     alpha: float | None = None,
     overwrite: bool = False,
+    maps: str = "shards",
     limit: int | None = None,
     progress: bool = False,
     on_image: Callable[[dict], None] | None = None,
@@ -375,15 +515,18 @@ def explain_dataset(
     """Explain every image in `inputs` (folders and files) into `out`, resuming an earlier run there.
 
     classes: class indices to explain in each image (default: its top-1). batch_size: images per
-    step over all local devices (rounded up to a multiple of their count). alpha: also draw overlay
-    PNGs at this opacity. limit: stop after this many images (rerun to go on). on_image(record) is
+    step over all local devices (a short last batch is padded only to the next bucket, a multiple
+    of their count). alpha: also draw overlay
+    PNGs at this opacity. maps: "shards" (one 8-bit PNG of stacked maps per batch, read back
+    with `load_maps`) or "npy" (one float32 .npy per map). limit: stop after this many images (rerun to go on). on_image(record) is
     called per finished (image, class), on_error("<file>: <reason>") per unreadable image, which is
     skipped (and tried again by a rerun). `options` (layer, score, relu, ...) go to the method.
     The layout of `out`, the sharding and the resume rule are in the module doc.
     """
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     plan = plan_dataset(
-        inputs, out, method=method, options=options, classes=classes, crop=crop, overlays=alpha is not None, overwrite=overwrite
+        inputs, out, method=method, options=options, classes=classes, crop=crop, overlays=alpha is not None,
+        overwrite=overwrite, maps=maps,
     )
     return run_dataset(
         plan, model, variables, batch_size=batch_size, alpha=alpha, limit=limit, progress=progress,

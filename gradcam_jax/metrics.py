@@ -118,7 +118,8 @@ def deletion(
     a target function (`gradcam_jax.targets`), as the pixels of `images` (B, H, W, C) are
     replaced by `substrate` ("mean" pixel: RISE's zero in normalised input; "black"; "blur"; a
     number) in `maps`' (B, H, W) order, most salient first, in `steps` equal steps (RISE: 224).
-    `batch_size` steps share a forward pass. Lower AUC is better."""
+    One forward pass holds `batch_size` images, B x steps per pass (at least one step of the
+    whole batch; the rule in `methods.common`). Lower AUC is better."""
     return _curve(
         model, variables, images, maps, one_target("deletion", model, images, targets, score),
         steps=steps, substrate=substrate, batch_size=batch_size, insert=False,

@@ -17,7 +17,10 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, cmap: st
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
     image = np.asarray(image, np.float32)
     heatmap = np.asarray(maps_lib.upsample(jnp.asarray(heatmap, jnp.float32), image.shape[:2]))
-    colours = matplotlib.colormaps[cmap](heatmap)[..., :3] * 255.0
+    # matplotlib's own lookup (index = int(x * 256), 256 at the top end -> 255), done by table:
+    # the same colours, several times faster than calling the colormap on every pixel
+    table = matplotlib.colormaps[cmap].resampled(256)(np.arange(256))[:, :3] * 255.0
+    colours = table[np.clip(heatmap * 256, 0, 255).astype(np.intp)]
     return np.clip((1.0 - alpha) * image + alpha * colours, 0, 255).round().astype(np.uint8)
 
 

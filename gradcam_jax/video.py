@@ -31,9 +31,9 @@ import jax
 import numpy as np
 from PIL import Image
 
+from gradcam_jax import batching, outputs
 from gradcam_jax import images as images_lib
 from gradcam_jax import maps as maps_lib
-from gradcam_jax import outputs
 from gradcam_jax.googlenet import INPUT_SIZE
 from gradcam_jax.methods import METHODS
 from gradcam_jax.overlay import overlay
@@ -218,8 +218,8 @@ def model_inputs(frames: Iterable[np.ndarray], size: tuple[int, int] = INPUT_SIZ
 
 
 def batched(pairs: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int) -> Iterator[tuple[list, np.ndarray]]:
-    """(frames, inputs float32 (batch_size, 224, 224, 3)) per batch. The last batch is padded by
-    repeating its first input, so one shape compiles once; `len(frames)` rows are real."""
+    """(frames, inputs float32 (rows, 224, 224, 3)) per batch of up to `batch_size` frames. A short
+    last batch is padded only to the next bucket (`gradcam_jax.batching`); `len(frames)` rows are real."""
     chunk: list = []
     for pair in pairs:
         chunk.append(pair)
@@ -231,9 +231,8 @@ def batched(pairs: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int) -> 
 
 
 def pad(chunk: list, batch_size: int) -> tuple[list, np.ndarray]:
-    inputs = [c[1] for c in chunk]
-    inputs += [inputs[0]] * (batch_size - len(inputs))
-    return [c[0] for c in chunk], np.stack(inputs).astype(np.float32)
+    rows = batching.bucket(len(chunk), batch_size)
+    return [c[0] for c in chunk], batching.stack_padded([c[1] for c in chunk], rows)
 
 
 @functools.partial(jax.jit, static_argnames="size")
@@ -246,9 +245,8 @@ def frame_explainer(model, variables, method: str, target: int | None, batch_siz
     """`explain(inputs, frame_size)` -> device arrays (maps 224, maps at frame_size, targets, scores),
     each (B, ...): one method call on a batch, dispatched without waiting for the result."""
     fn = METHODS[method]
-    targets = None if target is None else np.full((batch_size,), target, np.int32)
-
     def explain(inputs: np.ndarray, frame_size: tuple[int, int]):
+        targets = None if target is None else np.full((len(inputs),), target, np.int32)
         result = fn(model, variables, inputs, targets, **options)
         return result.map, stretch(result.map, frame_size), result.targets, result.scores
 

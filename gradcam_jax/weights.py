@@ -46,21 +46,32 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_variables(path: Path, sha256: str | None = None) -> dict:
-    """The variables stored at `path` (flax msgpack), after checking its sha256 if one is given."""
+def convert_hint(path: Path) -> str:
+    return f"convert it with `python scripts/convert_torchvision.py --src {path} --out googlenet_torchvision.msgpack`"
+
+
+def read_variables(path: Path, sha256: str | None = None, hint: str = RESTORE_HINT) -> dict:
+    """The variables stored at `path` (flax msgpack), after checking its sha256 if one is given.
+    `hint` ends every error: what the user can do about it (for a file of their own, nothing
+    about git). A PyTorch checkpoint (.pth, .pt, a zip) gets its own one-line error."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"weights file {path} is missing; {RESTORE_HINT}")
+        raise WeightsError(f"weights file {path} is missing" + (f"; {hint}" if hint else ""))
+    with open(path, "rb") as f:
+        is_torch = path.suffix in (".pth", ".pt") or f.read(2) == b"PK"  # torch.save writes a zip
+    if is_torch:
+        raise WeightsError(f"{path} is a PyTorch checkpoint, not flax msgpack; {convert_hint(path)}")
+    hint = f"; {hint}" if hint else ""
     if sha256 is not None and (actual := sha256_of(path)) != sha256:
         raise WeightsError(
-            f"weights file {path} is corrupt (sha256 {actual[:12]}..., expected {sha256[:12]}...); {RESTORE_HINT}"
+            f"weights file {path} is corrupt (sha256 {actual[:12]}..., expected {sha256[:12]}...){hint}"
         )
     try:
         restored = serialization.msgpack_restore(path.read_bytes())
     except Exception as err:  # msgpack raises several unrelated types on damaged input
-        raise WeightsError(f"weights file {path} cannot be read ({err}); {RESTORE_HINT}") from err
+        raise WeightsError(f"weights file {path} cannot be read ({err}){hint}") from err
     if not isinstance(restored, dict):
-        raise WeightsError(f"weights file {path} holds no variables; {RESTORE_HINT}")
+        raise WeightsError(f"weights file {path} holds no variables{hint}")
     return restored
 
 
@@ -90,18 +101,47 @@ def check_structure(model: nn.Module, variables) -> dict:
     return jax.tree.map(jnp.asarray, variables)
 
 
+HUB_CONNECT_TIMEOUT_S = 3.0
+
+
+def hub_reachable(timeout: float = HUB_CONNECT_TIMEOUT_S) -> str | None:
+    """None if the Hub's host takes a TCP connection within `timeout` s, else why not."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return None
+    except OSError as err:
+        return f"no connection to {url.hostname}: {err.strerror or err}"
+
+
 def download_from_hub(repo_id: str, filename: str, revision: str | None = None) -> Path:
-    """Fetch a weights file from the Hugging Face Hub (or its local cache); clear error when offline."""
+    """Fetch a weights file from the Hugging Face Hub (or its local cache); clear error when offline.
+    The cache is tried first, then one quick connection test, so an offline machine fails within
+    seconds instead of after the HTTP client's retries."""
     import huggingface_hub
 
-    try:
-        return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision, etag_timeout=10))
-    except Exception as err:  # offline, unknown repo, network: all end the same way for the user
-        raise WeightsError(
-            f"cannot fetch {filename} from Hugging Face Hub repo {repo_id} ({type(err).__name__}: {err}). "
+    def fail(reason: str) -> WeightsError:
+        return WeightsError(
+            f"cannot fetch {filename} from Hugging Face Hub repo {repo_id} ({reason}). "
             "If this machine is offline, download the file elsewhere and pass path=..., "
             "or pre-populate the Hub cache and set HF_HUB_OFFLINE=1."
-        ) from err
+        )
+
+    try:
+        return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision, local_files_only=True))
+    except Exception:  # not in the cache (or no cache): go to the network
+        pass
+    if (unreachable := hub_reachable()) is not None:
+        raise fail(unreachable)
+    try:
+        return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision, etag_timeout=10))
+    except Exception as err:  # unknown repo, network: all end the same way for the user
+        raise fail(f"{type(err).__name__}: {err}") from err
 
 
 def load_googlenet(
@@ -124,9 +164,11 @@ def load_googlenet(
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     model = VARIANTS[variant]()
     if hf_repo_id is not None:
-        path = download_from_hub(hf_repo_id, hf_filename, hf_revision)
+        path, hint = download_from_hub(hf_repo_id, hf_filename, hf_revision), ""
     elif path is None:
         if variant != "bvlc":
             raise ValueError(f"variant {variant!r} ships no weights: pass path=... to a converted file")
-        path, sha256 = bundled_path(), sha256 or BVLC_SHA256
-    return model, check_structure(model, read_variables(Path(path), sha256))
+        path, sha256, hint = bundled_path(), sha256 or BVLC_SHA256, RESTORE_HINT
+    else:  # the user's own file: git cannot restore it
+        hint = convert_hint(Path(path)) if variant == "torchvision" else ""
+    return model, check_structure(model, read_variables(Path(path), sha256, hint))

@@ -99,7 +99,7 @@ def figure(test: toy.ShortcutBatch, plain: Scores, penalised: Scores, table: str
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=400, help="optax Adam steps per model")
     parser.add_argument("--batch", type=int, default=32, help="fresh training scenes per step")

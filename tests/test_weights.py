@@ -28,9 +28,20 @@ def test_path_loads_the_same_variables(googlenet, bundled_copy, cat):
     np.testing.assert_array_equal(gj.top_k(model, variables, cat, 1)[1], gj.top_k(*googlenet, cat, 1)[1])
 
 
-def test_missing_file_says_how_to_restore(tmp_path):
-    with pytest.raises(gj.WeightsError, match=r"missing.*git checkout"):
+def test_missing_file_says_how_to_restore(tmp_path, monkeypatch):
+    with pytest.raises(gj.WeightsError, match=r"nope.msgpack is missing$"):  # the user's own file: no git hint
         gj.load_googlenet(tmp_path / "nope.msgpack")
+    monkeypatch.setattr(weights, "bundled_path", lambda: tmp_path / "bvlc_googlenet.msgpack")
+    with pytest.raises(gj.WeightsError, match=r"missing.*git checkout"):
+        gj.load_googlenet()
+
+
+def test_a_pytorch_checkpoint_says_how_to_convert_it(tmp_path):
+    checkpoint = tmp_path / "googlenet-1378be20.pth"
+    checkpoint.write_bytes(b"PK\x03\x04 a zip, as torch.save writes")
+    with pytest.raises(gj.WeightsError, match=r"PyTorch checkpoint.*scripts/convert_torchvision.py --src .*1378be20.pth") as err:
+        gj.load_googlenet(variant="torchvision", path=checkpoint)
+    assert "git" not in str(err.value) and "\n" not in str(err.value)
 
 
 def test_corrupt_file_fails_its_checksum(tmp_path, bundled_copy):
@@ -86,6 +97,25 @@ def test_hub_offline_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(gj.WeightsError, match=r"offline.*path="):
+        gj.load_googlenet(hf_repo_id="someone/googlenet")
+
+
+def test_hub_unreachable_fails_at_once_without_retries(monkeypatch):
+    import socket
+
+    import huggingface_hub
+
+    def not_cached(*args, local_files_only=False, **kwargs):
+        assert local_files_only, "the network download must not be tried when the Hub is unreachable"
+        raise huggingface_hub.errors.LocalEntryNotFoundError("not in the cache")
+
+    def no_route(address, timeout=None):
+        assert timeout is not None and timeout <= 5
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", not_cached)
+    monkeypatch.setattr(socket, "create_connection", no_route)
+    with pytest.raises(gj.WeightsError, match=r"no connection to huggingface.co: Network is unreachable.*path="):
         gj.load_googlenet(hf_repo_id="someone/googlenet")
 
 

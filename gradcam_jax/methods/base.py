@@ -13,6 +13,8 @@ public function `method(model, variables, images, targets=None, *, score=..., **
 - the core is jitted once per input shape, with the model and the keyword options static;
 - the K axis is dropped where the target gives (B,) scores (one class per image, top-1, a
   function returning (B,)), and `Explanation.targets` becomes the class indices (None for a function).
+- a method with a `batch_size` option (images per forward pass) runs a batch larger than that in
+  slices (`common.in_slices`) when its target is class indices, so its memory follows `batch_size`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import jax.numpy as jnp
 from gradcam_jax import taps
 from gradcam_jax import targets as targets_lib
 from gradcam_jax.inputs import check_images, is_concrete
+from gradcam_jax.methods.common import in_slices
 
 DEFAULT_LAYER = "inception_5b-output"
 
@@ -82,8 +85,20 @@ def register(name: str, score: str | None = "logit") -> Callable[[Callable[..., 
     has no choice (CAM: logits), which then refuses a `score` option."""
 
     def decorate(impl):
-        static = [p.name for p in inspect.signature(impl).parameters.values() if p.kind is p.KEYWORD_ONLY]
-        jitted = jax.jit(functools.partial(publish, impl), static_argnames=("model", *static))
+        parameters = inspect.signature(impl).parameters
+        static = [p.name for p in parameters.values() if p.kind is p.KEYWORD_ONLY]
+        core = impl
+        if "batch_size" in parameters:
+
+            def core(model, variables, images, target, **options):
+                # class indices are per image and may be sliced with the images; a target function may
+                # hold arrays that are not per image (a concept, a shared mask), so its batch runs whole
+                if not isinstance(target, targets_lib.Classes):
+                    return impl(model, variables, images, target, **options)
+                size = options.get("batch_size", parameters["batch_size"].default)
+                return in_slices(lambda x, t: impl(model, variables, x, t, **options), size, images, target)
+
+        jitted = jax.jit(functools.partial(publish, core), static_argnames=("model", *static))
 
         def method(model, variables, images, targets=None, **options) -> Explanation:
             taps.check_model(model)

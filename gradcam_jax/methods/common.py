@@ -1,6 +1,13 @@
 """What several explanation methods (and `gradcam_jax.metrics`) share, written once: fill values,
 gradients at the input, channel reductions, class-weighted sums of activations, and scores of many
 perturbed copies of a batch, computed in memory-sized chunks.
+
+The memory rule, for every method (and metric) that multiplies the batch: `batch_size` counts the
+whole images in one forward pass. A batch of B images runs `passes_per_step(batch_size, B)`
+perturbations (mask positions, channels, path points, noise samples, steps) per pass, i.e.
+B x chunk <= batch_size images; a batch larger than `batch_size` is walked in slices of
+`batch_size` images (`in_slices`), one perturbation per pass. So peak memory follows
+`batch_size`, not B: Integrated Gradients on 64 images needs no more than on 1.
 """
 
 from __future__ import annotations
@@ -42,12 +49,39 @@ def target_scores(model, variables, images, target) -> tuple[jax.Array, Callable
     return resolved_scores(target, taps.call_model(model, variables, images), images.shape[0])
 
 
+def passes_per_step(batch_size: int, images: int) -> int:
+    """Perturbations of a batch of `images` that one forward pass of at most `batch_size` whole
+    images holds (at least 1): the chunk `lax.map` vmaps (see the module doc)."""
+    return max(1, batch_size // images)
+
+
+def in_slices(fn: Callable, size: int, *batched):
+    """`fn(*batched)` for arrays (or None) sharing a leading batch axis B, run on slices of at most
+    `size` rows (`lax.map` over whole slices, one more call for the remainder) when B > size, and
+    the outputs (a pytree with leading axis B) put back together. Rows never interact, so the
+    result equals one call's; only the peak memory is that of `size` rows."""
+    n = jax.tree.leaves(batched)[0].shape[0]
+    if n <= size:
+        return fn(*batched)
+    whole = n // size * size
+    slices = jax.tree.map(lambda a: a[:whole].reshape(n // size, size, *a.shape[1:]), batched)
+    head = jax.tree.map(lambda a: a.reshape(whole, *a.shape[2:]), jax.lax.map(lambda xs: fn(*xs), slices))
+    if whole == n:
+        return head
+    tail = fn(*jax.tree.map(lambda a: a[whole:], batched))
+    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), head, tail)
+
+
 def perturbed_scores(model, variables, perturb: Callable, xs, target, batch_size: int) -> jax.Array:
     """(P, B, K) scores of `target` (resolved) for `perturb(x)` (a (B, H, W, C) batch) for each of
-    the P leading entries of `xs`. `batch_size` perturbations are vmapped into one forward pass of
-    batch_size * B images and `lax.map` walks the chunks, so memory stays bounded whatever P is and
-    no Python loop runs."""
-    return jax.lax.map(lambda x: target_scores(model, variables, perturb(x), target)[0], xs, batch_size=batch_size)
+    the P leading entries of `xs`. Perturbations are vmapped so one forward pass holds at most
+    `batch_size` whole images (`passes_per_step`), and `lax.map` walks the chunks, so memory stays
+    bounded whatever P is and no Python loop runs."""
+    images = jax.eval_shape(perturb, xs[0]).shape[0]
+    return jax.lax.map(
+        lambda x: target_scores(model, variables, perturb(x), target)[0], xs,
+        batch_size=passes_per_step(batch_size, images),
+    )
 
 
 class InputGradients(NamedTuple):

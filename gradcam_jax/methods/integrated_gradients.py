@@ -5,10 +5,10 @@ straight path from a baseline x' to the image x, times x - x':
 
 The integral is the midpoint rule with `steps` points; by completeness, sum IG = S(x) - S(x') up
 to that rule's error, which `steps` controls. `baseline` is "black" (the paper), "mean" (the mean
-pixel) or a number / RGB tuple. `batch_size` path points are vmapped into one forward/backward
-pass and `lax.map` walks the chunks. The map reduces IG over channels (`reduce`, default
-"abs_sum") and rescales it; `Explanation.gradients` holds the path-averaged gradients (B, [K,]
-H, W, C), so IG = (images - baseline) * gradients.
+pixel) or a number / RGB tuple. Path points are vmapped so one forward/backward pass holds at
+most `batch_size` whole images (the rule in `methods.common`), and `lax.map` walks the chunks.
+The map reduces IG over channels (`reduce`, default "abs_sum") and rescales it;
+`Explanation.gradients` holds the path-averaged gradients (B, [K,] H, W, C), so IG = (images - baseline) * gradients.
 
 Differentiable with respect to `variables` and `images`, under `jit`: the path points are fixed, so
 the map is a sum of input gradients (a second derivative for jax.grad).
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from gradcam_jax import maps
 from gradcam_jax.methods.base import Explanation, register
-from gradcam_jax.methods.common import fill_value, input_gradients, reduce_channels, target_scores
+from gradcam_jax.methods.common import fill_value, input_gradients, passes_per_step, reduce_channels, target_scores
 
 
 @register("integrated_gradients", score="logit")
@@ -46,6 +46,6 @@ def integrated_gradients(
     def gradient_at(alpha):
         return input_gradients(model, variables, start + alpha * (images - start), target).gradients
 
-    path_mean = jax.lax.map(gradient_at, alphas, batch_size=batch_size).mean(axis=0)  # (B, K, H, W, C)
+    path_mean = jax.lax.map(gradient_at, alphas, batch_size=passes_per_step(batch_size, len(images))).mean(axis=0)  # (B, K, H, W, C)
     attributions = (images - start)[:, None] * path_mean
     return Explanation(maps.rescale(reduce_channels(attributions, reduce)), scores, target, None, path_mean)

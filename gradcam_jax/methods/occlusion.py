@@ -15,8 +15,9 @@ Options, as MATLAB names them (`MaskSize`, `Stride`, `MaskValue`, `MaskClipping`
   the grid is rescaled to [0, 1] first, like every map here, and clipped after.
 - `score` "softmax" (MATLAB scores the softmax layer), or "logit".
 
-Every mask position is one forward pass of the batch; `batch_size` positions are vmapped into one
-pass and `lax.map` walks the chunks, so memory stays bounded and there is no Python loop.
+Every mask position is one forward pass of the batch; positions are vmapped so one pass holds at
+most `batch_size` whole images (the rule in `methods.common`) and `lax.map` walks the chunks, so
+memory stays bounded and there is no Python loop.
 
 Differentiable with respect to `variables` and `images`, under `jit`: the masks are fixed and the
 scores smooth in both (a kink where an occluded ReLU input crosses 0). The top-1 class
@@ -123,7 +124,7 @@ def occlusion(
     if upsampling not in UPSAMPLINGS:
         raise ValueError(f"unknown upsampling {upsampling!r}; choose from {', '.join(UPSAMPLINGS)}")
     images = maps.float32_or_wider(images)
-    size = images.shape[1:3]
+    size = (images.shape[1], images.shape[2])
     grid = occlusion_grid(size, mask_size, stride, clipping)
     (mh, mw), starts = grid.mask, jnp.asarray(grid.starts)
     value = fill_value(mask_value, images.shape[-1])

@@ -9,8 +9,8 @@ image (`score="softmax"`), with no baseline subtracted, and `relu=True`. Masking
 `fill` (default the mean pixel, which is what multiplying the *normalised* input by the mask does
 in PyTorch code; "black" multiplies the raw pixels).
 
-Cost: one forward pass per channel and image (1024 for `inception_5b-output`), run `batch_size`
-channels at a time (vmapped) under `lax.map`. A layer with fewer channels is cheaper, e.g.
+Cost: one forward pass per channel and image (1024 for `inception_5b-output`), vmapped so one pass
+holds at most `batch_size` whole images (the rule in `methods.common`), under `lax.map`. A layer with fewer channels is cheaper, e.g.
 `inception_5b-relu_pool_proj` (128).
 
 Differentiable with respect to `variables` and `images`, under `jit`: the masks and the channel
@@ -62,4 +62,4 @@ def score_cam(
     channels = jnp.arange(activations.shape[-1])
     weights = perturbed_scores(model, variables, masked, channels, target, batch_size)  # (C, B, K)
     raw = weighted_sum(activations, jnp.moveaxis(weights, 0, -1))
-    return Explanation(maps.finish(raw, images.shape[1:3], relu), explained, target, activations)
+    return Explanation(maps.finish(raw, (images.shape[1], images.shape[2]), relu), explained, target, activations)

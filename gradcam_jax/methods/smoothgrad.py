@@ -4,9 +4,10 @@ which removes the speckle of a single gradient:
     gradient = 1/n sum_i dS(x + e_i) / dx,   e_i ~ N(0, sigma^2),   sigma = noise * (max x - min x)
 
 with n = `samples` and `noise` the paper's noise level (10-20% works best there). The noise comes
-from `jax.random.key(seed)`, so a call is reproducible. `batch_size` samples are vmapped into one
-forward/backward pass and `lax.map` walks the chunks. The map reduces the averaged gradient over
-channels (`reduce`, default "abs_max") and rescales it; `Explanation.gradients` holds it.
+from `jax.random.key(seed)`, so a call is reproducible. Samples are vmapped so one forward/backward
+pass holds at most `batch_size` whole images (the rule in `methods.common`), and `lax.map` walks
+the chunks. The map reduces the averaged gradient over channels (`reduce`, default "abs_max")
+and rescales it; `Explanation.gradients` holds it.
 
 Differentiable with respect to `variables` and `images`, under `jit`: the noise is fixed by `seed`,
 and `sigma` follows the image's range.
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 
 from gradcam_jax import maps
 from gradcam_jax.methods.base import Explanation, register
-from gradcam_jax.methods.common import input_gradients, reduce_channels, target_scores
+from gradcam_jax.methods.common import input_gradients, passes_per_step, reduce_channels, target_scores
 
 
 @register("smoothgrad", score="logit")
@@ -46,5 +47,6 @@ def smoothgrad(
         e = jax.random.normal(jax.random.fold_in(key, i), images.shape) * sigma[:, None, None, None]
         return input_gradients(model, variables, images + e, target).gradients
 
-    mean = jax.lax.map(gradient_at, jnp.arange(samples), batch_size=batch_size).mean(axis=0)  # (B, K, H, W, C)
+    mean = jax.lax.map(gradient_at, jnp.arange(samples), batch_size=passes_per_step(batch_size, len(images)))
+    mean = mean.mean(axis=0)  # (B, K, H, W, C)
     return Explanation(maps.rescale(reduce_channels(mean, reduce)), scores, target, None, mean)
