@@ -44,8 +44,17 @@ def upload_to_first_map(url: str, photo: Path) -> float:
     client = Client(url, verbose=False)
     start = time.perf_counter()
     _, picked = client.predict(handle_file(str(photo)), api_name="/classify")
-    client.predict(handle_file(str(photo)), picked["value"], "", "grad_cam", "inception_5b/output", "softmax", False, 0.5,
-                   api_name="/explain")
+    client.predict(
+        handle_file(str(photo)),
+        picked["value"],
+        "",
+        "grad_cam",
+        "inception_5b/output",
+        "softmax",
+        False,
+        0.5,
+        api_name="/explain",
+    )
     return time.perf_counter() - start
 
 
@@ -58,15 +67,19 @@ def main() -> None:
     args = parser.parse_args()
     size = tuple(int(s) for s in args.size.lower().split("x"))
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
-          f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
+        f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     model, variables = gj.load_googlenet()
     if not args.no_upload:  # first, while nothing is compiled yet
         with app.serve(model, variables) as url:
             cold = upload_to_first_map(url, PHOTOS / "cat_dog.jpg")
             warm = upload_to_first_map(url, PHOTOS / "cat.png")
-        print(f"upload to first map (top-5 + top-1 Grad-CAM, through gradio_client): "
-              f"fresh app {cold:.2f} s (compiling included), then {warm:.2f} s")
+        print(
+            f"upload to first map (top-5 + top-1 Grad-CAM, through gradio_client): "
+            f"fresh app {cold:.2f} s (compiling included), then {warm:.2f} s"
+        )
 
     explorer = app.Explorer(model, variables)
     frames = pan_frames(args.frames, (size[0], size[1]))
@@ -79,8 +92,10 @@ def main() -> None:
     alone = frames_per_second(frames, lambda _: method(model, variables, x).map.block_until_ready())
     heatmap = np.asarray(method(model, variables, x).map[0])
     drawing = frames_per_second(frames, lambda frame: gj.overlay(frame, heatmap))
-    print(f"live, {args.method}, {size[0]}x{size[1]} frames: per-frame function {live:.1f} frames/s "
-          f"(method alone {alone:.1f}/s, overlay alone {drawing:.1f}/s)")
+    print(
+        f"live, {args.method}, {size[0]}x{size[1]} frames: per-frame function {live:.1f} frames/s "
+        f"(method alone {alone:.1f}/s, overlay alone {drawing:.1f}/s)"
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,12 @@ np.asarray(gj.METHODS[method](model, variables, images, **options).map)
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
-DEFAULTS = {"integrated_gradients": {"steps": 8}, "smoothgrad": {"samples": 8}, "occlusion": {"stride": 56},
-            "score_cam": {"layer": "inception_5b-relu_pool_proj"}}
+DEFAULTS = {
+    "integrated_gradients": {"steps": 8},
+    "smoothgrad": {"samples": 8},
+    "occlusion": {"stride": 56},
+    "score_cam": {"layer": "inception_5b-relu_pool_proj"},
+}
 
 
 def main() -> int:
@@ -44,8 +48,12 @@ def main() -> int:
     with open("/proc/loadavg") as f:
         print(f"{args.method} {options}; load {f.read().split()[0]}")
     for size in args.sizes:
-        run = subprocess.run([sys.executable, "-c", CHILD, args.method, str(size), json.dumps(options)],
-                             cwd=ROOT, capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, "-c", CHILD, args.method, str(size), json.dumps(options)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         if run.returncode != 0:
             print(run.stderr[-2000:], file=sys.stderr)
             return 1

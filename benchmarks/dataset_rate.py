@@ -69,7 +69,7 @@ def method_rate(model, variables, paths: list[Path], batch: int) -> float:
     """Images/s of the method alone on batches prepared beforehand (the warm-up compiles them)."""
     method = gj.METHODS[ARGS.method]
     inputs = np.stack([gj.load_image(p) for p in paths]).astype(np.float32)
-    batches = [jax.device_put(inputs[i:i + batch]) for i in range(0, len(inputs), batch)]
+    batches = [jax.device_put(inputs[i : i + batch]) for i in range(0, len(inputs), batch)]
     for x in {b.shape: b for b in batches}.values():
         jax.block_until_ready(method(model, variables, x).map)
     start = time.perf_counter()
@@ -106,8 +106,10 @@ def main() -> int:
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
     device = jax.devices()[0]
-    print(f"{ARGS.method}, batch {ARGS.batch}, {ARGS.images} JPEGs of {SIZE[0]}x{SIZE[1]}; "
-          f"{device.device_kind} ({device.platform}), {os.cpu_count()} host cores ({platform.processor() or platform.machine()}), load {load}")
+    print(
+        f"{ARGS.method}, batch {ARGS.batch}, {ARGS.images} JPEGs of {SIZE[0]}x{SIZE[1]}; "
+        f"{device.device_kind} ({device.platform}), {os.cpu_count()} host cores ({platform.processor() or platform.machine()}), load {load}"
+    )
     model, variables = gj.load_googlenet()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -135,11 +137,15 @@ def main() -> int:
     print(f"end to end, no overlays:   {bare:8.1f} images/s  ({bare / alone:.2f}x the method)")
     print(f"end to end, with overlays: {drawn:8.1f} images/s  ({drawn / alone:.2f}x the method)")
     bare_ms, drawn_ms = load_ms + npy_ms, load_ms + npy_ms + png_ms
-    print(f"host cost per image per core: decode+resize {load_ms:.1f} ms, map .npy {npy_ms:.1f} ms, "
-          f"overlay+PNG {png_ms:.1f} ms")
+    print(
+        f"host cost per image per core: decode+resize {load_ms:.1f} ms, map .npy {npy_ms:.1f} ms, "
+        f"overlay+PNG {png_ms:.1f} ms"
+    )
     cores = os.cpu_count() or 1
-    print(f"  -> one core feeds {1e3 / bare_ms:.0f} images/s without overlays, {1e3 / drawn_ms:.0f} with; "
-          f"this host's {cores} cores about {cores * 1e3 / bare_ms:.0f} and {cores * 1e3 / drawn_ms:.0f}")
+    print(
+        f"  -> one core feeds {1e3 / bare_ms:.0f} images/s without overlays, {1e3 / drawn_ms:.0f} with; "
+        f"this host's {cores} cores about {cores * 1e3 / bare_ms:.0f} and {cores * 1e3 / drawn_ms:.0f}"
+    )
     return 0
 
 

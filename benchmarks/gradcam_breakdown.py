@@ -38,7 +38,9 @@ def main(argv=None):
     device = jax.devices(args.device)[0]
     model, variables = gj.load_googlenet()
     variables = jax.device_put(variables, device)
-    images = jax.device_put(np.random.default_rng(0).uniform(0, 255, (args.batch, 224, 224, 3)).astype(np.float32), device)
+    images = jax.device_put(
+        np.random.default_rng(0).uniform(0, 255, (args.batch, 224, 224, 3)).astype(np.float32), device
+    )
     top1 = np.asarray(gj.top_k(model, variables, images, k=1)[1])[:, 0]
     target = targets.classes(jax.device_put(top1, device), "softmax")
     layer = "inception_5b/output"
@@ -66,7 +68,9 @@ def main(argv=None):
     print(f"batch {args.batch} on {device.device_kind}, median of {args.repeats}:")
     for name, ts in times.items():
         median = statistics.median(ts)
-        print(f"  {name:18} {1e3 * median:8.2f} ms  {args.batch / median:10.1f} images/s  {base / median:5.2f}x forward")
+        print(
+            f"  {name:18} {1e3 * median:8.2f} ms  {args.batch / median:10.1f} images/s  {base / median:5.2f}x forward"
+        )
 
 
 if __name__ == "__main__":

@@ -64,7 +64,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16, help="our masks per forward pass")
-    parser.add_argument("--captum-batch", type=int, default=16, help="captum's perturbations_per_eval in the batched row")
+    parser.add_argument(
+        "--captum-batch", type=int, default=16, help="captum's perturbations_per_eval in the batched row"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -82,8 +84,12 @@ def main(argv=None) -> int:
     def captum_run(batch):
         with torch.inference_mode():
             return occlusion.attribute(
-                x, target=target, sliding_window_shapes=(3, WINDOW, WINDOW), strides=(3, STRIDE, STRIDE),
-                baselines=baseline, perturbations_per_eval=batch,
+                x,
+                target=target,
+                sliding_window_shapes=(3, WINDOW, WINDOW),
+                strides=(3, STRIDE, STRIDE),
+                baselines=baseline,
+                perturbations_per_eval=batch,
             )
 
     def ours_run(clipping):
@@ -114,11 +120,15 @@ def main(argv=None) -> int:
 
     base = median["captum Occlusion (default, 1 window per pass)"]
     batched = median[f"captum Occlusion (batched, {args.captum_batch} per pass)"]
-    print(f"machine: {platform.machine()}, torch threads {torch.get_num_threads()}, "
-          f"jax {jax.__version__} on {jax.default_backend()}")
+    print(
+        f"machine: {platform.machine()}, torch threads {torch.get_num_threads()}, "
+        f"jax {jax.__version__} on {jax.default_backend()}"
+    )
     print(f"torch model: {net_name}")
-    print(f"image {args.image.name}, class {target} ({gj.label(target)}), window {WINDOW}, stride {STRIDE}, "
-          f"median of {args.repeats}")
+    print(
+        f"image {args.image.name}, class {target} ({gj.label(target)}), window {WINDOW}, stride {STRIDE}, "
+        f"median of {args.repeats}"
+    )
     header = ("row", "windows", "s/image", "ms/window", "vs captum default", "vs captum batched")
     print("{:48s} {:>7s} {:>8s} {:>9s} {:>17s} {:>17s}".format(*header))
     for name, (_, windows) in rows.items():

@@ -76,7 +76,9 @@ def main(argv=None) -> int:
     batch = toy.make_shortcut_batch(jax.random.key(0), args.batch, informative=True)
     params = model.init(jax.random.key(1), batch.images)["params"]
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"{platform.machine()}, {os.cpu_count()} cores, load {load}; jax {jax.__version__} on {jax.devices()[0].platform}")
+    print(
+        f"{platform.machine()}, {os.cpu_count()} cores, load {load}; jax {jax.__version__} on {jax.devices()[0].platform}"
+    )
     print(f"ToyCNN, {args.classes} classes, batch {args.batch} of 32x32x3; median of {args.repeats} steps")
 
     plain = step_seconds(model, params, batch, toy.cross_entropy, args.repeats)

@@ -58,8 +58,10 @@ def main() -> None:
     size = (height, width)
 
     device = jax.devices()[0]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
-          f"jax {jax.__version__} on {device.platform} ({device.device_kind}), {len(jax.devices())} device(s)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
+        f"jax {jax.__version__} on {device.platform} ({device.device_kind}), {len(jax.devices())} device(s)"
+    )
     print(f"clip: {args.frames} frames of {size[0]}x{size[1]} at {args.fps:g} fps; method {args.method}")
     model, variables = gj.load_googlenet()
     frames = pan_frames(args.frames, size)
@@ -71,8 +73,10 @@ def main() -> None:
         encode = rate(args.frames, lambda: video.write_video(Path(tmp) / "copy.mp4", frames, args.fps))
         maps = np.random.default_rng(0).random((len(frames), *size), dtype=np.float32)
         draw = rate(args.frames, lambda: [gj.overlay(f, m) for f, m in zip(frames, maps)])
-        print(f"decode alone: {decode:7.1f} frames/s   encode alone: {encode:7.1f} frames/s   "
-              f"overlay alone: {draw:7.1f} frames/s")
+        print(
+            f"decode alone: {decode:7.1f} frames/s   encode alone: {encode:7.1f} frames/s   "
+            f"overlay alone: {draw:7.1f} frames/s"
+        )
         print(f"{'batch':>5} {'device alone':>14} {'end to end':>12}")
         for batch in args.batch:
             short = Path(tmp) / "short.mp4"
@@ -86,9 +90,13 @@ def main() -> None:
                     method(model, variables, inputs).map.block_until_ready()
 
             device_rate = rate(steps * batch, device_only)
-            stats = video.explain_video(clip, Path(tmp) / "out.mp4", model, variables, method=args.method, batch_size=batch)
-            print(f"{batch:>5} {device_rate:>9.1f} f/s {stats.fps:>7.1f} f/s   "
-                  f"({stats.frames} frames in {stats.seconds:.2f} s)")
+            stats = video.explain_video(
+                clip, Path(tmp) / "out.mp4", model, variables, method=args.method, batch_size=batch
+            )
+            print(
+                f"{batch:>5} {device_rate:>9.1f} f/s {stats.fps:>7.1f} f/s   "
+                f"({stats.frames} frames in {stats.seconds:.2f} s)"
+            )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Sphinx configuration: MyST Markdown pages, an API reference from the docstrings, built offline.
 
-    pip install -e ".[docs]" && sphinx-build -W --keep-going -b html docs docs/_build/html
+pip install -e ".[docs]" && sphinx-build -W --keep-going -b html docs docs/_build/html
 """
 
 import sys

@@ -1,10 +1,10 @@
 """gradcam-jax: why did the network decide that? Grad-CAM and friends for JAX models (linen, NNX, Equinox, any function).
 
-    from gradcam_jax import load_googlenet, grad_cam, load_image
-    model, variables = load_googlenet()
-    images = load_image("photo.jpg")[None].astype("float32")      # (1, 224, 224, 3), RGB 0..255
-    result = grad_cam(model, variables, images, targets=None)     # top-1 class
-    result.map                                                    # (1, 224, 224) float32 in [0, 1]
+from gradcam_jax import load_googlenet, grad_cam, load_image
+model, variables = load_googlenet()
+images = load_image("photo.jpg")[None].astype("float32")      # (1, 224, 224, 3), RGB 0..255
+result = grad_cam(model, variables, images, targets=None)     # top-1 class
+result.map                                                    # (1, 224, 224) float32 in [0, 1]
 """
 
 from gradcam_jax import targets
@@ -37,11 +37,40 @@ from gradcam_jax.video import VideoError, explain_frames, explain_video
 from gradcam_jax.weights import WeightsError, load_googlenet
 
 __all__ = [
-    "BVLCGoogLeNet", "Explanation", "GoogLeNet", "ImageError", "METHODS", "TorchvisionGoogLeNet",
-    "UnknownLayerError", "WeightsError", "class_index", "grad_cam", "label", "layer_shapes",
-    "load_googlenet", "load_image", "overlay", "top_k", "tokens_to_grid",
-    "explain_dataset", "explain_frames", "explain_video", "VideoError",
-    "cam", "eigen_cam", "grad_cam_plus_plus", "guided_backprop", "guided_grad_cam", "hires_cam",
-    "integrated_gradients", "layer_cam", "occlusion", "score_cam", "smoothgrad", "xgrad_cam",
-    "targets", "channels_first", "channels_last",
+    "BVLCGoogLeNet",
+    "Explanation",
+    "GoogLeNet",
+    "ImageError",
+    "METHODS",
+    "TorchvisionGoogLeNet",
+    "UnknownLayerError",
+    "WeightsError",
+    "class_index",
+    "grad_cam",
+    "label",
+    "layer_shapes",
+    "load_googlenet",
+    "load_image",
+    "overlay",
+    "top_k",
+    "tokens_to_grid",
+    "explain_dataset",
+    "explain_frames",
+    "explain_video",
+    "VideoError",
+    "cam",
+    "eigen_cam",
+    "grad_cam_plus_plus",
+    "guided_backprop",
+    "guided_grad_cam",
+    "hires_cam",
+    "integrated_gradients",
+    "layer_cam",
+    "occlusion",
+    "score_cam",
+    "smoothgrad",
+    "xgrad_cam",
+    "targets",
+    "channels_first",
+    "channels_last",
 ]

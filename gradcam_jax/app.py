@@ -82,8 +82,15 @@ class Explorer:
         return [(int(c), labels.label(int(c)), float(p)) for p, c in zip(np.asarray(probs)[0], np.asarray(classes)[0])]
 
     def explain(
-        self, photo: str | Path, classes: list[int] | None = None, method: str = "grad_cam", *,
-        layer: str = DEFAULT_LAYER, score: str = "softmax", relu: bool = False, alpha: float = 0.5,
+        self,
+        photo: str | Path,
+        classes: list[int] | None = None,
+        method: str = "grad_cam",
+        *,
+        layer: str = DEFAULT_LAYER,
+        score: str = "softmax",
+        relu: bool = False,
+        alpha: float = 0.5,
     ) -> list[Panel]:
         """One panel per class in `classes` (one method call, K targets), or the top-1 class if None."""
         fn, options = self.method(method, layer, score, relu, alpha)
@@ -93,7 +100,13 @@ class Explorer:
         maps, scores, chosen = cli.per_class(fn(self.model, self.variables, x, targets, **options), targets)
         original = np.asarray(photo_rgb)
         return [
-            Panel(overlay(original, m, alpha), m, int(c), float(s), f"{labels.label(int(c))} [{int(c)}] {s:.3f} · {method}")
+            Panel(
+                overlay(original, m, alpha),
+                m,
+                int(c),
+                float(s),
+                f"{labels.label(int(c))} [{int(c)}] {s:.3f} · {method}",
+            )
             for m, c, s in zip(maps[0], chosen[0], scores[0])
         ]
 
@@ -112,15 +125,25 @@ class Explorer:
         return METHODS[name], options
 
     def explain_frame(
-        self, frame: np.ndarray, target: int | None = None, method: str = "grad_cam", *,
-        layer: str = DEFAULT_LAYER, score: str = "softmax", relu: bool = False, alpha: float = 0.5,
+        self,
+        frame: np.ndarray,
+        target: int | None = None,
+        method: str = "grad_cam",
+        *,
+        layer: str = DEFAULT_LAYER,
+        score: str = "softmax",
+        relu: bool = False,
+        alpha: float = 0.5,
     ):
         """The live mode's work per webcam frame: uint8 RGB (H, W, 3) in, `ExplainedFrame` out
         (overlay at the frame's size, map (224, 224), class, score). Checks nothing: the page
         checks the options once when they change, not 10+ times a second."""
         options = cli.method_options(METHODS[method], argparse.Namespace(layer=layer, score=score, relu=relu))
-        return next(explain_frames([frame], self.model, self.variables, method=method, target=target,
-                                   batch_size=1, alpha=alpha, **options))
+        return next(
+            explain_frames(
+                [frame], self.model, self.variables, method=method, target=target, batch_size=1, alpha=alpha, **options
+            )
+        )
 
 
 def model_input(photo: str | Path) -> np.ndarray:
@@ -137,7 +160,10 @@ def save_downloads(folder: Path, panel: Panel, stem: str) -> list[str]:
     """Write the panel's overlay PNG and map .npy into a new folder under `folder`; their paths."""
     out = Path(tempfile.mkdtemp(dir=folder, prefix="download-"))
     name = f"{stem}-{panel.target}"
-    return [str(outputs.save_png(out / f"{name}.png", panel.overlay)), str(outputs.save_npy(out / f"{name}.npy", panel.map))]
+    return [
+        str(outputs.save_png(out / f"{name}.png", panel.overlay)),
+        str(outputs.save_npy(out / f"{name}.npy", panel.map)),
+    ]
 
 
 class FrameRate:
@@ -148,7 +174,7 @@ class FrameRate:
         self.window = window
 
     def tick(self) -> float:
-        self.times = [*self.times[-self.window:], time.perf_counter()]
+        self.times = [*self.times[-self.window :], time.perf_counter()]
         span = self.times[-1] - self.times[0]
         return (len(self.times) - 1) / span if span > 0 else 0.0
 
@@ -219,8 +245,9 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
         target = chosen_class(picked, typed)
         if method in EXPENSIVE:
             progress(0, desc=f"{method}: many forward passes, this can take a while (Cancel stops waiting)")
-        (panel,) = explorer.explain(photo, None if target is None else [target], method,
-                                    **options(layer, score, relu, alpha))
+        (panel,) = explorer.explain(
+            photo, None if target is None else [target], method, **options(layer, score, relu, alpha)
+        )
         return panel.overlay, panel.caption, save_downloads(workdir, panel, Path(photo).stem)
 
     @checked
@@ -243,8 +270,9 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
             raise gr.Error("error: choose at least one method to compare", print_exception=False)
         target, panels = checked(chosen_class)(picked, typed), []
         for method in methods:
-            panels += checked(explorer.explain)(photo, None if target is None else [target], method,
-                                                **options(layer, score, relu, alpha))
+            panels += checked(explorer.explain)(
+                photo, None if target is None else [target], method, **options(layer, score, relu, alpha)
+            )
             yield [(p.overlay, p.caption) for p in panels]
 
     @checked
@@ -260,8 +288,9 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
             return None, "", rate
         try:
             target = labels.class_index(typed) if (typed or "").strip() else None
-            explained = explorer.explain_frame(np.asarray(frame, np.uint8)[..., :3], target, method,
-                                               **options(layer, score, relu, alpha))
+            explained = explorer.explain_frame(
+                np.asarray(frame, np.uint8)[..., :3], target, method, **options(layer, score, relu, alpha)
+            )
         except ValueError as err:  # a typo while typing the class: show it, keep streaming
             return None, f"error: {err}", rate
         rate = rate or FrameRate()
@@ -278,36 +307,63 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
                     gr.Examples(examples, inputs=photo, label="bundled photos")
                 top5 = gr.Label(num_top_classes=5, label="top-5 classes", elem_id="top5")
                 picked = gr.Radio(choices=[], label="explain class", elem_id="picked")
-                typed = gr.Textbox(label="or type a class: name or index (as --class)", placeholder="bull mastiff, or 243",
-                                   elem_id="typed")
+                typed = gr.Textbox(
+                    label="or type a class: name or index (as --class)",
+                    placeholder="bull mastiff, or 243",
+                    elem_id="typed",
+                )
                 method = gr.Dropdown(sorted(METHODS), value="grad_cam", label="method", elem_id="method")
-                layer = gr.Dropdown(explorer.layer_choices(), value=explorer.default_layer, label="layer (output shape)",
-                                    allow_custom_value=True, elem_id="layer")
+                layer = gr.Dropdown(
+                    explorer.layer_choices(),
+                    value=explorer.default_layer,
+                    label="layer (output shape)",
+                    allow_custom_value=True,
+                    elem_id="layer",
+                )
                 with gr.Row():
                     score = gr.Radio(list(SCORES), value="softmax", label="score", elem_id="score")
                     relu = gr.Checkbox(False, label="ReLU (the paper's Grad-CAM: logit + ReLU)", elem_id="relu")
                 alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="opacity")
             with gr.Column(scale=2):
                 with gr.Tab("Explain"):
-                    shown = gr.Image(label="map over the photo", format="png", interactive=False, elem_id="overlay",
-                                     buttons=["download", "fullscreen"])
+                    shown = gr.Image(
+                        label="map over the photo",
+                        format="png",
+                        interactive=False,
+                        elem_id="overlay",
+                        buttons=["download", "fullscreen"],
+                    )
                     caption = gr.Markdown(elem_id="caption")
-                    downloads = gr.File(label="download: overlay PNG and map .npy", file_count="multiple",
-                                        interactive=False, elem_id="downloads")
+                    downloads = gr.File(
+                        label="download: overlay PNG and map .npy",
+                        file_count="multiple",
+                        interactive=False,
+                        elem_id="downloads",
+                    )
                     cancel = gr.Button("Cancel", variant="stop", size="sm")
                 with gr.Tab("Compare"):
-                    compare_typed = gr.Textbox(label="classes, 2 to 4, comma-separated (empty: the top 2)",
-                                               placeholder="bull mastiff, tiger cat", elem_id="compare-classes")
+                    compare_typed = gr.Textbox(
+                        label="classes, 2 to 4, comma-separated (empty: the top 2)",
+                        placeholder="bull mastiff, tiger cat",
+                        elem_id="compare-classes",
+                    )
                     compare_classes_button = gr.Button("Compare classes", elem_id="compare-classes-button")
                     compare_picked = gr.CheckboxGroup(sorted(METHODS), value=["grad_cam", "occlusion"], label="methods")
                     compare_methods_button = gr.Button("Compare methods", elem_id="compare-methods-button")
                     gallery = gr.Gallery(label="side by side", columns=MAX_COMPARED, format="png", elem_id="gallery")
                 with gr.Tab("Live"):
                     with gr.Row():
-                        camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="camera",
-                                          webcam_options=gr.WebcamOptions(mirror=False), elem_id="camera")
-                        painted = gr.Image(label="map over each frame", format="jpeg", elem_id="live",
-                                           buttons=["fullscreen"])
+                        camera = gr.Image(
+                            sources=["webcam"],
+                            streaming=True,
+                            type="numpy",
+                            label="camera",
+                            webcam_options=gr.WebcamOptions(mirror=False),
+                            elem_id="camera",
+                        )
+                        painted = gr.Image(
+                            label="map over each frame", format="jpeg", elem_id="live", buttons=["fullscreen"]
+                        )
                     live_text = gr.Markdown(elem_id="live-text")
                     rate = gr.State(None)
 
@@ -315,21 +371,46 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
         explain_inputs = [photo, picked, typed, *controls]
         explain_outputs = [shown, caption, downloads]
         new_photo = photo.change(classify, photo, [top5, picked], api_name="classify").then(
-            explain, explain_inputs, explain_outputs, api_name="explain")
+            explain, explain_inputs, explain_outputs, api_name="explain"
+        )
         # a class button clears the typed class first, so the click is what gets explained
-        events = [new_photo, picked.input(lambda: "", None, typed, queue=False).then(
-            explain, explain_inputs, explain_outputs, api_name=False)]  # pyright: ignore[reportArgumentType]
+        events = [
+            new_photo,
+            picked.input(lambda: "", None, typed, queue=False).then(
+                explain,
+                explain_inputs,
+                explain_outputs,
+                api_name=False,  # pyright: ignore[reportArgumentType]
+            ),
+        ]
         for trigger in (typed.submit, method.change, layer.change, score.change, relu.change, alpha.release):
             events.append(trigger(explain, explain_inputs, explain_outputs, api_name=False))  # pyright: ignore[reportArgumentType]
-        events.append(compare_classes_button.click(compare_classes, [photo, compare_typed, *controls], gallery,
-                                                   api_name="compare_classes"))
-        events.append(compare_methods_button.click(compare_methods, [photo, picked, typed, compare_picked, *controls[1:]],
-                                                   gallery, api_name="compare_methods"))
+        events.append(
+            compare_classes_button.click(
+                compare_classes, [photo, compare_typed, *controls], gallery, api_name="compare_classes"
+            )
+        )
+        events.append(
+            compare_methods_button.click(
+                compare_methods,
+                [photo, picked, typed, compare_picked, *controls[1:]],
+                gallery,
+                api_name="compare_methods",
+            )
+        )
         cancel.click(None, None, None, cancels=events)  # pyright: ignore[reportArgumentType]
         for trigger in (typed.submit, *(c.change for c in controls)):
             trigger(check_live, [typed, *controls], live_text, api_name=False)  # pyright: ignore[reportArgumentType]
-        camera.stream(live, [camera, typed, *controls, rate], [painted, live_text, rate], stream_every=0.05,
-                      concurrency_id="live", concurrency_limit=1, api_name="live", show_progress="hidden")
+        camera.stream(
+            live,
+            [camera, typed, *controls, rate],
+            [painted, live_text, rate],
+            stream_every=0.05,
+            concurrency_id="live",
+            concurrency_limit=1,
+            api_name="live",
+            show_progress="hidden",
+        )
     return demo
 
 
@@ -339,8 +420,17 @@ def launch(demo, host: str = "127.0.0.1", port: int | None = 7860, *, block: boo
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # launch() reads only this, whatever the Blocks says
     demo.queue(default_concurrency_limit=1)
     return demo.launch(
-        server_name=host, server_port=port, share=False, prevent_thread_lock=not block, quiet=not block,
-        theme=theme(), footer_links=[], show_error=True, mcp_server=False, pwa=False, ssr_mode=False,
+        server_name=host,
+        server_port=port,
+        share=False,
+        prevent_thread_lock=not block,
+        quiet=not block,
+        theme=theme(),
+        footer_links=[],
+        show_error=True,
+        mcp_server=False,
+        pwa=False,
+        ssr_mode=False,
     )
 
 

@@ -118,7 +118,10 @@ def run_classify(args) -> int:
     for batch_paths, _, images in batches:
         probs, indices = top_k(model, variables, images, args.top)
         for path, p_row, i_row in zip(batch_paths, np.asarray(probs), np.asarray(indices)):
-            top = [{"index": int(i), "label": labels.label(int(i)), "score": round(float(p), 6)} for p, i in zip(p_row, i_row)]
+            top = [
+                {"index": int(i), "label": labels.label(int(i)), "score": round(float(p), 6)}
+                for p, i in zip(p_row, i_row)
+            ]
             if args.json:
                 print(json.dumps({"image": str(path), "top": top}), flush=True)
             else:
@@ -207,8 +210,15 @@ def run_explain_dataset(args, method, classes: list[int]) -> int:
     OUT/maps/ and OUT/index.jsonl written per batch; a rerun skips what is finished."""
     options = method_options(method, args)
     plan = dataset_lib.plan_dataset(
-        args.images, args.out, method=args.method, options=options, classes=classes or None,
-        crop=args.crop, overlays=True, overwrite=args.overwrite, maps=args.maps,
+        args.images,
+        args.out,
+        method=args.method,
+        options=options,
+        classes=classes or None,
+        crop=args.crop,
+        overlays=True,
+        overwrite=args.overwrite,
+        maps=args.maps,
     )
     outputs.check_outputs([plan.out / dataset_lib.SETTINGS], [], overwrite=True)  # a folder we can write to
     model, variables = model_and_variables(args)
@@ -224,7 +234,10 @@ def run_explain_dataset(args, method, classes: list[int]) -> int:
         plan, model, variables, batch_size=args.batch, alpha=args.alpha, progress=True, on_image=report, on_error=fail
     )
     hosts = f" x {summary.processes} processes" if summary.processes > 1 else ""
-    print(f"{summary.explained} image(s) explained on {summary.devices} device(s){hosts} -> {summary.index}", file=sys.stderr)
+    print(
+        f"{summary.explained} image(s) explained on {summary.devices} device(s){hosts} -> {summary.index}",
+        file=sys.stderr,
+    )
     if summary.failed:
         print(f"{len(summary.failed)} image(s) failed:", file=sys.stderr)
         for failure in summary.failed:
@@ -268,8 +281,17 @@ def run_video(args) -> int:
     check_layer(model, variables, options)
     with stop_on_interrupt(stop) if camera else contextlib.nullcontext():
         stats = video_lib.explain_video(
-            source, out, model, variables, method=args.method, target=target, batch_size=args.batch,
-            alpha=args.alpha, max_frames=args.frames, progress=True, **options,
+            source,
+            out,
+            model,
+            variables,
+            method=args.method,
+            target=target,
+            batch_size=args.batch,
+            alpha=args.alpha,
+            max_frames=args.frames,
+            progress=True,
+            **options,
         )
     print(f"{name}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s) -> {out}", flush=True)
     return 0
@@ -279,13 +301,19 @@ def method_arguments(p) -> None:
     p.add_argument("--method", choices=sorted(METHODS), default="grad_cam")
     p.add_argument("--layer", default=DEFAULT_LAYER, help=f"layer name or Flax path (default {DEFAULT_LAYER})")
     # None: not given, so each method keeps its paper's default (Score-CAM's ReLU, IG's logit, ...)
-    p.add_argument("--score", choices=SCORES, default=None, help="softmax (MATLAB) or logit (the paper); default: the method's")
-    p.add_argument("--relu", action="store_true", default=None, help="ReLU the map before rescaling (the paper's Grad-CAM)")
+    p.add_argument(
+        "--score", choices=SCORES, default=None, help="softmax (MATLAB) or logit (the paper); default: the method's"
+    )
+    p.add_argument(
+        "--relu", action="store_true", default=None, help="ReLU the map before rescaling (the paper's Grad-CAM)"
+    )
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the map in the overlay, 0..1")
 
 
 def model_arguments(p) -> None:
-    p.add_argument("--weights", type=Path, default=None, help="a converted weights file (default: the bundled BVLC weights)")
+    p.add_argument(
+        "--weights", type=Path, default=None, help="a converted weights file (default: the bundled BVLC weights)"
+    )
     p.add_argument("--variant", choices=list(VARIANTS), default="bvlc", help="which GoogLeNet the weights are for")
 
 
@@ -295,7 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p):
         p.add_argument("images", nargs="+", help="image files, or folders of images")
-        p.add_argument("--crop", choices=images_lib.CROPS, default="none", help="none: resize as MATLAB (aspect not kept); center: keep aspect")
+        p.add_argument(
+            "--crop",
+            choices=images_lib.CROPS,
+            default="none",
+            help="none: resize as MATLAB (aspect not kept); center: keep aspect",
+        )
         p.add_argument("--batch", type=positive_int, default=16, help="images per batch (default 16)")
         model_arguments(p)
 
@@ -318,13 +351,23 @@ def build_parser() -> argparse.ArgumentParser:
         "a rerun skips the images already done.",
     )
     common(e)
-    e.add_argument("--class", dest="classes", action="append", metavar="NAME|INDEX", help="class to explain (repeatable; default: top-1)")
+    e.add_argument(
+        "--class",
+        dest="classes",
+        action="append",
+        metavar="NAME|INDEX",
+        help="class to explain (repeatable; default: top-1)",
+    )
     method_arguments(e)
     e.add_argument("--out", default="gradcam-out", help="output folder, or a .png for one image and class")
     e.add_argument("--save-map", metavar="PATH.npy", default=None, help="also save the raw map(s) as .npy")
     e.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    e.add_argument("--maps", choices=dataset_lib.MAP_LAYOUTS, default="shards",
-                   help="folder runs: maps in per-batch 8-bit shards (default) or one float32 .npy each")
+    e.add_argument(
+        "--maps",
+        choices=dataset_lib.MAP_LAYOUTS,
+        default="shards",
+        help="folder runs: maps in per-batch 8-bit shards (default) or one float32 .npy each",
+    )
     e.set_defaults(run=run_explain)
 
     v = commands.add_parser(
@@ -348,8 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     model_arguments(v)
     v.set_defaults(run=run_video)
 
-    a = commands.add_parser("app", help="a local web page to explore explanations, with a live webcam mode",
-                            description="Serves the explorer (pip install 'gradcam-jax[app]') until Ctrl-C; offline.")
+    a = commands.add_parser(
+        "app",
+        help="a local web page to explore explanations, with a live webcam mode",
+        description="Serves the explorer (pip install 'gradcam-jax[app]') until Ctrl-C; offline.",
+    )
     a.add_argument("--port", type=positive_int, default=7860)
     a.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     model_arguments(a)

@@ -103,7 +103,9 @@ def list_images(inputs: Iterable[str | Path], exclude: str | Path | None = None)
     items: list[Item] = []
     for given in map(Path, inputs):
         if given.is_dir():
-            for path in sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in images_lib.IMAGE_SUFFIXES):
+            for path in sorted(
+                p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in images_lib.IMAGE_SUFFIXES
+            ):
                 if skip is None or skip not in path.resolve().parents:
                     items.append(Item(path, path.relative_to(given).with_suffix("").as_posix()))
         elif given.exists():
@@ -113,7 +115,9 @@ def list_images(inputs: Iterable[str | Path], exclude: str | Path | None = None)
     seen: dict[str, Path] = {}
     for item in items:
         if item.name in seen:
-            raise ValueError(f"{seen[item.name]} and {item.path} would share output files; explain them in separate runs")
+            raise ValueError(
+                f"{seen[item.name]} and {item.path} would share output files; explain them in separate runs"
+            )
         seen[item.name] = item.path
     return items
 
@@ -217,7 +221,8 @@ def unchanged(item: Item, record: dict | None) -> bool:
 def full_options(method: str, options: dict) -> dict:
     """`options` with the method's defaults filled in, so that runs with equal settings compare equal."""
     defaults = {
-        p.name: p.default for p in inspect.signature(METHODS[method]).parameters.values()
+        p.name: p.default
+        for p in inspect.signature(METHODS[method]).parameters.values()
         if p.kind is p.KEYWORD_ONLY and p.default is not p.empty
     }
     return {k: v for k, v in sorted({**defaults, **options}.items())}
@@ -265,7 +270,11 @@ def plan_dataset(
             if (out / png).resolve() in protected or (out / npy).resolve() in protected:
                 raise ValueError(f"{out / png}: refusing to overwrite an input image")
     settings = {
-        "method": method, "options": full_options(method, options or {}), "classes": classes, "crop": crop, "maps": maps
+        "method": method,
+        "options": full_options(method, options or {}),
+        "classes": classes,
+        "crop": crop,
+        "maps": maps,
     }
     settings = json.loads(json.dumps(settings, default=str))  # as it reads back from settings.json
     done: dict[str, dict] = {}
@@ -276,12 +285,18 @@ def plan_dataset(
             )
         earlier = {"maps": "npy", **json.loads((out / SETTINGS).read_text())}  # older runs wrote .npy files
         if earlier != settings:
-            raise ValueError(f"{out}: holds results for other settings: {differences(earlier, settings)}; "
-                             "choose another output folder or pass --overwrite")
+            raise ValueError(
+                f"{out}: holds results for other settings: {differences(earlier, settings)}; "
+                "choose another output folder or pass --overwrite"
+            )
         done = finished_maps(out)
     process, processes = jax.process_index(), jax.process_count()
     mine = process_share(items, process, processes)
-    todo = [item for item in mine if not all(unchanged(item, done.get(o)) for _, o, _, _ in output_files(item.name, classes))]
+    todo = [
+        item
+        for item in mine
+        if not all(unchanged(item, done.get(o)) for _, o, _, _ in output_files(item.name, classes))
+    ]
     finished = len(mine) - len(todo)
     return DatasetPlan(out, todo, finished, settings, dict(options or {}), overlays, overwrite, process, processes)
 
@@ -400,7 +415,9 @@ def run_dataset(
         maps, scores, chosen = (np.asarray(a)[: len(chunk)] for a in result)  # waits for the device
         if maps.ndim == 3:  # top-1: (B, H, W) -> (B, 1, H, W), so one loop serves both
             maps, scores, chosen = maps[:, None], scores[:, None], chosen[:, None]
-        writes = [pool.submit(draw, item, original, image, maps[b]) for b, (item, original, image, _) in enumerate(chunk)]
+        writes = [
+            pool.submit(draw, item, original, image, maps[b]) for b, (item, original, image, _) in enumerate(chunk)
+        ]
         shard = None
         if settings["maps"] == "shards":
             shard = next(shards)
@@ -410,10 +427,19 @@ def run_dataset(
             for k, (_, output, npy, png) in enumerate(output_files(item.name, classes)):
                 c = int(chosen[b, k])
                 where = {"map": npy} if shard is None else {"map": shard, "row": b * maps.shape[1] + k}
-                records.append({
-                    "image": str(item.path), "name": item.name, "output": output, "class": c, "label": labels.label(c),
-                    "score": round(float(scores[b, k]), 6), **where, "overlay": png if plan.overlays else None, **when,
-                })
+                records.append(
+                    {
+                        "image": str(item.path),
+                        "name": item.name,
+                        "output": output,
+                        "class": c,
+                        "label": labels.label(c),
+                        "score": round(float(scores[b, k]), 6),
+                        **where,
+                        "overlay": png if plan.overlays else None,
+                        **when,
+                    }
+                )
         return records, writes, len(chunk)
 
     def finish(records: list[dict], writes: list, images: int) -> int:  # index lines only once their files are written
@@ -427,8 +453,10 @@ def run_dataset(
             bar.update(images)
         return images
 
-    with outputs.folder_lock(out / lock_name(plan.process, plan.processes)), \
-            concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count() or 1, "gradcam-host") as pool:
+    with (
+        outputs.folder_lock(out / lock_name(plan.process, plan.processes)),
+        concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count() or 1, "gradcam-host") as pool,
+    ):
         index = start_index(plan)
         loaded = ordered_map(pool, lambda item: load(item, settings["crop"]), todo, ahead=2 * step)
         dispatched = None  # the batch on the device while the previous one is fetched
@@ -437,7 +465,9 @@ def run_dataset(
             for chunk in chunks(loaded, step, failed, on_error):
                 rows = batching.bucket(len(chunk), step, mesh.size)
                 images = jax.device_put(batching.stack_padded([c[2] for c in chunk], rows), data)
-                targets = None if not classes else jax.device_put(np.tile(np.asarray(classes, np.int32), (rows, 1)), data)
+                targets = (
+                    None if not classes else jax.device_put(np.tile(np.asarray(classes, np.int32), (rows, 1)), data)
+                )
                 result = method(model, variables, images, targets, **plan.options)
                 if dispatched is not None:
                     saving.append(records_of(*dispatched))
@@ -459,7 +489,7 @@ def shard_names(out: Path, process: int) -> Iterator[str]:
     """maps/shard-<process>-<n>.png for n after every shard this process wrote before (a resume
     never overwrites a shard that finished records point into)."""
     prefix = f"shard-{process:03d}-"
-    taken = [int(p.stem[len(prefix):]) for p in (out / MAPS).glob(f"{prefix}*.png") if p.stem[len(prefix):].isdigit()]
+    taken = [int(p.stem[len(prefix) :]) for p in (out / MAPS).glob(f"{prefix}*.png") if p.stem[len(prefix) :].isdigit()]
     n = max(taken, default=-1) + 1
     while True:
         yield f"{MAPS}/{prefix}{n:06d}.png"
@@ -525,10 +555,24 @@ def explain_dataset(
     """
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     plan = plan_dataset(
-        inputs, out, method=method, options=options, classes=classes, crop=crop, overlays=alpha is not None,
-        overwrite=overwrite, maps=maps,
+        inputs,
+        out,
+        method=method,
+        options=options,
+        classes=classes,
+        crop=crop,
+        overlays=alpha is not None,
+        overwrite=overwrite,
+        maps=maps,
     )
     return run_dataset(
-        plan, model, variables, batch_size=batch_size, alpha=alpha, limit=limit, progress=progress,
-        on_image=on_image, on_error=on_error,
+        plan,
+        model,
+        variables,
+        batch_size=batch_size,
+        alpha=alpha,
+        limit=limit,
+        progress=progress,
+        on_image=on_image,
+        on_error=on_error,
     )

@@ -111,8 +111,16 @@ def _curve(model, variables, images, maps, target, *, steps, substrate, batch_si
 
 
 def deletion(
-    model, variables, images, maps, targets, *,
-    steps: int = 224, substrate="mean", score: str | None = None, batch_size: int = 16,
+    model,
+    variables,
+    images,
+    maps,
+    targets,
+    *,
+    steps: int = 224,
+    substrate="mean",
+    score: str | None = None,
+    batch_size: int = 16,
 ) -> Curve:
     """Deletion curve: the `score` (default "softmax") of class `targets` (B,), or the scores (B,) of
     a target function (`gradcam_jax.targets`), as the pixels of `images` (B, H, W, C) are
@@ -121,21 +129,43 @@ def deletion(
     One forward pass holds `batch_size` images, B x steps per pass (at least one step of the
     whole batch; the rule in `methods.common`). Lower AUC is better."""
     return _curve(
-        model, variables, images, maps, one_target("deletion", model, images, targets, score),
-        steps=steps, substrate=substrate, batch_size=batch_size, insert=False,
+        model,
+        variables,
+        images,
+        maps,
+        one_target("deletion", model, images, targets, score),
+        steps=steps,
+        substrate=substrate,
+        batch_size=batch_size,
+        insert=False,
     )
 
 
 def insertion(
-    model, variables, images, maps, targets, *,
-    steps: int = 224, substrate="blur", score: str | None = None, batch_size: int = 16,
+    model,
+    variables,
+    images,
+    maps,
+    targets,
+    *,
+    steps: int = 224,
+    substrate="blur",
+    score: str | None = None,
+    batch_size: int = 16,
 ) -> Curve:
     """Insertion curve: start from `substrate` (default a blurred copy, as RISE) and put back the
     pixels of `images` in `maps`' order, most salient first, in `steps` equal steps. Higher AUC
     is better."""
     return _curve(
-        model, variables, images, maps, one_target("insertion", model, images, targets, score),
-        steps=steps, substrate=substrate, batch_size=batch_size, insert=True,
+        model,
+        variables,
+        images,
+        maps,
+        one_target("insertion", model, images, targets, score),
+        steps=steps,
+        substrate=substrate,
+        batch_size=batch_size,
+        insert=True,
     )
 
 
@@ -259,4 +289,3 @@ def model_randomisation(
         result = explain(model, random_variables, images, targets, **options)
         correlations.append(np.asarray(spearman(original_map, result.map)))
     return SanityCheck(tuple(stops), np.stack(correlations))
-

@@ -44,7 +44,9 @@ PNG_COMPRESS_LEVEL = 1
 
 def save_png(path: Path, pixels: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> Path:
     """uint8 (H, W, 3) or (H, W) -> PNG at `path`, atomically."""
-    return atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG", compress_level=compress_level))
+    return atomic_write(
+        path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG", compress_level=compress_level)
+    )
 
 
 @contextlib.contextmanager
@@ -60,7 +62,9 @@ def folder_lock(path: Path) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise ValueError(f"{path.parent}: another run (pid {holder}) is writing here; wait for it or choose another folder") from None
+            raise ValueError(
+                f"{path.parent}: another run (pid {holder}) is writing here; wait for it or choose another folder"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield path

@@ -48,9 +48,7 @@ class UnknownLayerError(ValueError):
 
     def __init__(self, layer: str, valid: Iterable[str]):
         valid = list(valid)
-        super().__init__(
-            f"unknown layer {layer!r}; valid layers ('-' may stand for '/'): {', '.join(valid)}"
-        )
+        super().__init__(f"unknown layer {layer!r}; valid layers ('-' may stand for '/'): {', '.join(valid)}")
         self.layer, self.valid = layer, valid
 
 

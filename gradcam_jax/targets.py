@@ -157,7 +157,9 @@ class Segmentation:
         return cls(*children, *aux)
 
 
-def segmentation(class_index: int | Sequence[int], mask=None, score: str = "logit", key: str | None = None) -> Segmentation:
+def segmentation(
+    class_index: int | Sequence[int], mask=None, score: str = "logit", key: str | None = None
+) -> Segmentation:
     """Target: Seg-Grad-CAM (Vinogradova et al., AAAI 2020), the sum of one class's per-pixel
     scores over a region:  S = sum_{(i,j) in mask} y[b, i, j, class].
 
@@ -285,7 +287,9 @@ def as_target(targets, batch: int, score: str = "softmax", num_classes: int | No
     if is_function(targets):
         return Function(targets) if jax.tree.leaves(targets) == [targets] else targets
     if targets is not None and not isinstance(targets, (np.ndarray, jax.Array, list, tuple)):
-        raise TypeError(f"targets must be class indices, None or a function of the outputs; got {type(targets).__name__}")
+        raise TypeError(
+            f"targets must be class indices, None or a function of the outputs; got {type(targets).__name__}"
+        )
     if targets is not None:
         check_class_range(targets, batch, num_classes)
     return classes(targets, score)

@@ -88,8 +88,10 @@ def make_shortcut_batch(key, batch: int, informative: bool, size: int = IMAGE_SI
     corner = jax.random.randint(k_corner, (batch, 2), 0, 2) * (size - PATCH)  # (y0, x0) of the patch
     yy, xx = jnp.mgrid[0:size, 0:size]
     patches = (
-        (yy >= corner[:, :1, None]) & (yy < corner[:, :1, None] + PATCH)
-        & (xx >= corner[:, 1:, None]) & (xx < corner[:, 1:, None] + PATCH)
+        (yy >= corner[:, :1, None])
+        & (yy < corner[:, :1, None] + PATCH)
+        & (xx >= corner[:, 1:, None])
+        & (xx < corner[:, 1:, None] + PATCH)
     )
     random_colour = jax.random.randint(k_colour, (batch,), 0, len(SHAPES))
     colours = jnp.asarray(PATCH_COLOURS)[scene.labels if informative else random_colour]  # (B, 3)
@@ -153,8 +155,14 @@ def fit(loss_fn, params, data_key, steps: int, learning_rate: float = 3e-3, opti
 
 
 def train(
-    seed: int = 0, steps: int = 400, batch: int = 64, learning_rate: float = 3e-3, model=None,
-    data=make_batch, loss=cross_entropy, optimizer=None,
+    seed: int = 0,
+    steps: int = 400,
+    batch: int = 64,
+    learning_rate: float = 3e-3,
+    model=None,
+    data=make_batch,
+    loss=cross_entropy,
+    optimizer=None,
 ):
     """(model, variables, losses (steps,) float32): `model` (default ToyCNN()) trained with
     `optimizer` (default Adam at `learning_rate`) on fresh batches `data(key, batch)`, minimising
@@ -211,6 +219,13 @@ def evaluate(model, variables, *, seed: int = 1, n: int = 256, layer: str = LAYE
         return float(pointing_hits(maps, batch.masks, tolerance).mean())
 
     return Report(
-        accuracy, float(hits.mean()), score(result.map, TOLERANCE), score(random_maps),
-        score(random_maps, TOLERANCE), float(batch.masks.mean()), hits, result.map, batch,
+        accuracy,
+        float(hits.mean()),
+        score(result.map, TOLERANCE),
+        score(random_maps),
+        score(random_maps, TOLERANCE),
+        float(batch.masks.mean()),
+        hits,
+        result.map,
+        batch,
     )

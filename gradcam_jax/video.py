@@ -211,7 +211,9 @@ def prefetch(iterable: Iterable, depth: int = 2) -> Generator:
         stop.set()
 
 
-def model_inputs(frames: Iterable[np.ndarray], size: tuple[int, int] = INPUT_SIZE) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def model_inputs(
+    frames: Iterable[np.ndarray], size: tuple[int, int] = INPUT_SIZE
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(frame, model input uint8 (224, 224, 3)) per frame, resized as `images.resize` does (MATLAB)."""
     for frame in frames:
         yield frame, images_lib.resize(Image.fromarray(frame), size)
@@ -245,6 +247,7 @@ def frame_explainer(model, variables, method: str, target: int | None, batch_siz
     """`explain(inputs, frame_size)` -> device arrays (maps 224, maps at frame_size, targets, scores),
     each (B, ...): one method call on a batch, dispatched without waiting for the result."""
     fn = METHODS[method]
+
     def explain(inputs: np.ndarray, frame_size: tuple[int, int]):
         targets = None if target is None else np.full((len(inputs),), target, np.int32)
         result = fn(model, variables, inputs, targets, **options)
@@ -329,8 +332,14 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> i
                 if writer is None:
                     even = frame.shape[0] % 2 == 0 and frame.shape[1] % 2 == 0
                     writer = imageio.get_writer(
-                        tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=1,
-                        pixelformat="yuv420p" if even else "yuv444p", ffmpeg_log_level="error",
+                        tmp,
+                        format="FFMPEG",
+                        fps=fps,
+                        codec="libx264",
+                        quality=8,
+                        macro_block_size=1,
+                        pixelformat="yuv420p" if even else "yuv444p",
+                        ffmpeg_log_level="error",
                         output_params=["-preset", "veryfast"],  # real time on a few cores; files a little larger
                     )
                     with quiet_fork():  # ffmpeg starts with the first frame
@@ -386,7 +395,9 @@ def explain_video(
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     start = time.perf_counter()
     explained = prefetch(
-        explain_frames(frames, model, variables, method=method, target=target, batch_size=batch_size, alpha=alpha, **options),
+        explain_frames(
+            frames, model, variables, method=method, target=target, batch_size=batch_size, alpha=alpha, **options
+        ),
         depth=2 * batch_size,
     )
     try:

@@ -63,9 +63,7 @@ def read_variables(path: Path, sha256: str | None = None, hint: str = RESTORE_HI
         raise WeightsError(f"{path} is a PyTorch checkpoint, not flax msgpack; {convert_hint(path)}")
     hint = f"; {hint}" if hint else ""
     if sha256 is not None and (actual := sha256_of(path)) != sha256:
-        raise WeightsError(
-            f"weights file {path} is corrupt (sha256 {actual[:12]}..., expected {sha256[:12]}...){hint}"
-        )
+        raise WeightsError(f"weights file {path} is corrupt (sha256 {actual[:12]}..., expected {sha256[:12]}...){hint}")
     try:
         restored = serialization.msgpack_restore(path.read_bytes())
     except Exception as err:  # msgpack raises several unrelated types on damaged input
@@ -93,7 +91,9 @@ def check_structure(model: nn.Module, variables) -> dict:
     except Exception:
         got_shapes = []
     if dict(got_shapes) != dict(expected_shapes):
-        missing = {jax.tree_util.keystr(k) for k, _ in expected_shapes} - {jax.tree_util.keystr(k) for k, _ in got_shapes}
+        missing = {jax.tree_util.keystr(k) for k, _ in expected_shapes} - {
+            jax.tree_util.keystr(k) for k, _ in got_shapes
+        }
         raise WeightsError(
             f"weights do not fit {type(model).__name__}: {len(missing)} parameters missing or misshapen"
             + (f", e.g. {sorted(missing)[0]}" if missing else "")

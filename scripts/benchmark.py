@@ -242,7 +242,10 @@ def targets_report(records: list[dict]) -> dict:
         "ours Grad-CAM / captum LayerGradCam >= 1.2": ratio(ours, by["captum LayerGradCam (logit)"]),
         "ours Grad-CAM / ours forward >= 0.95": ratio(ours, by["ours forward (jit)"]),
     }
-    return {name: {"ratio": value, "met": value is not None and value >= float(name.rsplit(" ", 1)[1])} for name, value in checks.items()}
+    return {
+        name: {"ratio": value, "met": value is not None and value >= float(name.rsplit(" ", 1)[1])}
+        for name, value in checks.items()
+    }
 
 
 def map_agreement(model, variables, x_jax, targets, port, x_torch) -> float:

@@ -45,8 +45,19 @@ from gradcam_jax.overlay import overlay  # noqa: E402
 
 # Order of the table and the grid: the CAM family, then perturbation, then input gradients.
 ORDER = [
-    "grad_cam", "cam", "grad_cam_plus_plus", "xgrad_cam", "hires_cam", "layer_cam", "eigen_cam", "score_cam",
-    "occlusion", "guided_backprop", "guided_grad_cam", "integrated_gradients", "smoothgrad",
+    "grad_cam",
+    "cam",
+    "grad_cam_plus_plus",
+    "xgrad_cam",
+    "hires_cam",
+    "layer_cam",
+    "eigen_cam",
+    "score_cam",
+    "occlusion",
+    "guided_backprop",
+    "guided_grad_cam",
+    "integrated_gradients",
+    "smoothgrad",
 ]
 STOPS = ("loss3", "inception_4e", "conv1")  # classifier only; top half; everything
 
@@ -99,7 +110,9 @@ def evaluate(model, variables, images, names, steps: int, stops, repeats: int, p
             "per_image": {
                 "deletion_auc": np.asarray(deletion.auc).round(4).tolist(),
                 "insertion_auc": np.asarray(insertion.auc).round(4).tolist(),
-                "sanity_spearman": {s: np.asarray(c).round(4).tolist() for s, c in zip(sanity.layers, sanity.correlations)},
+                "sanity_spearman": {
+                    s: np.asarray(c).round(4).tolist() for s, c in zip(sanity.layers, sanity.correlations)
+                },
             },
         }
         all_maps[name] = np.asarray(maps)
@@ -145,7 +158,9 @@ def grid_png(images: np.ndarray, all_maps: dict, photos: list, titles: list, pat
                 ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
             if row == 0:
                 ax.set_title(titles[col], fontsize=7)
-    fig.subplots_adjust(left=1.25 / width, right=0.995, top=1 - 0.4 / height, bottom=0.03 / height, wspace=0.03, hspace=0.03)
+    fig.subplots_adjust(
+        left=1.25 / width, right=0.995, top=1 - 0.4 / height, bottom=0.03 / height, wspace=0.03, hspace=0.03
+    )
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=85)
     plt.close(fig)
@@ -182,8 +197,14 @@ def main(argv=None) -> int:
     table = markdown(figures, photos, args.steps, args.stops, args.machine)
     args.md.parent.mkdir(parents=True, exist_ok=True)
     args.md.write_text(table)
-    settings = {"photos": photos, "classes": [gj.label(int(t)) for t in targets], "steps": args.steps, "stops": args.stops,
-                "machine": args.machine, "jax": jax.__version__}
+    settings = {
+        "photos": photos,
+        "classes": [gj.label(int(t)) for t in targets],
+        "steps": args.steps,
+        "stops": args.stops,
+        "machine": args.machine,
+        "jax": jax.__version__,
+    }
     args.json.write_text(json.dumps({"settings": settings, "methods": figures}, indent=2) + "\n")
     grid_png(images, all_maps, photos, titles, args.grid)
     print(table)

@@ -125,7 +125,8 @@ def main(argv=None) -> int:
             print(
                 f"seed {seed} {name:9s}: test accuracy {result.accuracy:.3f}, Grad-CAM peak on the shape "
                 f"{result.on_shape:.3f} (within 1 px {result.near_shape:.3f}), on the patch {result.on_patch:.3f}; final loss "
-                f"{float(losses_seen[-20:].mean()):.3f} ({seconds:.0f} s)", flush=True,
+                f"{float(losses_seen[-20:].mean()):.3f} ({seconds:.0f} s)",
+                flush=True,
             )
     heads = ("test accuracy", "peak on shape", "... within 1 px", "peak on patch")
     lines = [f"{'':10s}" + "".join(f"{h:>21s}" for h in heads) + f"   mean [min-max] over seeds {args.seeds}"]
@@ -139,7 +140,9 @@ def main(argv=None) -> int:
     print(f"machine: {platform.machine()} CPU, {platform.python_implementation()} {platform.python_version()}")
 
     args.figure.parent.mkdir(parents=True, exist_ok=True)
-    caption = f"Shortcut-free test scenes, seed {args.seeds[0]} shown; {args.steps} steps x {args.batch} scenes\n{table}"
+    caption = (
+        f"Shortcut-free test scenes, seed {args.seeds[0]} shown; {args.steps} steps x {args.batch} scenes\n{table}"
+    )
     figure(test, first["plain"], first["penalised"], caption).savefig(args.figure, dpi=100)
     print(f"figure: {args.figure}")
     return 0

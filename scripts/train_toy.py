@@ -71,8 +71,10 @@ def main(argv=None) -> int:
     print(f"held-out accuracy: {report.accuracy:.3f}")
     near = f"within {toy.TOLERANCE:g} px"
     print(f"pointing game, Grad-CAM peak on the shape: {report.pointing:.3f} ({near}: {report.pointing_near:.3f})")
-    print(f"pointing game, random maps: {report.random_pointing:.3f} ({near}: {report.random_near:.3f}); "
-          f"mean shape area {report.area:.3f}")
+    print(
+        f"pointing game, random maps: {report.random_pointing:.3f} ({near}: {report.random_near:.3f}); "
+        f"mean shape area {report.area:.3f}"
+    )
 
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     figure(report).savefig(args.figure, dpi=110)

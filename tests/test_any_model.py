@@ -102,7 +102,9 @@ def nested_tail(params, activation):
 def captured(model, variables, images, path):
     """The output of the submodule at `path`, by flax's own `capture_intermediates`."""
     _, state = model.apply(
-        variables, images, mutable=["intermediates"],
+        variables,
+        images,
+        mutable=["intermediates"],
         capture_intermediates=lambda module, method: method == "__call__" and "/".join(module.path) == path,
     )
     node = state["intermediates"]
@@ -173,7 +175,9 @@ def test_auto_named_layer_matches_capture_and_finite_differences(small, images):
     np.testing.assert_allclose(result.activations, activation, rtol=1e-6, atol=1e-6)
     params = to64(variables["params"])
     # the hand-written tail is the model: same logits
-    np.testing.assert_allclose(small_cnn_tail(variables["params"], activation), model.apply(variables, images), atol=1e-5)
+    np.testing.assert_allclose(
+        small_cnn_tail(variables["params"], activation), model.apply(variables, images), atol=1e-5
+    )
     check_gradients_by_fd(result.gradients, targets, lambda a: small_cnn_tail(params, a), activation)
     assert result.map.shape == (2, 2, 12, 12)
     assert result.gradients.shape == (2, 2, 6, 6, 12)
@@ -192,7 +196,9 @@ def test_nested_path_matches_finite_differences_through_resplit_model(images):
     check_gradients_by_fd(result.gradients, targets, lambda a: nested_tail(params, a), activation)
     # the deepest block too: its output goes straight into the head
     last = gj.grad_cam(model, variables, images, targets, layer="backbone/stage3/block1")
-    np.testing.assert_allclose(last.activations, captured(model, variables, images, "backbone/stage3/block1"), atol=1e-6)
+    np.testing.assert_allclose(
+        last.activations, captured(model, variables, images, "backbone/stage3/block1"), atol=1e-6
+    )
 
 
 def test_tuple_output_explained_like_logits(small, images):
@@ -323,9 +329,13 @@ def test_googlenet_generic_taps_equal_hand_split(googlenet, cat_dog, stage):
     result = gj.grad_cam(model, variables, cat_dog, targets, layer=f"{stage}-output")
     activation = captured(model, variables, cat_dog, f"{stage}/output")
     params = variables["params"]
-    np.testing.assert_allclose(googlenet_tail(params, activation, stage), model.apply(variables, cat_dog)[0], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        googlenet_tail(params, activation, stage), model.apply(variables, cat_dog)[0], rtol=1e-4, atol=1e-3
+    )
     for k, target in enumerate(targets[0]):
-        gradient = jax.grad(lambda a, target=target: jax.nn.softmax(googlenet_tail(params, a, stage))[0, target])(activation)
+        gradient = jax.grad(lambda a, target=target: jax.nn.softmax(googlenet_tail(params, a, stage))[0, target])(
+            activation
+        )
         scale = float(jnp.abs(gradient).max())
         np.testing.assert_allclose(result.gradients[0, k], gradient[0], atol=1e-4 * scale)
         np.testing.assert_allclose(result.map[0, k], hand_grad_cam(activation[0], gradient[0], (224, 224)), atol=1e-5)

@@ -36,8 +36,9 @@ def client(app_url):
 
 def explain(client, photo, typed="", method="grad_cam", **options):
     o = {**DEFAULTS, **options}
-    return client.predict(handle_file(str(photo)), None, typed, method, o["layer"], o["score"], o["relu"], o["alpha"],
-                          api_name="/explain")
+    return client.predict(
+        handle_file(str(photo)), None, typed, method, o["layer"], o["score"], o["relu"], o["alpha"], api_name="/explain"
+    )
 
 
 def by_suffix(downloads: list[str]) -> tuple[str, str]:
@@ -86,8 +87,9 @@ def test_explain_shows_and_downloads_what_the_python_api_computes(client, google
 
 
 def test_compare_classes_side_by_side(client, googlenet):
-    panels = client.predict(handle_file(str(CAT_DOG)), "bull mastiff, 282", "grad_cam", *DEFAULTS.values(),
-                            api_name="/compare_classes")
+    panels = client.predict(
+        handle_file(str(CAT_DOG)), "bull mastiff, 282", "grad_cam", *DEFAULTS.values(), api_name="/compare_classes"
+    )
     assert [p["caption"].split(" [")[0] for p in panels] == ["bull mastiff", "tiger cat"]
     for panel, (_, want) in zip(panels, expected_overlays(*googlenet, "grad_cam", [BULL_MASTIFF, TIGER_CAT])):
         np.testing.assert_array_equal(np.asarray(Image.open(panel["image"]).convert("RGB")), want)
@@ -96,8 +98,20 @@ def test_compare_classes_side_by_side(client, googlenet):
 @pytest.mark.parametrize(
     "name, content, typed, layer, message",
     [
-        ("notes.jpg", b"this is text, not a photo", "", DEFAULTS["layer"], "error: notes.jpg: not an image Pillow can read"),
-        ("bomb.png", png_header_only(40_000, 40_000), "", DEFAULTS["layer"], "error: bomb.png: too large to decode safely"),
+        (
+            "notes.jpg",
+            b"this is text, not a photo",
+            "",
+            DEFAULTS["layer"],
+            "error: notes.jpg: not an image Pillow can read",
+        ),
+        (
+            "bomb.png",
+            png_header_only(40_000, 40_000),
+            "",
+            DEFAULTS["layer"],
+            "error: bomb.png: too large to decode safely",
+        ),
         ("cat_dog.jpg", CAT_DOG.read_bytes(), "golden retreiver", DEFAULTS["layer"], "cli"),
         ("cat_dog.jpg", CAT_DOG.read_bytes(), "", "inception_9z/output", "cli"),
     ],
@@ -153,10 +167,18 @@ def test_without_gradio_the_command_says_what_to_install(monkeypatch, capsys):
 
 
 def test_compare_methods_side_by_side(client, googlenet):
-    panels = client.predict(handle_file(str(CAT_DOG)), None, "bull mastiff", ["grad_cam", "eigen_cam"],
-                            *DEFAULTS.values(), api_name="/compare_methods")
+    panels = client.predict(
+        handle_file(str(CAT_DOG)),
+        None,
+        "bull mastiff",
+        ["grad_cam", "eigen_cam"],
+        *DEFAULTS.values(),
+        api_name="/compare_methods",
+    )
     assert [re.sub(r" [0-9.]+ ", " ", p["caption"]) for p in panels] == [
-        f"bull mastiff [{BULL_MASTIFF}] · grad_cam", f"bull mastiff [{BULL_MASTIFF}] · eigen_cam"]
+        f"bull mastiff [{BULL_MASTIFF}] · grad_cam",
+        f"bull mastiff [{BULL_MASTIFF}] · eigen_cam",
+    ]
     for panel, method in zip(panels, ["grad_cam", "eigen_cam"]):
         ((_, want),) = expected_overlays(*googlenet, method, [BULL_MASTIFF])
         np.testing.assert_array_equal(np.asarray(Image.open(panel["image"]).convert("RGB")), want)

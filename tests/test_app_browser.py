@@ -21,14 +21,24 @@ from gradcam_jax import images as images_lib
 from tests.app_server import app_url  # noqa: F401  (a fixture)
 from tests.conftest import DOG_BOX, PHOTOS
 
-sync_playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' (playwright)").sync_playwright
+sync_playwright = pytest.importorskip(
+    "playwright.sync_api", reason="pip install -e '.[test]' (playwright)"
+).sync_playwright
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium here: apt-get install chromium (.ci/run does)")
 
 CAT_DOG = PHOTOS / "cat_dog.jpg"
 BULL_MASTIFF = 243
-OFFLINE = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+OFFLINE = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 FRAME_SIZE = (240, 320)  # the fake camera's frames, (H, W)
 PAN_FRAMES = 40  # Chromium plays the clip at 10 frames/s, looping
 
@@ -40,8 +50,10 @@ def pan_views() -> tuple[list[np.ndarray], np.ndarray]:
     photo = Image.open(CAT_DOG).convert("RGB")
     window = photo.width * 5 // 8
     starts = np.linspace(0, photo.width - window, PAN_FRAMES).round().astype(int)
-    views = [np.asarray(photo.crop((x0, 0, x0 + window, photo.height)).resize(FRAME_SIZE[::-1], Image.Resampling.BICUBIC))
-             for x0 in starts]
+    views = [
+        np.asarray(photo.crop((x0, 0, x0 + window, photo.height)).resize(FRAME_SIZE[::-1], Image.Resampling.BICUBIC))
+        for x0 in starts
+    ]
     dog = (DOG_BOX[2] + DOG_BOX[3]) / 2 / 224 * photo.width
     return views, (dog - starts) / window
 
@@ -61,7 +73,11 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     clip = write_y4m(tmp_path_factory.mktemp("camera") / "pan.y4m", pan_views()[0])
-    camera = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", f"--use-file-for-fake-video-capture={clip}"]
+    camera = [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}",
+    ]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=OFFLINE + camera)
         yield browser
@@ -93,12 +109,15 @@ def test_upload_and_click_a_class_shows_the_python_apis_overlay(page, googlenet)
     page.wait_for_selector("#picked label:has-text('bull mastiff')", timeout=120_000)
     page.wait_for_function("document.querySelector('#caption').innerText.includes('tiger cat')", timeout=120_000)
     page.locator("#picked label", has_text="bull mastiff").click()
-    page.wait_for_function(f"document.querySelector('#caption').innerText.startsWith('bull mastiff [{BULL_MASTIFF}]')",
-                           timeout=120_000)
+    page.wait_for_function(
+        f"document.querySelector('#caption').innerText.startsWith('bull mastiff [{BULL_MASTIFF}]')", timeout=120_000
+    )
 
     x = gj.load_image(CAT_DOG)[None].astype(np.float32)
     heatmap = gj.grad_cam(*googlenet, x, np.array([BULL_MASTIFF])).map[0]
-    np.testing.assert_array_equal(shown_image(page, "#overlay img"), gj.overlay(np.asarray(images_lib.read_image(CAT_DOG)), heatmap))
+    np.testing.assert_array_equal(
+        shown_image(page, "#overlay img"), gj.overlay(np.asarray(images_lib.read_image(CAT_DOG)), heatmap)
+    )
     if os.environ.get("GRADCAM_JAX_APP_SCREENSHOT"):
         page.screenshot(path=os.environ["GRADCAM_JAX_APP_SCREENSHOT"], full_page=True)
 
@@ -123,7 +142,9 @@ def test_live_mode_paints_the_map_over_camera_frames_and_follows_the_dog(page):
     views, dog = pan_views()
     seen, sources = [], set()  # (which view, where the map is hottest) per explained frame
     deadline = time.monotonic() + 150
-    while time.monotonic() < deadline and not (len(seen) >= 4 and min(seen)[0] < PAN_FRAMES / 3 < 2 * PAN_FRAMES / 3 < max(seen)[0]):
+    while time.monotonic() < deadline and not (
+        len(seen) >= 4 and min(seen)[0] < PAN_FRAMES / 3 < 2 * PAN_FRAMES / 3 < max(seen)[0]
+    ):
         src = page.get_attribute("#live img", "src") if page.query_selector("#live img") else None
         if src and src not in sources:
             sources.add(src)
@@ -134,9 +155,13 @@ def test_live_mode_paints_the_map_over_camera_frames_and_follows_the_dog(page):
             seen.append((view, hot_column(shown, candidates[view])))
         time.sleep(0.05)
     assert len(seen) >= 4, f"explained frames should come back; got {seen}"
-    assert min(seen)[0] < PAN_FRAMES / 3 and max(seen)[0] > 2 * PAN_FRAMES / 3, f"frames from both ends of the pan: {seen}"
+    assert min(seen)[0] < PAN_FRAMES / 3 and max(seen)[0] > 2 * PAN_FRAMES / 3, (
+        f"frames from both ends of the pan: {seen}"
+    )
     for view, column in seen:
         assert abs(column - dog[view]) < 0.2, (view, column, dog[view], seen)
     columns, expected = np.array([c for _, c in seen]), dog[[v for v, _ in seen]]
     assert np.corrcoef(columns, expected)[0, 1] > 0.7, seen  # it moves with the dog, not on its own
-    page.wait_for_function("/bull mastiff \\[243\\] [0-9.]+ · [0-9.]+ frames\\/s/.test(document.querySelector('#live-text').innerText)")
+    page.wait_for_function(
+        "/bull mastiff \\[243\\] [0-9.]+ · [0-9.]+ frames\\/s/.test(document.querySelector('#live-text').innerText)"
+    )

@@ -32,7 +32,9 @@ def test_classify_json_lines(photos, capsys):
 
 def test_explain_one_image_one_class_to_named_files(photos, tmp_path, capsys):
     out, npy = tmp_path / "dog.png", tmp_path / "dog.npy"
-    code = cli.main(["explain", str(photos / "cat_dog.jpg"), "--class", "bull mastiff", "--out", str(out), "--save-map", str(npy)])
+    code = cli.main(
+        ["explain", str(photos / "cat_dog.jpg"), "--class", "bull mastiff", "--out", str(out), "--save-map", str(npy)]
+    )
     assert code == 0
     assert "bull mastiff [243] (0.173)" in capsys.readouterr().out
     assert Image.open(out).size == (640, 480)  # drawn over the original photo
@@ -42,10 +44,31 @@ def test_explain_one_image_one_class_to_named_files(photos, tmp_path, capsys):
 
 def test_explain_images_and_classes_name_files_predictably(photos, tmp_path):
     out = tmp_path / "out"
-    code = cli.main(["explain", str(photos / "cat.png"), str(photos / "cat_dog.jpg"), "--class", "243", "--class", "tiger cat", "--out", str(out), "--save-map", str(tmp_path / "m.npy"), "--batch", "2"])
+    code = cli.main(
+        [
+            "explain",
+            str(photos / "cat.png"),
+            str(photos / "cat_dog.jpg"),
+            "--class",
+            "243",
+            "--class",
+            "tiger cat",
+            "--out",
+            str(out),
+            "--save-map",
+            str(tmp_path / "m.npy"),
+            "--batch",
+            "2",
+        ]
+    )
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["cat-243.png", "cat-282.png", "cat_dog-243.png", "cat_dog-282.png"]
-    assert sorted(p.name for p in tmp_path.glob("m-*.npy")) == ["m-cat-243.npy", "m-cat-282.npy", "m-cat_dog-243.npy", "m-cat_dog-282.npy"]
+    assert sorted(p.name for p in tmp_path.glob("m-*.npy")) == [
+        "m-cat-243.npy",
+        "m-cat-282.npy",
+        "m-cat_dog-243.npy",
+        "m-cat_dog-282.npy",
+    ]
 
 
 def test_explain_top1_and_refuses_to_overwrite(photos, tmp_path, capsys):

@@ -56,8 +56,12 @@ def run_driver(devices: int, **args) -> subprocess.Popen:
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
     args = {"options": OPTIONS, **{k: str(v) if isinstance(v, os.PathLike) else v for k, v in args.items()}}
     return subprocess.Popen(
-        [sys.executable, "-c", DRIVER, json.dumps(args)], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", DRIVER, json.dumps(args)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -88,7 +92,9 @@ def reference(folder, googlenet):
     paths = [folder / f"{name}{'.png' if name.startswith('sub') else '.jpg'}" for name in NAMES]
     images = np.stack([gj.load_image(p) for p in paths]).astype(np.float32)
     result = gj.grad_cam(*googlenet, images, **OPTIONS)
-    return {n: (np.asarray(result.map[i]), int(result.targets[i]), float(result.scores[i])) for i, n in enumerate(NAMES)}
+    return {
+        n: (np.asarray(result.map[i]), int(result.targets[i]), float(result.scores[i])) for i, n in enumerate(NAMES)
+    }
 
 
 def read_index(out) -> list[dict]:
@@ -105,12 +111,16 @@ def assert_matches(out, records, reference):
     names, classes, maps = dataset_lib.load_maps(out)
     assert names == NAMES and list(classes) == [reference[n][1] for n in NAMES]
     shards = "row" in records[0]  # 8-bit maps: within half a step of 1/255
-    np.testing.assert_allclose(maps, np.stack([reference[n][0] for n in NAMES]), atol=ATOL + (0.5 / 255 if shards else 0))
+    np.testing.assert_allclose(
+        maps, np.stack([reference[n][0] for n in NAMES]), atol=ATOL + (0.5 / 255 if shards else 0)
+    )
 
 
 def test_one_device_matches_direct_calls(folder, reference, googlenet, tmp_path):
     errors = []
-    summary = gj.explain_dataset(folder, tmp_path / "out", *googlenet, batch_size=3, on_error=errors.append, maps="npy", **OPTIONS)
+    summary = gj.explain_dataset(
+        folder, tmp_path / "out", *googlenet, batch_size=3, on_error=errors.append, maps="npy", **OPTIONS
+    )
     assert summary.explained == 8 and summary.skipped == 0 and summary.devices == 1
     assert errors == summary.failed == [f"{folder / 'broken.jpg'}: not an image Pillow can read"]
     assert_matches(tmp_path / "out", read_index(tmp_path / "out"), reference)

@@ -32,7 +32,8 @@ def test_cat_png_gives_the_shared_readme_top5(googlenet, cat):
 
 
 @pytest.mark.parametrize(
-    ("photo", "expected", "min_score"), [("grace_hopper.jpg", "military uniform", 0.85), ("coffee.png", "espresso", 0.5)]
+    ("photo", "expected", "min_score"),
+    [("grace_hopper.jpg", "military uniform", 0.85), ("coffee.png", "espresso", 0.5)],
 )
 def test_real_photos_classify_sensibly(googlenet, photo, expected, min_score):
     image = gj.load_image(sample_photo(photo))[None].astype(np.float32)
@@ -129,7 +130,9 @@ def test_pool1_and_norm1_match_caffe_formulas(activations):
     np.testing.assert_allclose(activations[1]["pool1-norm1"][0], caffe_lrn(pooled), rtol=1e-5)
 
 
-@pytest.mark.parametrize(("size", "k", "s", "pad"), [(112, 3, 2, 0), (28, 3, 1, 1), (14, 3, 2, 0), (7, 3, 2, 1), (10, 3, 3, 1)])
+@pytest.mark.parametrize(
+    ("size", "k", "s", "pad"), [(112, 3, 2, 0), (28, 3, 1, 1), (14, 3, 2, 0), (7, 3, 2, 1), (10, 3, 3, 1)]
+)
 def test_ceil_mode_max_pool_matches_caffe(size, k, s, pad):
     x = np.random.default_rng(size).normal(size=(size, size, 4)).astype(np.float32)
     got = googlenet.MaxPool(k, s, pad).apply({}, jnp.asarray(x[None]))[0]

@@ -22,7 +22,9 @@ def test_labels_are_caffe_synset_lines():
     assert labels.synonyms()[281] == ("tabby", "tabby cat")
 
 
-@pytest.mark.parametrize(("spec", "index"), [(243, 243), ("243", 243), ("Bull Mastiff", 243), ("tabby cat", 281), (" TIGER CAT ", 282)])
+@pytest.mark.parametrize(
+    ("spec", "index"), [(243, 243), ("243", 243), ("Bull Mastiff", 243), ("tabby cat", 281), (" TIGER CAT ", 282)]
+)
 def test_class_by_index_or_any_synonym(spec, index):
     assert gj.class_index(spec) == index
 

@@ -251,7 +251,9 @@ def test_occlusion_is_the_drop_in_softmax_score(mask, stride, clipping, blocks):
                 grid[gy, gx] = clean - np_softmax(np_forward(occluded)[2])[k]
         return np.kron(np_rescale(grid), np.ones((2, 2)))  # nearest upsampling, 2x2 -> 4x4
 
-    options = dict(mask_size=mask, stride=stride, clipping=clipping, mask_value=value, upsampling="nearest", batch_size=3)
+    options = dict(
+        mask_size=mask, stride=stride, clipping=clipping, mask_value=value, upsampling="nearest", batch_size=3
+    )
     result = explain("occlusion", **options)
     assert_maps(result, for_all(reference))
     clean = [[np_softmax(np_forward(IMAGES[b])[2])[k] for k in TARGETS[b]] for b in range(2)]
@@ -363,17 +365,26 @@ def test_smoothgrad_of_a_linear_model_is_its_gradient():
     expected = np.stack([np.stack([input_grad(IMAGES[b], int(k), bias=bias) for k in TARGETS[b]]) for b in range(2)])
     np.testing.assert_allclose(np.asarray(result.gradients), expected, atol=1e-5)
     noisy = METHODS["smoothgrad"](Tiny(), tiny_variables(), IMAGES, TARGETS, noise=0.2, samples=6)
-    assert not np.allclose(np.asarray(noisy.gradients), np.asarray(explain("smoothgrad", noise=0.0, samples=1).gradients))
+    assert not np.allclose(
+        np.asarray(noisy.gradients), np.asarray(explain("smoothgrad", noise=0.0, samples=1).gradients)
+    )
 
 
 # ---- calling convention ----------------------------------------------------------------------------
 
 
 TINY_OPTIONS = {
-    "cam": {"layer": "relu"}, "grad_cam": {"layer": "relu"}, "grad_cam_plus_plus": {"layer": "relu"},
-    "xgrad_cam": {"layer": "relu"}, "hires_cam": {"layer": "relu"}, "layer_cam": {"layer": "relu"},
-    "eigen_cam": {"layer": "relu"}, "score_cam": {"layer": "relu", "fill": 0.0}, "guided_grad_cam": {"layer": "relu"},
-    "occlusion": {"mask_size": 2, "stride": 2, "mask_value": 0.0}, "integrated_gradients": {"steps": 2},
+    "cam": {"layer": "relu"},
+    "grad_cam": {"layer": "relu"},
+    "grad_cam_plus_plus": {"layer": "relu"},
+    "xgrad_cam": {"layer": "relu"},
+    "hires_cam": {"layer": "relu"},
+    "layer_cam": {"layer": "relu"},
+    "eigen_cam": {"layer": "relu"},
+    "score_cam": {"layer": "relu", "fill": 0.0},
+    "guided_grad_cam": {"layer": "relu"},
+    "occlusion": {"mask_size": 2, "stride": 2, "mask_value": 0.0},
+    "integrated_gradients": {"steps": 2},
     "smoothgrad": {"samples": 2},
 }
 
@@ -462,7 +473,9 @@ def random_variables(model, images, seed=0):
         name = jax.tree_util.keystr(path[-1:])
         if "kernel" in name:
             return rng.normal(0, np.sqrt(2 / np.prod(leaf.shape[:-1])), leaf.shape).astype(np.float32)
-        return np.ones(leaf.shape, np.float32) if ("scale" in name or "var" in name) else np.zeros(leaf.shape, np.float32)
+        return (
+            np.ones(leaf.shape, np.float32) if ("scale" in name or "var" in name) else np.zeros(leaf.shape, np.float32)
+        )
 
     return jax.tree_util.tree_unflatten(tree, [value(p, leaf) for p, leaf in leaves])
 

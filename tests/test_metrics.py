@@ -26,9 +26,14 @@ class Linear(nn.Module):
 W = np.array([3, -1, 2, 0.5, 1, 4, -2, 1, 0, 2, 1, -1, 5, 1, 0.5, 2], np.float32)  # class 0; class 1 = -W
 C = np.array([0.5, -0.5], np.float32)
 LINEAR_VARIABLES = {"params": {"head": {"kernel": jnp.asarray(np.stack([W, -W], 1) / 10), "bias": jnp.asarray(C)}}}
-X = np.array([[1, 2, 0, 3, 2, 1, 1, 0, 4, 1, 2, 2, 1, 0, 3, 1], [2, 0, 1, 1, 3, 2, 0, 1, 1, 1, 4, 0, 2, 3, 1, 0]], np.float32)
+X = np.array(
+    [[1, 2, 0, 3, 2, 1, 1, 0, 4, 1, 2, 2, 1, 0, 3, 1], [2, 0, 1, 1, 3, 2, 0, 1, 1, 1, 4, 0, 2, 3, 1, 0]], np.float32
+)
 IMAGES = X.reshape(2, 4, 4, 1)
-MAPS = np.stack([np.arange(16)[::-1], np.array([5, 9, 1, 14, 0, 7, 12, 3, 8, 15, 2, 11, 6, 13, 4, 10])]).reshape(2, 4, 4) / 15.0
+MAPS = (
+    np.stack([np.arange(16)[::-1], np.array([5, 9, 1, 14, 0, 7, 12, 3, 8, 15, 2, 11, 6, 13, 4, 10])]).reshape(2, 4, 4)
+    / 15.0
+)
 TARGETS = np.array([0, 1], np.int32)
 
 
@@ -60,7 +65,9 @@ def test_deletion_curve_of_a_linear_model(steps):
     expected = np.stack([hand_curve(IMAGES[b], MAPS[b], TARGETS[b], 0.0, steps) for b in range(2)])
     np.testing.assert_allclose(np.asarray(result.scores), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(result.auc), [hand_auc(c) for c in expected], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(result.fractions), np.minimum(np.arange(steps + 1) * -(-16 // steps), 16) / 16)
+    np.testing.assert_allclose(
+        np.asarray(result.fractions), np.minimum(np.arange(steps + 1) * -(-16 // steps), 16) / 16
+    )
 
 
 def test_insertion_curve_of_a_linear_model():
@@ -152,7 +159,9 @@ def test_model_randomisation_cascade_by_hand():
     def features(p, x):  # relu(conv(x)), by hand (SAME padding, cross-correlation)
         k, b = np.asarray(p["conv"]["kernel"]), np.asarray(p["conv"]["bias"])
         padded = np.pad(x, ((1, 1), (1, 1), (0, 0)))
-        z = np.array([[np.einsum("yxc,yxco->o", padded[i : i + 3, j : j + 3], k) + b for j in range(6)] for i in range(6)])
+        z = np.array(
+            [[np.einsum("yxc,yxco->o", padded[i : i + 3, j : j + 3], k) + b for j in range(6)] for i in range(6)]
+        )
         return np.maximum(z, 0)
 
     def cam(conv_params, head_params, b):

@@ -160,7 +160,14 @@ def test_paths_in_call_order_and_unknown_layer(nnx_model, images):
     graphdef, state = nnx.split(nnx_model)
     shapes = gj.layer_shapes(graphdef, state, images)
     assert list(shapes) == [
-        "stem", "blocks/0/conv", "blocks/0/bn", "blocks/0", "blocks/1/conv", "blocks/1/bn", "blocks/1", "head",
+        "stem",
+        "blocks/0/conv",
+        "blocks/0/bn",
+        "blocks/0",
+        "blocks/1/conv",
+        "blocks/1/bn",
+        "blocks/1",
+        "head",
     ]
     assert shapes["blocks/1"].shape == (2, 10, 10, 8)
     assert taps.resolve_layer(graphdef, state, images, "blocks-1-conv")[0] == "blocks/1/conv"

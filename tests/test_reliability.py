@@ -241,8 +241,32 @@ def test_fuzz_image_loader_raises_only_image_errors(tmp_path, prefix, body):
         assert image.mode == "RGB"
 
 
-WORDS = ["classify", "explain", CAT, "--class", "--top", "--json", "--layer", "--alpha", "--method", "--batch", "--crop",
-         "--out", "--save-map", "--score", "--relu", "center", "tabby", "7", "-1", "1e9", "nan", "grad_cam", "x.png", ""]
+WORDS = [
+    "classify",
+    "explain",
+    CAT,
+    "--class",
+    "--top",
+    "--json",
+    "--layer",
+    "--alpha",
+    "--method",
+    "--batch",
+    "--crop",
+    "--out",
+    "--save-map",
+    "--score",
+    "--relu",
+    "center",
+    "tabby",
+    "7",
+    "-1",
+    "1e9",
+    "nan",
+    "grad_cam",
+    "x.png",
+    "",
+]
 
 
 @settings(max_examples=80, deadline=None)

@@ -131,12 +131,15 @@ def test_folder_run_pads_only_to_the_next_bucket(photos, tmp_path):
 # -- batch_size counts whole images per forward pass -------------------------------------------
 
 
-@pytest.mark.parametrize("name, options", [
-    ("occlusion", dict(mask_size=4, stride=4)),  # 4 positions
-    ("score_cam", dict(layer="relu")),  # 3 channels
-    ("integrated_gradients", dict(steps=6)),
-    ("smoothgrad", dict(samples=6)),
-])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("occlusion", dict(mask_size=4, stride=4)),  # 4 positions
+        ("score_cam", dict(layer="relu")),  # 3 channels
+        ("integrated_gradients", dict(steps=6)),
+        ("smoothgrad", dict(samples=6)),
+    ],
+)
 @pytest.mark.parametrize("images, batch_size, per_pass", [(1, 8, 8), (2, 8, 8), (3, 8, 6), (16, 4, 4), (6, 4, 4)])
 def test_one_pass_holds_at_most_batch_size_images(name, options, images, batch_size, per_pass):
     model = Tiny()
@@ -144,7 +147,9 @@ def test_one_pass_holds_at_most_batch_size_images(name, options, images, batch_s
     x = jax.random.uniform(jax.random.key(1), (images, 8, 8, 3)) * 255
     method = METHODS[name]
     target = gj.targets.classes(None, method.default_score or "logit")  # the jitted core takes a target object
-    sizes = conv_batches(lambda v, x: method.jitted(model, v, x, target, batch_size=batch_size, **options), variables, x)
+    sizes = conv_batches(
+        lambda v, x: method.jitted(model, v, x, target, batch_size=batch_size, **options), variables, x
+    )
     assert max(sizes) <= batch_size
     perturbations = {"occlusion": 4, "score_cam": 3}.get(name, 6)
     expected = min(per_pass, images * perturbations) if images <= batch_size else batch_size
@@ -171,7 +176,9 @@ def test_a_second_run_into_a_busy_folder_is_refused(photos, tmp_path, monkeypatc
     tiny_cli(monkeypatch, Tiny())
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out / dataset_lib.LOCK)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out / dataset_lib.LOCK)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline() == "held\n"
         assert cli.main(["explain", str(photos), "--out", str(out), "--layer", "relu"]) == 2
@@ -242,8 +249,13 @@ def test_cli_leaves_each_methods_own_score_and_relu_alone():
 def test_maps_are_sharded_by_default_and_npy_on_request(photos, tmp_path):
     model = Tiny()
     variables = variables_of(model, 224)
-    expected = gj.grad_cam(model, variables, np.stack([gj.load_image(p) for p in sorted(photos.iterdir())]), layer="relu").map
-    for layout, files, atol in [("shards", ["shard-000-000000.png"], 0.5 / 255 + 1e-6), ("npy", ["p0.npy", "p1.npy", "p2.npy"], 1e-6)]:
+    expected = gj.grad_cam(
+        model, variables, np.stack([gj.load_image(p) for p in sorted(photos.iterdir())]), layer="relu"
+    ).map
+    for layout, files, atol in [
+        ("shards", ["shard-000-000000.png"], 0.5 / 255 + 1e-6),
+        ("npy", ["p0.npy", "p1.npy", "p2.npy"], 1e-6),
+    ]:
         out = tmp_path / layout
         gj.explain_dataset(photos, out, model, variables, layer="relu", maps=layout)
         assert sorted(p.name for p in (out / "maps").iterdir()) == files  # one shard for the batch

@@ -81,7 +81,8 @@ def test_lrn_matches_torch():
 
 
 @pytest.mark.parametrize(
-    "size, window, stride, pad", [(112, 3, 2, 0), (28, 3, 2, 0), (14, 2, 2, 0), (8, 3, 2, 1), (7, 3, 1, 1), (13, 3, 2, 1)]
+    "size, window, stride, pad",
+    [(112, 3, 2, 0), (28, 3, 2, 0), (14, 2, 2, 0), (8, 3, 2, 1), (7, 3, 1, 1), (13, 3, 2, 1)],
 )
 def test_ceil_mode_max_pool_matches_torch(size, window, stride, pad):
     x = np.random.default_rng(size).normal(size=(1, size, size, 3)).astype(np.float32)

@@ -100,7 +100,9 @@ def test_logits_match_torchvision(converted, photos, tv_logits, forward):
 def test_batch_norm_running_stats_are_used(converted, tv_model, photos, tv_logits, forward):
     model, variables = converted
     bn = tv_model.inception5b.branch3[1].bn
-    np.testing.assert_array_equal(variables["batch_stats"]["inception_5b"]["5x5"]["bn"]["mean"], bn.running_mean.numpy())
+    np.testing.assert_array_equal(
+        variables["batch_stats"]["inception_5b"]["5x5"]["bn"]["mean"], bn.running_mean.numpy()
+    )
     np.testing.assert_array_equal(variables["batch_stats"]["inception_5b"]["5x5"]["bn"]["var"], bn.running_var.numpy())
     # with the init-time statistics (mean 0, var 1) instead, the logits are far off: parity needs them
     fresh = {**variables, "batch_stats": jax.tree.map(lambda a: jnp.zeros_like(a), variables["batch_stats"])}
@@ -117,7 +119,9 @@ def test_converter_ignores_aux_classifiers_and_rejects_strangers(tv_model):
     jax.tree.map(np.testing.assert_array_equal, convert_torchvision.convert(with_aux), reference)
     with pytest.raises(ValueError, match="unexpected"):
         convert_torchvision.convert({**state, "classifier.weight": torch.zeros(3)})
-    incomplete = convert_torchvision.convert({k: v for k, v in state.items() if not k.startswith("inception5b.branch4")})
+    incomplete = convert_torchvision.convert(
+        {k: v for k, v in state.items() if not k.startswith("inception5b.branch4")}
+    )
     with pytest.raises(WeightsError, match="missing"):
         check_structure(gj.TorchvisionGoogLeNet(), incomplete)
 

@@ -78,7 +78,9 @@ def test_map_gradient_matches_finite_differences(name):
             loss(jax.tree.map(lambda a, d: a + step * d, variables, d_variables), images)
             - loss(jax.tree.map(lambda a, d: a - step * d, variables, d_variables), images)
         ) / (2 * step)
-        along_images = (loss(variables, images + step * d_images) - loss(variables, images - step * d_images)) / (2 * step)
+        along_images = (loss(variables, images + step * d_images) - loss(variables, images - step * d_images)) / (
+            2 * step
+        )
         predicted = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(g_variables), jax.tree.leaves(d_variables)))
         np.testing.assert_allclose(predicted, along_variables, rtol=1e-5, atol=1e-8)
         np.testing.assert_allclose(jnp.vdot(g_images, d_images), along_images, rtol=1e-5, atol=1e-8)

@@ -96,7 +96,19 @@ def recovered_map(output, frame, alpha):
 def test_cli_writes_every_frame_at_its_size_and_rate_with_the_peak_on_the_dog(pan, explained, tmp_path, capsys):
     _, clip = pan
     out = tmp_path / "out" / "pan.mp4"
-    argv = ["video", str(clip), "--out", str(out), "--class", "bull mastiff", "--score", "logit", "--relu", "--alpha", "0.6"]
+    argv = [
+        "video",
+        str(clip),
+        "--out",
+        str(out),
+        "--class",
+        "bull mastiff",
+        "--score",
+        "logit",
+        "--relu",
+        "--alpha",
+        "0.6",
+    ]
     assert cli.main(argv) == 0
     assert f"{FRAMES} frames in" in capsys.readouterr().out
     assert [p.name for p in out.parent.iterdir()] == ["pan.mp4"]  # no temporary left behind
@@ -235,7 +247,9 @@ def produce_forever(closed):
 
 @pytest.fixture
 def no_heavy_work(monkeypatch):
-    monkeypatch.setattr(cli, "model_and_variables", lambda args: pytest.fail("model loaded before the arguments were checked"))
+    monkeypatch.setattr(
+        cli, "model_and_variables", lambda args: pytest.fail("model loaded before the arguments were checked")
+    )
 
 
 def test_missing_camera_is_one_line(no_heavy_work, tmp_path, capsys):
@@ -258,7 +272,10 @@ def test_bad_arguments_fail_in_one_line_before_heavy_work(no_heavy_work, pan, tm
         "no input": ([], "give one video file, or --camera N"),
         "file and camera": ([clip, "--camera", "0"], "give one video file, or --camera N"),
         "missing file": ([str(tmp_path / "nope.mp4")], "nope.mp4: no such file"),
-        "not a video": ([str(tmp_path / "notes.mp4"), "--out", str(tmp_path / "o.mp4")], "notes.mp4: not a video ffmpeg"),
+        "not a video": (
+            [str(tmp_path / "notes.mp4"), "--out", str(tmp_path / "o.mp4")],
+            "notes.mp4: not a video ffmpeg",
+        ),
         "format": ([clip, "--out", str(tmp_path / "o.webm")], "unsupported video format"),
         "exists": ([clip, "--out", str(tmp_path / "taken.mp4")], "exists; pass --overwrite"),
         "over the input": ([clip, "--out", clip, "--overwrite"], "refusing to overwrite an input"),

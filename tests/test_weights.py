@@ -39,7 +39,9 @@ def test_missing_file_says_how_to_restore(tmp_path, monkeypatch):
 def test_a_pytorch_checkpoint_says_how_to_convert_it(tmp_path):
     checkpoint = tmp_path / "googlenet-1378be20.pth"
     checkpoint.write_bytes(b"PK\x03\x04 a zip, as torch.save writes")
-    with pytest.raises(gj.WeightsError, match=r"PyTorch checkpoint.*scripts/convert_torchvision.py --src .*1378be20.pth") as err:
+    with pytest.raises(
+        gj.WeightsError, match=r"PyTorch checkpoint.*scripts/convert_torchvision.py --src .*1378be20.pth"
+    ) as err:
         gj.load_googlenet(variant="torchvision", path=checkpoint)
     assert "git" not in str(err.value) and "\n" not in str(err.value)
 
@@ -84,7 +86,9 @@ def test_hub_download_goes_through_the_same_loader(monkeypatch, bundled_copy):
         return str(bundled_copy)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    model, variables = gj.load_googlenet(hf_repo_id="someone/googlenet", hf_filename="w.msgpack", sha256=weights.BVLC_SHA256)
+    model, variables = gj.load_googlenet(
+        hf_repo_id="someone/googlenet", hf_filename="w.msgpack", sha256=weights.BVLC_SHA256
+    )
     assert calls == [("someone/googlenet", "w.msgpack", None)]
     assert "inception_5b" in variables["params"]
 

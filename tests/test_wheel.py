@@ -40,7 +40,19 @@ def test_wheel_installs_and_classifies(tmp_path):
     site = run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip()
     deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (tmp_path / "venv" / site.split(str(venv) + "/", 1)[1] / "deps.pth").write_text("\n".join(sorted(deps)) + "\n")
-    run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed", "--prefix", venv, wheel)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-index",
+        "--ignore-installed",
+        "--prefix",
+        venv,
+        wheel,
+    )
 
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "JAX_PLATFORMS": "cpu"}
     where = run(python, "-c", "import gradcam_jax; print(gradcam_jax.__file__)", cwd=tmp_path, env=env)

@@ -296,7 +296,9 @@ def twins():
 
 def test_equinox_twin_logits_agree(twins):
     (static, params), (linen, variables), images = twins
-    np.testing.assert_allclose(eqx.combine(params, static)(images), linen.apply(variables, images), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        eqx.combine(params, static)(images), linen.apply(variables, images), rtol=1e-5, atol=1e-4
+    )
 
 
 METHOD_OPTIONS = {"occlusion": {"mask_size": 4, "stride": 4}, "integrated_gradients": {"steps": 4},
@@ -341,7 +343,9 @@ def test_equinox_sequential_paths():
     model = Batched(net, eqx.nn.Linear(4, 2, key=jax.random.key(1)))
     params, static = eqx.partition(model, eqx.is_array)
     images = jnp.ones((1, 6, 6, 3))
-    assert {"features", "features/layers/0", "features/layers/1", "head"} <= set(gj.layer_shapes(static, params, images))
+    assert {"features", "features/layers/0", "features/layers/1", "head"} <= set(
+        gj.layer_shapes(static, params, images)
+    )
     assert gj.grad_cam(static, params, images, layer="features/layers/0").map.shape == (1, 6, 6)
 
 

@@ -16,7 +16,21 @@ from gradcam_jax.methods.smoothgrad import smoothgrad
 from gradcam_jax.methods.xgrad_cam import xgrad_cam
 
 __all__ = [
-    "DEFAULT_LAYER", "METHODS", "Explanation", "cam", "eigen_cam", "grad_cam", "grad_cam_plus_plus",
-    "guided_backprop", "guided_grad_cam", "hires_cam", "integrated_gradients", "layer_cam", "occlusion",
-    "register", "score_cam", "smoothgrad", "xgrad_cam",
+    "DEFAULT_LAYER",
+    "METHODS",
+    "Explanation",
+    "cam",
+    "eigen_cam",
+    "grad_cam",
+    "grad_cam_plus_plus",
+    "guided_backprop",
+    "guided_grad_cam",
+    "hires_cam",
+    "integrated_gradients",
+    "layer_cam",
+    "occlusion",
+    "register",
+    "score_cam",
+    "smoothgrad",
+    "xgrad_cam",
 ]

@@ -79,7 +79,9 @@ def publish(impl, model, variables, images, target, **options) -> tuple[Explanat
     return result, jnp.isfinite(images).all()
 
 
-def register(name: str, score: str | None = "logit") -> Callable[[Callable[..., Explanation]], Callable[..., Explanation]]:
+def register(
+    name: str, score: str | None = "logit"
+) -> Callable[[Callable[..., Explanation]], Callable[..., Explanation]]:
     """Decorator: publish `impl` as a checked, jitted explanation method under `name`. `score` is
     the default class score of its class targets ("softmax" or "logit"); None for a method that
     has no choice (CAM: logits), which then refuses a `score` option."""

@@ -31,7 +31,14 @@ from gradcam_jax.methods.common import weighted_sum
 
 @register("cam", score=None)
 def cam(
-    model, variables, images, targets=None, *, layer: str = DEFAULT_LAYER, relu: bool = False, reshape: Callable | None = None
+    model,
+    variables,
+    images,
+    targets=None,
+    *,
+    layer: str = DEFAULT_LAYER,
+    relu: bool = False,
+    reshape: Callable | None = None,
 ) -> Explanation:
     """CAM maps of `targets` (B,) or (B, K) (None: top-1) from the feature map at `layer`.
 

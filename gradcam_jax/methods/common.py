@@ -79,7 +79,8 @@ def perturbed_scores(model, variables, perturb: Callable, xs, target, batch_size
     bounded whatever P is and no Python loop runs."""
     images = jax.eval_shape(perturb, xs[0]).shape[0]
     return jax.lax.map(
-        lambda x: target_scores(model, variables, perturb(x), target)[0], xs,
+        lambda x: target_scores(model, variables, perturb(x), target)[0],
+        xs,
         batch_size=passes_per_step(batch_size, images),
     )
 

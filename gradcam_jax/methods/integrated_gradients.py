@@ -46,6 +46,8 @@ def integrated_gradients(
     def gradient_at(alpha):
         return input_gradients(model, variables, start + alpha * (images - start), target).gradients
 
-    path_mean = jax.lax.map(gradient_at, alphas, batch_size=passes_per_step(batch_size, len(images))).mean(axis=0)  # (B, K, H, W, C)
+    path_mean = jax.lax.map(gradient_at, alphas, batch_size=passes_per_step(batch_size, len(images))).mean(
+        axis=0
+    )  # (B, K, H, W, C)
     attributions = (images - start)[:, None] * path_mean
     return Explanation(maps.rescale(reduce_channels(attributions, reduce)), scores, target, None, path_mean)
