@@ -12,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
@@ -122,12 +123,16 @@ def test_upload_and_click_a_class_shows_the_python_apis_overlay(page, googlenet)
         page.screenshot(path=os.environ["GRADCAM_JAX_APP_SCREENSHOT"], full_page=True)
 
 
+JET = matplotlib.colormaps["jet"](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0
+
+
 def hot_column(overlay: np.ndarray, frame: np.ndarray) -> float:
-    """Across the frame, where the map is hottest (fraction of the width): the map's colours are
-    2 * overlay - frame at opacity 0.5, and jet is red where the map is high, blue where low."""
+    """Across the frame, where the map is hottest (fraction of the width). The map's colours are
+    2 * overlay - frame at opacity 0.5; each is read back as the value of the nearest jet colour
+    (jet's red darkens above 0.875, so "reddest" is not "hottest"), then averaged down columns."""
     colours = 2.0 * overlay.astype(np.float32) - frame.astype(np.float32)
-    redness = (colours[..., 0] - colours[..., 2]).mean(axis=0)
-    return float(np.argmax(redness) + 0.5) / overlay.shape[1]
+    values = ((colours[..., None, :] - JET) ** 2).sum(axis=-1).argmin(axis=-1) / 255.0
+    return float(np.argmax(values.mean(axis=0)) + 0.5) / overlay.shape[1]
 
 
 def test_live_mode_paints_the_map_over_camera_frames_and_follows_the_dog(page):
@@ -159,9 +164,9 @@ def test_live_mode_paints_the_map_over_camera_frames_and_follows_the_dog(page):
         f"frames from both ends of the pan: {seen}"
     )
     for view, column in seen:
-        assert abs(column - dog[view]) < 0.2, (view, column, dog[view], seen)
+        assert abs(column - dog[view]) < 0.15, (view, column, dog[view], seen)
     columns, expected = np.array([c for _, c in seen]), dog[[v for v, _ in seen]]
-    assert np.corrcoef(columns, expected)[0, 1] > 0.7, seen  # it moves with the dog, not on its own
+    assert np.corrcoef(columns, expected)[0, 1] > 0.9, seen  # it moves with the dog, not on its own
     page.wait_for_function(
         "/bull mastiff \\[243\\] [0-9.]+ · [0-9.]+ frames\\/s/.test(document.querySelector('#live-text').innerText)"
     )
