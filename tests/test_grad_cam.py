@@ -58,15 +58,15 @@ def test_gradients_at_a_deeper_layer_equal_finite_differences(googlenet, cat_dog
     result = gj.grad_cam(model, variables, cat_dog, np.array([TIGER_CAT]), layer="inception_4e-output", score="logit")
     assert result.activations.shape == (1, 14, 14, 832) and result.map.shape == (1, 224, 224)
 
-    @jax.jit
-    def logit(delta):
-        return taps.forward_with_layer(model, variables, cat_dog, "inception_4e/output", delta)[0][0][0, TIGER_CAT]
+    @jax.jit  # variables and image as arguments: closed over, XLA would constant-fold the network
+    def logit(variables, images, delta):
+        return taps.forward_with_layer(model, variables, images, "inception_4e/output", delta)[0][0][0, TIGER_CAT]
 
     grads = np.asarray(result.gradients[0])
     for y, x, c in np.argwhere(np.abs(grads) > 0.5 * np.abs(grads).max())[:4]:
         delta = np.zeros((1, 14, 14, 832), np.float32)
         delta[0, y, x, c] = 0.05
-        numeric = (float(logit(delta)) - float(logit(-delta))) / 0.1
+        numeric = (float(logit(variables, cat_dog, delta)) - float(logit(variables, cat_dog, -delta))) / 0.1
         np.testing.assert_allclose(grads[y, x, c], numeric, rtol=2e-2)
 
 
