@@ -8,9 +8,10 @@ Makes its own 500x375 JPEGs from the bundled photos (crops and flips of cat_dog.
 in a temporary folder, nothing downloaded. Prints, after a warm-up run that compiles every shape:
 - the method alone: batches already decoded and resized, on the device, results fetched;
 - end to end without overlays (`explain_dataset(..., alpha=None)`: decode, resize, explain, write
-  maps and index) and with overlays (`alpha=0.5`, what the CLI does), each as a ratio of the above;
-- the host cost per image on ONE core (decode + resize, map .npy, overlay + PNG), measured alone on
-  one thread: a host with c cores can feed the device about c / cost images/s.
+  map shards and index) and with overlays (`alpha=0.5`, what the CLI does) as PNG and as JPEG
+  (`--overlay-format jpg`), each as a ratio of the above;
+- the host cost per image on ONE core (decode + resize, overlay, PNG, JPEG), measured alone on one
+  thread: a host with c cores can feed the device about c / cost images/s.
 """
 
 from __future__ import annotations
@@ -79,27 +80,32 @@ def method_rate(model, variables, paths: list[Path], batch: int) -> float:
     return len(inputs) / (time.perf_counter() - start)
 
 
-def folder_rate(model, variables, folder: Path, out: Path, alpha) -> float:
+def folder_rate(model, variables, folder: Path, out: Path, alpha, overlay_format: str = "png") -> float:
     start = time.perf_counter()
-    summary = gj.explain_dataset(folder, out, model, variables, method=ARGS.method, batch_size=ARGS.batch, alpha=alpha)
+    summary = gj.explain_dataset(
+        folder, out, model, variables, method=ARGS.method, batch_size=ARGS.batch, alpha=alpha,
+        overlay_format=overlay_format,
+    )  # fmt: skip
     return summary.explained / (time.perf_counter() - start)
 
 
-def host_cost_ms(paths: list[Path], out: Path) -> tuple[float, float, float]:
-    """ms per image on one thread: (decode + resize, map .npy, overlay + PNG)."""
+def host_cost_ms(paths: list[Path], out: Path) -> tuple[float, float, float, float]:
+    """ms per image on one thread: (decode + resize, overlay, PNG, JPEG)."""
     heatmap = np.asarray(gj.grad_cam(*gj.load_googlenet(), gj.load_image(paths[0])[None].astype(np.float32)).map[0])
-    load = npy = png = 0.0
+    times = np.zeros(4)
     for i, path in enumerate(paths):
         t0 = time.perf_counter()
         original = images_lib.read_image(path)
         images_lib.resize(original, (224, 224), "none")
         t1 = time.perf_counter()
-        outputs.save_npy(out / f"{i}.npy", heatmap)
+        picture = overlay(np.asarray(original), heatmap, 0.5)
         t2 = time.perf_counter()
-        outputs.save_png(out / f"{i}.png", overlay(np.asarray(original), heatmap, 0.5))
+        outputs.save_picture(out / f"{i}.png", picture)
         t3 = time.perf_counter()
-        load, npy, png = load + t1 - t0, npy + t2 - t1, png + t3 - t2
-    return 1e3 * load / len(paths), 1e3 * npy / len(paths), 1e3 * png / len(paths)
+        outputs.save_picture(out / f"{i}.jpg", picture)
+        t4 = time.perf_counter()
+        times += np.diff([t0, t1, t2, t3, t4])
+    return tuple(1e3 * times / len(paths))
 
 
 def main() -> int:
@@ -131,20 +137,22 @@ def main() -> int:
         alone = method_rate(model, variables, paths, ARGS.batch)
         bare = folder_rate(model, variables, tmp / "in", tmp / "bare", None)
         drawn = folder_rate(model, variables, tmp / "in", tmp / "drawn", 0.5)
+        jpeg = folder_rate(model, variables, tmp / "in", tmp / "jpeg", 0.5, "jpg")
         (tmp / "host").mkdir()
-        load_ms, npy_ms, png_ms = host_cost_ms(paths[: min(64, len(paths))], tmp / "host")
-    print(f"method alone:              {alone:8.1f} images/s")
-    print(f"end to end, no overlays:   {bare:8.1f} images/s  ({bare / alone:.2f}x the method)")
-    print(f"end to end, with overlays: {drawn:8.1f} images/s  ({drawn / alone:.2f}x the method)")
-    bare_ms, drawn_ms = load_ms + npy_ms, load_ms + npy_ms + png_ms
+        load_ms, overlay_ms, png_ms, jpg_ms = host_cost_ms(paths[: min(64, len(paths))], tmp / "host")
+    print(f"method alone:                      {alone:8.1f} images/s")
+    print(f"end to end, no overlays:           {bare:8.1f} images/s  ({bare / alone:.2f}x the method)")
+    print(f"end to end, overlays as PNG:       {drawn:8.1f} images/s  ({drawn / alone:.2f}x the method)")
+    print(f"end to end, overlays as JPEG:      {jpeg:8.1f} images/s  ({jpeg / alone:.2f}x the method)")
     print(
-        f"host cost per image per core: decode+resize {load_ms:.1f} ms, map .npy {npy_ms:.1f} ms, "
-        f"overlay+PNG {png_ms:.1f} ms"
+        f"host cost per image per core: decode+resize {load_ms:.1f} ms, overlay {overlay_ms:.1f} ms, "
+        f"PNG {png_ms:.1f} ms, JPEG {jpg_ms:.1f} ms"
     )
     cores = os.cpu_count() or 1
+    costs = {"without overlays": load_ms, "with PNG": load_ms + overlay_ms + png_ms, "with JPEG": load_ms + overlay_ms + jpg_ms}
     print(
-        f"  -> one core feeds {1e3 / bare_ms:.0f} images/s without overlays, {1e3 / drawn_ms:.0f} with; "
-        f"this host's {cores} cores about {cores * 1e3 / bare_ms:.0f} and {cores * 1e3 / drawn_ms:.0f}"
+        "  -> images/s one core feeds (this host's cores): "
+        + ", ".join(f"{k} {1e3 / ms:.0f} ({cores * 1e3 / ms:.0f})" for k, ms in costs.items())
     )
     return 0
 

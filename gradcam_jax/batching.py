@@ -27,9 +27,9 @@ def bucket(n: int, batch_size: int, multiple: int = 1) -> int:
     return min(size, cap)
 
 
-def stack_padded(rows: Sequence[np.ndarray], size: int) -> np.ndarray:
-    """float32 (size, ...) from `rows` (each (...)), padded by repeating the first row; the first
+def stack_padded(rows: Sequence[np.ndarray], size: int, dtype=np.float32) -> np.ndarray:
+    """(size, ...) `dtype` from `rows` (each (...)), padded by repeating the first row; the first
     len(rows) rows are the real ones."""
     if not 1 <= len(rows) <= size:
         raise ValueError(f"cannot pad {len(rows)} rows to {size}")
-    return np.stack([*rows, *[rows[0]] * (size - len(rows))]).astype(np.float32)
+    return np.stack([*rows, *[rows[0]] * (size - len(rows))]).astype(dtype, copy=False)

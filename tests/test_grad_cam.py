@@ -195,3 +195,13 @@ def test_overlay_blends_with_matlab_alpha():
     assert gj.overlay(np.zeros((40, 48, 3)), heatmap).shape == (40, 48, 3)  # map resized to the photo
     with pytest.raises(ValueError, match="alpha"):
         gj.overlay(image, heatmap, alpha=1.5)
+
+
+@pytest.mark.parametrize("size", [(7, 7), (224, 224)])
+@pytest.mark.parametrize("out", [(375, 500), (100, 80), (1201, 33), (224, 224)])
+def test_host_upsampling_is_jax_images_bicubic(size, out):
+    """The overlays' resize (Pillow, no compile per photo size) against jax.image.resize itself."""
+    heatmap = np.random.default_rng(sum(size + out)).random(size, np.float32)
+    expected = np.clip(jax.image.resize(jnp.asarray(heatmap), out, "bicubic"), 0, 1)
+    # white noise is the worst case for float32 rounding (smooth CAM maps agree to 1e-6)
+    np.testing.assert_allclose(maps.upsample_on_host(heatmap, out), expected, atol=5e-5)

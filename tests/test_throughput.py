@@ -266,6 +266,38 @@ def test_maps_are_sharded_by_default_and_npy_on_request(photos, tmp_path):
         gj.explain_dataset(photos, tmp_path / "shards", model, variables, layer="relu", maps="npy")
 
 
+def test_a_batch_of_more_maps_than_a_shard_holds_spreads_over_shards(photos, tmp_path):
+    """3 images x 12 classes = 36 maps in one batch: shards of SHARD_MAPS (32) and 4, each map read
+    back at its (shard, row), against grad_cam called directly."""
+    model, classes = Tiny(num_classes=12), list(range(12))
+    variables = variables_of(model, 224)
+    images = np.stack([gj.load_image(p) for p in sorted(photos.iterdir())])
+    expected = gj.grad_cam(model, variables, images, np.tile(np.asarray(classes, np.int32), (3, 1)), layer="relu").map
+    out = tmp_path / "out"
+    gj.explain_dataset(photos, out, model, variables, classes=classes, layer="relu", batch_size=4)
+    shards = sorted((out / "maps").iterdir())
+    assert [p.name for p in shards] == ["shard-000-000000.png", "shard-000-000001.png"]
+    assert [dataset_lib.read_shard(p).shape[0] for p in shards] == [dataset_lib.SHARD_MAPS, 36 - dataset_lib.SHARD_MAPS]
+    names, got, maps = dataset_lib.load_maps(out)
+    assert names == [f"p{i}-{c}" for i in range(3) for c in sorted(classes, key=str)]  # sorted as strings
+    order = [(int(n[1]), int(n.split("-")[1])) for n in names]
+    assert list(got) == [c for _, c in order]
+    np.testing.assert_allclose(maps, np.stack([expected[i, c] for i, c in order]), atol=0.5 / 255 + 1e-6)
+
+
+def test_overlays_as_jpeg_on_request(photos, tmp_path, monkeypatch):
+    tiny_cli(monkeypatch, Tiny())
+    out = tmp_path / "out"
+    argv = ["explain", str(photos), "--out", str(out), "--layer", "relu", "--overlay-format", "jpg"]
+    assert cli.main(argv) == 0
+    records = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert [r["overlay"] for r in records] == ["p0.jpg", "p1.jpg", "p2.jpg"] and not list(out.glob("*.png"))
+    with Image.open(out / "p1.jpg") as picture:
+        assert picture.format == "JPEG" and picture.size == Image.open(photos / "p1.jpg").size
+    with pytest.raises(ValueError, match=r"overlay_format jpg \(now png\)"):
+        dataset_lib.plan_dataset([photos], out, options={"layer": "relu"}, overlays=True)
+
+
 def test_the_throughput_page_runs_as_written(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "throughput.md").read_text(), flags=re.S)
