@@ -2,7 +2,7 @@
 
     python benchmarks/dataset_rate.py                          # 192 JPEGs of 500x375, grad_cam, batch 16
     python benchmarks/dataset_rate.py --images 64 --batch 8
-    python benchmarks/dataset_rate.py --device gpu --images 2048 --batch 256
+    python benchmarks/dataset_rate.py --device gpu --images 2048 --batch 256 --processes 16
 
 Makes its own 500x375 JPEGs from the bundled photos (crops and flips of cat_dog.jpg and cat.png)
 in a temporary folder, nothing downloaded. Prints, after a warm-up run that compiles every shape:
@@ -17,6 +17,7 @@ in a temporary folder, nothing downloaded. Prints, after a warm-up run that comp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
@@ -31,6 +32,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--method", default="grad_cam")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--processes", type=int, default=0, help="host work in N processes (default: a thread per core)")
     return p.parse_args()
 
 
@@ -42,6 +44,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import gradcam_jax as gj  # noqa: E402
+from gradcam_jax import dataset as dataset_lib  # noqa: E402
 from gradcam_jax import images as images_lib  # noqa: E402
 from gradcam_jax import outputs  # noqa: E402
 from gradcam_jax.overlay import overlay  # noqa: E402
@@ -80,11 +83,11 @@ def method_rate(model, variables, paths: list[Path], batch: int) -> float:
     return len(inputs) / (time.perf_counter() - start)
 
 
-def folder_rate(model, variables, folder: Path, out: Path, alpha, overlay_format: str = "png") -> float:
+def folder_rate(model, variables, folder: Path, out: Path, alpha, overlay_format: str = "png", host=None) -> float:
     start = time.perf_counter()
     summary = gj.explain_dataset(
         folder, out, model, variables, method=ARGS.method, batch_size=ARGS.batch, alpha=alpha,
-        overlay_format=overlay_format,
+        overlay_format=overlay_format, host=host,
     )  # fmt: skip
     return summary.explained / (time.perf_counter() - start)
 
@@ -114,10 +117,13 @@ def main() -> int:
     device = jax.devices()[0]
     print(
         f"{ARGS.method}, batch {ARGS.batch}, {ARGS.images} JPEGs of {SIZE[0]}x{SIZE[1]}; "
-        f"{device.device_kind} ({device.platform}), {os.cpu_count()} host cores ({platform.processor() or platform.machine()}), load {load}"
+        f"{device.device_kind} ({device.platform}), {os.cpu_count()} host cores "
+        f"({platform.processor() or platform.machine()}), load {load}; host work in "
+        f"{f'{ARGS.processes} processes' if ARGS.processes else 'a thread per core'}"
     )
     model, variables = gj.load_googlenet()
-    with tempfile.TemporaryDirectory() as tmp:
+    processes = dataset_lib.host_processes(ARGS.processes) if ARGS.processes else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as tmp, processes as host:
         tmp = Path(tmp)
         (tmp / "in").mkdir()
         paths = make_jpegs(tmp / "in", ARGS.images)
@@ -125,7 +131,9 @@ def main() -> int:
         warm.mkdir()
         for p in paths[: ARGS.batch + 1]:  # a full batch and the short tail's bucket: compiled before timing
             os.link(p, warm / p.name)
-        gj.explain_dataset(warm, tmp / "w0", model, variables, method=ARGS.method, batch_size=ARGS.batch, alpha=0.5)
+        gj.explain_dataset(  # also starts the host processes, if any
+            warm, tmp / "w0", model, variables, method=ARGS.method, batch_size=ARGS.batch, alpha=0.5, host=host
+        )
         tail = len(paths) % ARGS.batch
         if tail:
             tail_dir = tmp / "tail"
@@ -135,9 +143,9 @@ def main() -> int:
             gj.explain_dataset(tail_dir, tmp / "w1", model, variables, method=ARGS.method, batch_size=ARGS.batch)
 
         alone = method_rate(model, variables, paths, ARGS.batch)
-        bare = folder_rate(model, variables, tmp / "in", tmp / "bare", None)
-        drawn = folder_rate(model, variables, tmp / "in", tmp / "drawn", 0.5)
-        jpeg = folder_rate(model, variables, tmp / "in", tmp / "jpeg", 0.5, "jpg")
+        bare = folder_rate(model, variables, tmp / "in", tmp / "bare", None, host=host)
+        drawn = folder_rate(model, variables, tmp / "in", tmp / "drawn", 0.5, host=host)
+        jpeg = folder_rate(model, variables, tmp / "in", tmp / "jpeg", 0.5, "jpg", host=host)
         (tmp / "host").mkdir()
         load_ms, overlay_ms, png_ms, jpg_ms = host_cost_ms(paths[: min(64, len(paths))], tmp / "host")
     print(f"method alone:                      {alone:8.1f} images/s")
@@ -149,7 +157,11 @@ def main() -> int:
         f"PNG {png_ms:.1f} ms, JPEG {jpg_ms:.1f} ms"
     )
     cores = os.cpu_count() or 1
-    costs = {"without overlays": load_ms, "with PNG": load_ms + overlay_ms + png_ms, "with JPEG": load_ms + overlay_ms + jpg_ms}
+    costs = {
+        "without overlays": load_ms,
+        "with PNG": load_ms + overlay_ms + png_ms,
+        "with JPEG": load_ms + overlay_ms + jpg_ms,
+    }
     print(
         "  -> images/s one core feeds (this host's cores): "
         + ", ".join(f"{k} {1e3 / ms:.0f} ({cores * 1e3 / ms:.0f})" for k, ms in costs.items())

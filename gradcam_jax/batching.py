@@ -27,7 +27,7 @@ def bucket(n: int, batch_size: int, multiple: int = 1) -> int:
     return min(size, cap)
 
 
-def stack_padded(rows: Sequence[np.ndarray], size: int, dtype=np.float32) -> np.ndarray:
+def stack_padded(rows: Sequence[np.ndarray], size: int, dtype: type = np.float32) -> np.ndarray:
     """(size, ...) `dtype` from `rows` (each (...)), padded by repeating the first row; the first
     len(rows) rows are the real ones."""
     if not 1 <= len(rows) <= size:

@@ -56,9 +56,7 @@ def save_picture(path: Path, pixels: np.ndarray) -> Path:
     """uint8 (H, W, 3) -> `path`, atomically: JPEG (quality 90) for a .jpg/.jpeg path, else PNG.
     An overlay's PNG costs ~30 ms to encode on one core, its JPEG ~3 ms."""
     if Path(path).suffix.lower() in (".jpg", ".jpeg"):
-        return atomic_write(
-            path, lambda tmp: Image.fromarray(pixels).save(tmp, format="JPEG", quality=JPEG_QUALITY)
-        )
+        return atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="JPEG", quality=JPEG_QUALITY))
     return save_png(path, pixels)
 
 

@@ -298,6 +298,32 @@ def test_overlays_as_jpeg_on_request(photos, tmp_path, monkeypatch):
         dataset_lib.plan_dataset([photos], out, options={"layer": "relu"}, overlays=True)
 
 
+def test_host_work_in_processes_writes_what_threads_write(photos, tmp_path):
+    """`host_processes()` (spawned workers: the GIL-free path for many-core hosts) against the default
+    threads: the same index, the same maps, the same overlay bytes; a broken file is reported alike."""
+    (photos / "broken.jpg").write_text("not a photo")
+    model = Tiny()
+    variables = variables_of(model, 224)
+    runs = {}
+    with dataset_lib.host_processes(2) as host:
+        for name, executor in [("threads", None), ("processes", host)]:
+            out, errors = tmp_path / name, []
+            summary = gj.explain_dataset(
+                photos, out, model, variables, layer="relu", alpha=0.5, maps="npy", batch_size=2, host=executor,
+                on_error=errors.append,
+            )  # fmt: skip
+            assert summary.explained == 3 and errors == [f"{photos / 'broken.jpg'}: not an image Pillow can read"]
+            records = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+            runs[name] = (
+                [{k: r[k] for k in ("name", "class", "score", "map", "overlay")} for r in records],
+                [np.load(out / r["map"]) for r in records],
+                [(out / r["overlay"]).read_bytes() for r in records],
+            )
+    assert runs["threads"][0] == runs["processes"][0]
+    np.testing.assert_array_equal(runs["threads"][1], runs["processes"][1])
+    assert runs["threads"][2] == runs["processes"][2]
+
+
 def test_the_throughput_page_runs_as_written(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "throughput.md").read_text(), flags=re.S)
