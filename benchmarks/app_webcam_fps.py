@@ -19,14 +19,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-import gradcam_jax as gj
-from benchmarks.video_fps import pan_frames
-from gradcam_jax import app
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/...` from anywhere
+import gradcam_jax as gj  # noqa: E402
+from benchmarks.video_fps import pan_frames  # noqa: E402
+from gradcam_jax import app  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parent.parent / "docs" / "images"
 
