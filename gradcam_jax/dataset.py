@@ -442,26 +442,32 @@ def run_dataset(
 
     shards = shard_names(out, plan.process)
 
-    def files_of(item: Item) -> list[tuple[str | None, str | None]]:
-        return [
-            (npy if settings["maps"] == "npy" else None, picture if plan.overlays else None)
-            for _, _, npy, picture in output_files(item.name, classes, settings["overlay_format"])
-        ]
-
     def records_of(chunk, result) -> tuple[list[dict], list, int]:
+        maps, pixels, scores, chosen = result
+        top1 = scores.ndim == 1
+
         def fetched(a):  # waits for the device; top-1 (B, ...) -> (B, 1, ...), so one loop serves both
             a = np.asarray(a)[: len(chunk)]
-            return a[:, None] if result[2].ndim == 1 else a
+            return a[:, None] if top1 else a
 
-        maps, pixels = (None if a is None else fetched(a) for a in result[:2])
-        scores, chosen = fetched(result[2]), fetched(result[3])
+        maps, pixels = (None if a is None else fetched(a) for a in (maps, pixels))
+        scores, chosen = fetched(scores), fetched(chosen)
+        files = [output_files(item.name, classes, settings["overlay_format"]) for item, _, _, _ in chunk]
         writes = []
         if maps is not None:
             writes = [
                 pool.submit(
-                    write_files, out, files_of(item), maps[b], original if settings["crop"] == "none" else image, alpha
+                    write_files,
+                    out,
+                    [
+                        (npy if settings["maps"] == "npy" else None, picture if plan.overlays else None)
+                        for _, _, npy, picture in files[b]
+                    ],
+                    maps[b],
+                    original if settings["crop"] == "none" else image,
+                    alpha,
                 )
-                for b, (item, original, image, _) in enumerate(chunk)
+                for b, (_, original, image, _) in enumerate(chunk)
             ]
         pieces = []
         if pixels is not None:
@@ -473,7 +479,7 @@ def run_dataset(
             ]
         records = []
         for b, (item, _, _, when) in enumerate(chunk):
-            for k, (_, output, npy, picture) in enumerate(output_files(item.name, classes, settings["overlay_format"])):
+            for k, (_, output, npy, picture) in enumerate(files[b]):
                 c = int(chosen[b, k])
                 r = b * scores.shape[1] + k
                 where = {"map": npy} if not pieces else {"map": pieces[r // SHARD_MAPS], "row": r % SHARD_MAPS}
@@ -510,6 +516,7 @@ def run_dataset(
         index = start_index(plan)
         reader = functools.partial(load, crop=settings["crop"], original=plan.overlays and settings["crop"] == "none")
         loaded = ordered_map(pool, reader, todo, ahead=2 * step)
+        host_maps = plan.overlays or settings["maps"] == "npy"  # float maps drawn or saved on the host
         dispatched = None  # the batch on the device while the previous one is fetched
         saving: collections.deque = collections.deque()  # batches whose files are being written
         try:
@@ -524,9 +531,8 @@ def run_dataset(
                 result = method(model, variables, images, targets, **plan.options)
                 if dispatched is not None:
                     saving.append(records_of(*dispatched))
-                wanted = plan.overlays or settings["maps"] == "npy"  # float maps on the host
                 quantized = quantize(result.map) if settings["maps"] == "shards" else None
-                dispatched = (chunk, (result.map if wanted else None, quantized, result.scores, result.targets))
+                dispatched = (chunk, (result.map if host_maps else None, quantized, result.scores, result.targets))
                 while len(saving) > 1 or (saving and all(f.done() for f in saving[0][1])):
                     explained += finish(*saving.popleft())
             if dispatched is not None:
@@ -610,7 +616,7 @@ def explain_dataset(
     classes: class indices to explain in each image (default: its top-1). batch_size: images per
     step over all local devices (a short last batch is padded only to the next bucket, a multiple
     of their count). alpha: also draw overlay
-    PNGs at this opacity. maps: "shards" (one 8-bit PNG of stacked maps per batch, read back
+    PNGs at this opacity. maps: "shards" (8-bit PNGs of up to 32 stacked maps, read back
     with `load_maps`) or "npy" (one float32 .npy per map). overlay_format: "png" or "jpg". limit: stop after this many images (rerun to go on). on_image(record) is
     called per finished (image, class), on_error("<file>: <reason>") per unreadable image, which is
     skipped (and tried again by a rerun). host: the executor for the host work (default a thread
