@@ -26,7 +26,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gradcam_jax as gj  # noqa: E402
-from gradcam_jax import gradients, taps, targets  # noqa: E402
+from gradcam_jax import gradients, targets  # noqa: E402
+from gradcam_jax.adapters import taps  # noqa: E402
 
 
 def main(argv=None):

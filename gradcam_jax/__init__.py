@@ -8,6 +8,8 @@ result.map                                                    # (1, 224, 224) fl
 """
 
 from gradcam_jax import targets
+from gradcam_jax.adapters.taps import UnknownLayerError, channels_first, channels_last, layer_shapes
+from gradcam_jax.adapters.tokens import tokens_to_grid
 from gradcam_jax.classify import top_k
 from gradcam_jax.dataset import explain_dataset
 from gradcam_jax.googlenet import BVLCGoogLeNet, GoogLeNet, TorchvisionGoogLeNet
@@ -31,8 +33,6 @@ from gradcam_jax.methods import (
     xgrad_cam,
 )
 from gradcam_jax.overlay import overlay
-from gradcam_jax.taps import UnknownLayerError, channels_first, channels_last, layer_shapes
-from gradcam_jax.tokens import tokens_to_grid
 from gradcam_jax.video import VideoError, explain_frames, explain_video
 from gradcam_jax.weights import WeightsError, load_googlenet
 

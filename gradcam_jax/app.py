@@ -30,8 +30,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from gradcam_jax import cli, labels, outputs, taps
+from gradcam_jax import choices, labels, outputs
 from gradcam_jax import images as images_lib
+from gradcam_jax.adapters import taps
 from gradcam_jax.classify import top_k
 from gradcam_jax.googlenet import INPUT_SIZE
 from gradcam_jax.methods import DEFAULT_LAYER, METHODS
@@ -97,7 +98,7 @@ class Explorer:
         photo_rgb = images_lib.read_image(photo)
         x = images_lib.resize(photo_rgb)[None].astype(np.float32)
         targets = None if classes is None else np.asarray([classes], np.int32)
-        maps, scores, chosen = cli.per_class(fn(self.model, self.variables, x, targets, **options), targets)
+        maps, scores, chosen = choices.per_class(fn(self.model, self.variables, x, targets, **options), targets)
         original = np.asarray(photo_rgb)
         return [
             Panel(
@@ -115,10 +116,10 @@ class Explorer:
         if name not in METHODS:
             raise ValueError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
         args = argparse.Namespace(layer=layer, score=score, relu=relu, alpha=alpha)
-        cli.check_alpha(args)
+        choices.check_alpha(args)
         if score not in SCORES:
             raise ValueError(f"unknown score {score!r}; choose from {', '.join(SCORES)}")
-        options = cli.method_options(METHODS[name], args)
+        options = choices.method_options(METHODS[name], args)
         # as `cli.check_layer`, against the layers listed once (tracing the model costs ~1 s a request)
         if "layer" in options and not any(path in self.layers for path in taps.candidate_paths(layer)):
             raise taps.UnknownLayerError(layer, self.layers)
@@ -138,7 +139,7 @@ class Explorer:
         """The live mode's work per webcam frame: uint8 RGB (H, W, 3) in, `ExplainedFrame` out
         (overlay at the frame's size, map (224, 224), class, score). Checks nothing: the page
         checks the options once when they change, not 10+ times a second."""
-        options = cli.method_options(METHODS[method], argparse.Namespace(layer=layer, score=score, relu=relu))
+        options = choices.method_options(METHODS[method], argparse.Namespace(layer=layer, score=score, relu=relu))
         return next(
             explain_frames(
                 [frame], self.model, self.variables, method=method, target=target, batch_size=1, alpha=alpha, **options
@@ -470,16 +471,15 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def run_app(args) -> int:
-    """`gradcam-jax app`: build the page over the chosen weights and serve it until Ctrl-C."""
+def serve_until_stopped(model, variables, host: str = "127.0.0.1", port: int = 7860) -> int:
+    """`gradcam-jax app`: build the page over `model` and serve it on host:port until Ctrl-C."""
     require_gradio()
-    model, variables = cli.model_and_variables(args)
     with private_folder() as folder:
         demo = build_app(Explorer(model, variables), folder)
         try:
-            launch(demo, args.host, args.port)
+            launch(demo, host, port)
         except OSError as err:  # the port is taken, or the address is not this machine's
-            raise RuntimeError(f"cannot serve on {args.host}:{args.port} ({str(err).split('. ')[0]})") from None
+            raise RuntimeError(f"cannot serve on {host}:{port} ({str(err).split('. ')[0]})") from None
         finally:
             demo.close()
     return 0

@@ -7,7 +7,7 @@ import functools
 import jax
 
 from gradcam_jax import scores as scores_lib
-from gradcam_jax import taps
+from gradcam_jax.adapters import taps
 from gradcam_jax.inputs import check_images
 
 

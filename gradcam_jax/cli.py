@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import signal
 import sys
@@ -27,10 +26,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from gradcam_jax import batching, labels, outputs, taps
+from gradcam_jax import batching, labels, outputs
 from gradcam_jax import dataset as dataset_lib
 from gradcam_jax import images as images_lib
 from gradcam_jax import video as video_lib
+from gradcam_jax.adapters import taps
+from gradcam_jax.choices import check_alpha, method_options, per_class
 from gradcam_jax.classify import top_k
 from gradcam_jax.googlenet import INPUT_SIZE
 from gradcam_jax.methods import DEFAULT_LAYER, METHODS
@@ -150,28 +151,9 @@ def output_plan(args, paths: list[Path], classes: list[int]):
     return plan
 
 
-def method_options(method, args) -> dict:
-    accepted = set(inspect.signature(method).parameters) | ({"score"} if method.default_score else set())
-    given = {k: getattr(args, k) for k in ("layer", "score", "relu") if getattr(args, k) is not None}
-    return {k: v for k, v in given.items() if k in accepted}
-
-
-def per_class(result, targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(maps (B, K, H, W), scores (B, K), classes (B, K)) on the host, with K = 1 for top-1 (targets None)."""
-    maps, scores, chosen = (np.asarray(a) for a in (result.map, result.scores, result.targets))
-    if targets is None:  # (B, H, W) -> (B, 1, H, W) so one loop serves both
-        maps, scores, chosen = maps[:, None], scores[:, None], chosen[:, None]
-    return maps, scores, chosen
-
-
 def check_layer(model, variables, options: dict) -> None:
     if "layer" in options:  # fail on a bad layer now, not after loading every image
         taps.resolve_layer(model, variables, np.zeros((1, *INPUT_SIZE, 3), np.float32), options["layer"])
-
-
-def check_alpha(args) -> None:
-    if not 0.0 <= args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be in [0, 1]; got {args.alpha}")
 
 
 def run_explain(args) -> int:
@@ -423,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run_app(args) -> int:
     from gradcam_jax import app  # Gradio is optional: imported only for this command
 
-    return app.run_app(args)
+    app.require_gradio()
+    return app.serve_until_stopped(*model_and_variables(args), args.host, args.port)
 
 
 def positive_int(text: str) -> int:

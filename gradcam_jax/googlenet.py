@@ -3,7 +3,7 @@
 Caffe names its layers `<stage>/<layer>` (`conv2/3x3_reduce`, `inception_5b/output`); MATLAB's
 `googlenet` uses the same names with `-` for `/` (`inception_5b-output`). Here each stage is a
 module and each layer a named submodule, so the Flax path of a layer *is* its Caffe name and the
-generic taps in `gradcam_jax.taps` reach every one of them — ReLUs, pools and LRNs included —
+generic taps in `gradcam_jax.adapters.taps` reach every one of them — ReLUs, pools and LRNs included —
 without the model knowing anything about Grad-CAM.
 
 Two variants share the code (built with `functools.partial`, as in flax/examples/imagenet):
@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax import taps
+from gradcam_jax.adapters import taps
 
 INPUT_SIZE = (224, 224)
 

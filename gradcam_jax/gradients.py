@@ -15,8 +15,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax import taps
 from gradcam_jax import targets as targets_lib
+from gradcam_jax.adapters import taps
 
 
 class LayerGradients(NamedTuple):

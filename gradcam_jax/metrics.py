@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from gradcam_jax import taps
 from gradcam_jax import targets as targets_lib
+from gradcam_jax.adapters import taps
 from gradcam_jax.methods.base import METHODS, resolve_target
 from gradcam_jax.methods.common import fill_value, perturbed_scores, target_scores
 

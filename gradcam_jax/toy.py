@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from gradcam_jax import maps as maps_lib
-from gradcam_jax import taps
+from gradcam_jax.adapters import taps
 from gradcam_jax.methods import grad_cam
 
 SHAPES = ("square", "circle", "cross")

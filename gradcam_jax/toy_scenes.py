@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import optax
 
 from gradcam_jax import maps as maps_lib
-from gradcam_jax import taps, targets, toy
+from gradcam_jax import targets, toy
+from gradcam_jax.adapters import taps
 from gradcam_jax.methods import grad_cam
 
 CLASSES = ("background", "square", "cross")

@@ -22,7 +22,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax import maps, taps
+from gradcam_jax import maps
+from gradcam_jax.adapters import taps
 
 
 def outside_share(explanations: jax.Array, allowed: jax.Array) -> jax.Array:

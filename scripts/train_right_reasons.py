@@ -31,7 +31,8 @@ import optax
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from gradcam_jax import grad_cam, taps, toy  # noqa: E402
+from gradcam_jax import grad_cam, toy  # noqa: E402
+from gradcam_jax.adapters import taps  # noqa: E402
 from gradcam_jax.overlay import overlay  # noqa: E402
 from gradcam_jax.training import outside_share  # noqa: E402
 

@@ -3,6 +3,7 @@ against an app this module starts on a free local port."""
 
 from __future__ import annotations
 
+import argparse
 import html
 import json
 import re
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 
 import gradcam_jax as gj
-from gradcam_jax import cli
+from gradcam_jax import choices, cli
 from gradcam_jax import images as images_lib
 from tests.app_server import app_url  # noqa: F401  (a fixture)
 from tests.conftest import PHOTOS
@@ -51,7 +52,7 @@ def expected_overlays(model, variables, method, targets, **options):
     """The pictures the Python API draws for `targets` (one call): each map over the original photo.
     `options` as the page sends them (DEFAULTS unless given), passed on as the CLI passes them."""
     x = gj.load_image(CAT_DOG)[None].astype(np.float32)
-    options = cli.method_options(gj.METHODS[method], cli.argparse.Namespace(**{**DEFAULTS, **options}))
+    options = choices.method_options(gj.METHODS[method], argparse.Namespace(**{**DEFAULTS, **options}))
     maps = np.asarray(gj.METHODS[method](model, variables, x, np.array([targets], np.int32), **options).map[0])
     return [(m, gj.overlay(np.asarray(images_lib.read_image(CAT_DOG)), m)) for m in maps]
 

@@ -52,7 +52,7 @@ def test_gradients_equal_central_finite_differences(googlenet, cat_dog, score):
 def test_gradients_at_a_deeper_layer_equal_finite_differences(googlenet, cat_dog):
     """At inception_4e (14x14) the score passes through pool4 and inception 5a/5b: perturb the layer's
     output through the model itself and difference the forward passes."""
-    from gradcam_jax import taps
+    from gradcam_jax.adapters import taps
 
     model, variables = googlenet
     result = gj.grad_cam(model, variables, cat_dog, np.array([TIGER_CAT]), layer="inception_4e-output", score="logit")

@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 import gradcam_jax as gj
-from gradcam_jax import taps
+from gradcam_jax.adapters import taps
 
 # --- the NNX model, as a user writes it (no sow, no perturb) -------------------------------------
 

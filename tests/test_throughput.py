@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import gradcam_jax as gj
-from gradcam_jax import batching, cli, outputs
+from gradcam_jax import batching, choices, cli, outputs
 from gradcam_jax import dataset as dataset_lib
 from gradcam_jax.methods import DEFAULT_LAYER, METHODS
 from tests.conftest import PHOTOS, ROOT
@@ -236,10 +236,10 @@ def test_a_failed_write_stops_with_one_line_and_the_rerun_resumes(photos, tmp_pa
 
 def test_cli_leaves_each_methods_own_score_and_relu_alone():
     parse = cli.build_parser().parse_args
-    assert cli.method_options(METHODS["score_cam"], parse(["explain", "x.jpg", "--method", "score_cam"])) == {
+    assert choices.method_options(METHODS["score_cam"], parse(["explain", "x.jpg", "--method", "score_cam"])) == {
         "layer": DEFAULT_LAYER
     }
-    given_ = cli.method_options(METHODS["score_cam"], parse(["explain", "x.jpg", "--score", "logit", "--relu"]))
+    given_ = choices.method_options(METHODS["score_cam"], parse(["explain", "x.jpg", "--score", "logit", "--relu"]))
     assert given_["score"] == "logit" and given_["relu"] is True
 
 

@@ -27,8 +27,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax import taps
 from gradcam_jax import targets as targets_lib
+from gradcam_jax.adapters import taps
 from gradcam_jax.inputs import check_images, is_concrete
 from gradcam_jax.methods.common import in_slices
 

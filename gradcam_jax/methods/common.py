@@ -18,7 +18,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax import maps, taps
+from gradcam_jax import maps
+from gradcam_jax.adapters import taps
 from gradcam_jax.googlenet import CAFFE_BGR_MEAN
 from gradcam_jax.gradients import column_cotangents, resolved_scores
 

@@ -21,7 +21,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax import maps, taps
+from gradcam_jax import maps
+from gradcam_jax.adapters import taps
 from gradcam_jax.gradients import resolved_scores
 from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
 

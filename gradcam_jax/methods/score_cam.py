@@ -24,7 +24,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax import maps, taps
+from gradcam_jax import maps
+from gradcam_jax.adapters import taps
 from gradcam_jax.gradients import resolved_scores
 from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
 from gradcam_jax.methods.common import fill_value, perturbed_scores, weighted_sum

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from gradcam_jax import call_hooks
+from gradcam_jax.adapters.hooks import hooked_calls
 
 
 def is_module(model) -> bool:
@@ -65,5 +65,5 @@ def call(static, params, images, hooks: Sequence[Callable]):
     """`eqx.combine(params, static)(images)`, every submodule output passed through `hooks`."""
     check_partitioned(static)
     net = sys.modules["equinox"].combine(params, static)
-    with call_hooks.hooked_calls(submodules(net), hooks):
+    with hooked_calls(submodules(net), hooks):
         return net(images)

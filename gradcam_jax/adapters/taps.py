@@ -14,9 +14,9 @@ is tapped at its first call.
 - a linen `Module`: `model.apply(variables, images)`;
 - any function `model(variables, images)`, e.g. `lambda v, x: resnet.apply(v, x, train=False)`:
   linen submodules called inside it are tapped by their paths as above;
-- an NNX `GraphDef` with its `State` as variables (`nnx.split(module)`; `gradcam_jax.nnx_support`);
+- an NNX `GraphDef` with its `State` as variables (`nnx.split(module)`; `adapters.nnx`);
 - the static half of an Equinox model with its arrays as variables (`eqx.partition`;
-  `gradcam_jax.equinox_support`).
+  `adapters.equinox`).
 NNX and Equinox submodules are tapped by attribute path (`"blocks/0/conv"`) with the same `Tapped`.
 
 Layer outputs are seen in the library's layout, batch first and channels last (B, h, w, C). A
@@ -33,13 +33,10 @@ import dataclasses
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax._src import core as jax_core
-from jax._src.interpreters import batching
 
-from gradcam_jax import equinox_support, nnx_support
+from gradcam_jax.adapters import equinox, internals, linen, nnx
 from gradcam_jax.targets import logits_of
 
 
@@ -71,14 +68,7 @@ class Tapped:
         self.outputs: dict[str, jax.Array] = {}
         self.paths: list[str] = []
         self.channel_first = False  # set by `call_model` for the model being run
-        self.entry_trace = jax_core.trace_ctx.trace  # vmaps opened later are the model's own
-
-    def intercept(self, next_fun, args, kwargs, context):
-        """A linen interceptor (`nn.intercept_methods`): taps each submodule's `__call__`."""
-        out = next_fun(*args, **kwargs)
-        if context.method_name != "__call__" or not context.module.path:
-            return out
-        return self.see("/".join(context.module.path), out)
+        self.entry_trace = internals.current_trace()  # vmaps opened later are the model's own
 
     def see(self, path: str, out):
         """Record the output `out` of the submodule at `path`; return it, perturbed if asked."""
@@ -91,7 +81,7 @@ class Tapped:
             return out
         if not hasattr(out, "shape"):
             raise TypeError(f"layer {names[0]!r} outputs {type(out).__name__}, not an array")
-        seen, levels = self.unbatch(out)
+        seen, levels = internals.unbatch(out, self.entry_trace)
         seen = jnp.moveaxis(seen, 1, -1) if self.channel_first and seen.ndim >= 3 else seen
         if self.capture_all:
             self.outputs[path] = seen
@@ -100,23 +90,8 @@ class Tapped:
             if name in self.perturb:
                 delta = self.perturb[name].astype(out.dtype)
                 delta = jnp.moveaxis(delta, -1, 1) if self.channel_first and delta.ndim >= 3 else delta
-                out = out + rebatch(delta, levels)
+                out = out + internals.rebatch(delta, levels)
         return out
-
-    def unbatch(self, out) -> tuple[jax.Array, list]:
-        """`out` with the model's own vmaps undone: (full batched array, [(trace, batch dim), ...])."""
-        outer, trace = set(), self.entry_trace
-        while trace is not None:
-            outer.add(id(trace))
-            trace = getattr(trace, "parent_trace", None)
-        levels = []
-        while isinstance(out, batching.BatchTracer) and id(out._trace) not in outer:
-            value, dim = out.val, out.batch_dim
-            if not isinstance(dim, int):  # an output that does not depend on the mapped input
-                value, dim = jnp.broadcast_to(value, (out._trace.axis_data.size, *value.shape)), 0
-            levels.append((out._trace, dim))
-            out = jnp.moveaxis(value, dim, 0)
-        return out, levels
 
     def by_name(self, layers: Iterable[str]) -> dict[str, jax.Array]:
         """`{name: activation}` for `layers`; `UnknownLayerError` for any that was never called."""
@@ -132,19 +107,12 @@ def tap(layers: Iterable[str] | None = (), perturb: Mapping[str, jax.Array] | No
     None) and adds `perturb[name]` to the output of layer `name`. Read them from the yielded
     `Tapped` once `apply` returns."""
     tapped = Tapped(layers, perturb or {})
-    _open.taps.append(tapped)  # NNX models read the open taps here; linen ones through the interceptor
+    _open.taps.append(tapped)  # NNX and Equinox models read the open taps here (`call_model`)
     try:
-        with nn.intercept_methods(tapped.intercept):
+        with linen.intercepted(tapped.see):  # linen submodules, wherever they run while this is open
             yield tapped
     finally:
         _open.taps.remove(tapped)
-
-
-def rebatch(value: jax.Array, levels: list) -> jax.Array:
-    """Undo `Tapped.unbatch` for a (B, ...) `value`: the per-image tracer of the model's vmaps."""
-    for trace, dim in reversed(levels):
-        value = batching.BatchTracer(trace, jnp.moveaxis(value, 0, dim), dim)
-    return value
 
 
 class _OpenTaps(threading.local):
@@ -184,9 +152,9 @@ def check_model(model) -> None:
     """A clear TypeError, before any tracing, for a model passed in a form that cannot be static
     under `jit`: an unsplit NNX module, an unpartitioned Equinox model."""
     model = unwrap(model)
-    nnx_support.check_not_module(model)
-    if equinox_support.is_module(model):
-        equinox_support.check_partitioned(model)
+    nnx.check_not_module(model)
+    if equinox.is_module(model):
+        equinox.check_partitioned(model)
 
 
 def call_model(model, variables, images):
@@ -195,20 +163,18 @@ def call_model(model, variables, images):
     channel_first = False
     if isinstance(model, Layout):
         model, channel_first = model.model, model.channel_first
-    elif equinox_support.is_module(model):
+    elif equinox.is_module(model):
         channel_first = True
     for tapped in _open.taps:
         tapped.channel_first = channel_first
     hooks = [t.see for t in _open.taps]
-    if nnx_support.is_graphdef(model):
-        return nnx_support.call(model, variables, images, hooks)
-    if equinox_support.is_module(model):
-        return equinox_support.call(model, variables, images, hooks)
-    nnx_support.check_not_module(model)
-    if isinstance(model, nn.Module):
-        return model.apply(variables, images)
-    if callable(model):
-        return model(variables, images)
+    if nnx.is_graphdef(model):
+        return nnx.call(model, variables, images, hooks)
+    if equinox.is_module(model):
+        return equinox.call(model, variables, images, hooks)
+    nnx.check_not_module(model)
+    if linen.is_module(model) or callable(model):
+        return linen.call(model, variables, images)
     raise TypeError(
         f"model must be a linen Module, a function (variables, images) -> outputs, an NNX GraphDef "
         f"(nnx.split) or an Equinox module (eqx.partition); got {type(model).__name__}"

@@ -9,7 +9,7 @@ so dropout and batch norm run in inference mode.
     grad_cam(graphdef, state, images, layer="blocks/1/conv")
 
 Taps: NNX has no `intercept_methods`, so while a merged copy of the model runs, its submodules'
-calls are hooked by `gradcam_jax.call_hooks` and handed, with their attribute paths
+calls are hooked by `adapters.hooks` and handed, with their attribute paths
 (`"blocks/1/conv"`), to the open `taps.tap` contexts.
 """
 
@@ -21,7 +21,7 @@ import jax
 from flax import errors as flax_errors
 from flax import nnx
 
-from gradcam_jax import call_hooks
+from gradcam_jax.adapters.hooks import hooked_calls
 
 
 def is_graphdef(model) -> bool:
@@ -49,7 +49,7 @@ def call(graphdef, state, images, hooks: Sequence[Callable]):
     named = [("/".join(map(str, path)), m) for path, m in nnx.iter_modules(module) if path]
     before = jax.tree.leaves(nnx.state(module))
     try:
-        with call_hooks.hooked_calls(named, hooks):
+        with hooked_calls(named, hooks):
             out = module(images)
     except flax_errors.TraceContextError as err:
         raise ValueError(TRAINING_MODE) from err
