@@ -1,4 +1,4 @@
-"""gradcam-jax: why did the network decide that? Grad-CAM and friends for JAX models (linen, NNX, Equinox, any function).
+"""gradcam-jax: why did the network decide that? Grad-CAM and friends for JAX models (linen, NNX, Equinox, Keras 3 on JAX, any function).
 
 from gradcam_jax import load_googlenet, grad_cam, load_image
 model, variables = load_googlenet()

@@ -19,4 +19,4 @@ def _top_k(model, variables, images, k):
 
 def top_k(model, variables, images, k: int = 5) -> tuple[jax.Array, jax.Array]:
     """(probabilities (B, k) float32, class indices (B, k) int32), best first, for float (B, H, W, C) images."""
-    return _top_k(model, variables, check_images(images), k)
+    return _top_k(model, taps.prepare(model, variables), check_images(images), k)

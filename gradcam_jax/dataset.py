@@ -61,6 +61,7 @@ from PIL import Image
 
 from gradcam_jax import batching, labels, outputs
 from gradcam_jax import images as images_lib
+from gradcam_jax.adapters import taps
 from gradcam_jax.googlenet import INPUT_SIZE
 from gradcam_jax.methods import METHODS
 from gradcam_jax.overlay import overlay
@@ -429,7 +430,7 @@ def run_dataset(
     mesh = mesh or data_mesh()
     step = -(-batch_size // mesh.size) * mesh.size  # a multiple of the device count
     data = NamedSharding(mesh, PartitionSpec("data"))
-    variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
+    variables = jax.device_put(taps.prepare(model, variables), NamedSharding(mesh, PartitionSpec()))
     method = METHODS[settings["method"]]
     todo = plan.todo if limit is None else plan.todo[:limit]
     failed: list[str] = []

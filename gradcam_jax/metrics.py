@@ -130,7 +130,7 @@ def deletion(
     whole batch; the rule in `methods.common`). Lower AUC is better."""
     return _curve(
         model,
-        variables,
+        taps.prepare(model, variables),
         images,
         maps,
         one_target("deletion", model, images, targets, score),
@@ -158,7 +158,7 @@ def insertion(
     is better."""
     return _curve(
         model,
-        variables,
+        taps.prepare(model, variables),
         images,
         maps,
         one_target("insertion", model, images, targets, score),
@@ -185,7 +185,13 @@ def confidence_change(model, variables, images, maps, targets, *, score: str | N
     "softmax") of class `targets` (B,), or a target function's (B,) scores, for `images` (B, H, W, C),
     O the score for images * maps, the explanation map
     (B, H, W) in [0, 1] used as a soft mask (unexplained pixels go black). Averages are in percent."""
-    return _confidence(model, variables, images, maps, one_target("confidence_change", model, images, targets, score))
+    return _confidence(
+        model,
+        taps.prepare(model, variables),
+        images,
+        maps,
+        one_target("confidence_change", model, images, targets, score),
+    )
 
 
 def one_target(name: str, model, images, targets, score: str | None):

@@ -8,7 +8,8 @@ its submodules' outputs are reached:
   `intercept_methods`);
 - `nnx`: NNX `(graphdef, state)` from `nnx.split`;
 - `equinox`: Equinox `(static, params)` from `eqx.partition`;
-- `hooks`: submodule-call hooks for frameworks without interceptors (NNX, Equinox);
+- `keras`: Keras 3 models on the JAX backend, through `stateless_call`;
+- `hooks`: submodule-call hooks for frameworks without interceptors (NNX, Equinox, Keras);
 - `internals`: the per-image taps' use of JAX internals (models that vmap inside);
 - `tokens`: transformer token layers laid out as grids.
 """

@@ -16,8 +16,11 @@ is tapped at its first call.
   linen submodules called inside it are tapped by their paths as above;
 - an NNX `GraphDef` with its `State` as variables (`nnx.split(module)`; `adapters.nnx`);
 - the static half of an Equinox model with its arrays as variables (`eqx.partition`;
-  `adapters.equinox`).
-NNX and Equinox submodules are tapped by attribute path (`"blocks/0/conv"`) with the same `Tapped`.
+  `adapters.equinox`), or with `(arrays, state)` for a model with state;
+- a Keras 3 model (JAX backend) with None (its own weights) or `(trainable, non_trainable)` values
+  as variables (`adapters.keras`).
+NNX and Equinox submodules are tapped by attribute path (`"blocks/0/conv"`), Keras layers by name
+(`"backbone/conv5"`), with the same `Tapped`.
 
 Layer outputs are seen in the library's layout, batch first and channels last (B, h, w, C). A
 submodule the model calls under its own `jax.vmap` (one image at a time) is tapped per image and
@@ -36,7 +39,7 @@ from collections.abc import Iterable, Iterator, Mapping
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax.adapters import equinox, internals, linen, nnx
+from gradcam_jax.adapters import equinox, internals, keras, linen, nnx
 from gradcam_jax.targets import logits_of
 
 
@@ -157,6 +160,13 @@ def check_model(model) -> None:
         equinox.check_partitioned(model)
 
 
+def prepare(model, variables):
+    """`check_model`, then the variables to trace: a Keras model's own weights for None (read now,
+    at the public call, so a model trained further is explained with its new weights)."""
+    check_model(model)
+    return keras.prepare(unwrap(model), variables) if keras.is_model(unwrap(model)) else variables
+
+
 def call_model(model, variables, images):
     """Run `model` (see the module doc for the kinds) on `images` and return what it returns; the one
     place models are called. Open `tap` contexts see its submodules' outputs."""
@@ -165,6 +175,8 @@ def call_model(model, variables, images):
         model, channel_first = model.model, model.channel_first
     elif equinox.is_module(model):
         channel_first = True
+    elif keras.is_model(model):
+        channel_first = keras.channel_first()
     for tapped in _open.taps:
         tapped.channel_first = channel_first
     hooks = [t.see for t in _open.taps]
@@ -172,12 +184,14 @@ def call_model(model, variables, images):
         return nnx.call(model, variables, images, hooks)
     if equinox.is_module(model):
         return equinox.call(model, variables, images, hooks)
+    if keras.is_model(model):
+        return keras.call(model, variables, images, hooks)
     nnx.check_not_module(model)
     if linen.is_module(model) or callable(model):
         return linen.call(model, variables, images)
     raise TypeError(
         f"model must be a linen Module, a function (variables, images) -> outputs, an NNX GraphDef "
-        f"(nnx.split) or an Equinox module (eqx.partition); got {type(model).__name__}"
+        f"(nnx.split), an Equinox module (eqx.partition) or a Keras model; got {type(model).__name__}"
     )
 
 

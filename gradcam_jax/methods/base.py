@@ -103,7 +103,7 @@ def register(
         jitted = jax.jit(functools.partial(publish, core), static_argnames=("model", *static))
 
         def method(model, variables, images, targets=None, **options) -> Explanation:
-            taps.check_model(model)
+            variables = taps.prepare(model, variables)
             images = check_images(images, values=False)
             target = resolve_target(name, score, model, images, targets, options.pop("score", None))
             result, finite = jitted(model, variables, images, target, **options)
