@@ -7,7 +7,11 @@ argument under `jit`) and the arrays are traced:
     grad_cam(static, params, images, layer="features/conv3")
 
 `eqx.combine(params, static)` is called on the library's NHWC batch, so the model takes (B, H, W, C)
-images; a per-image CHW model needs a few lines of wrapper (see docs/your-model.md). Submodules are
+images; a per-image CHW model needs a few lines of wrapper (see docs/your-model.md). A model with
+state (BatchNorm: `net, state = eqx.nn.make_with_state(Net)(key)`, `__call__(x, state) -> (y, state)`)
+takes `(params, state)` as variables; the state is read, never updated (the returned one is
+dropped). Every model runs in inference mode (`eqx.nn.inference_mode`: BatchNorm's running
+statistics, no dropout). Submodules are
 tapped by their attribute path (`"conv2"`, `"layers/2"`, `"features/conv3"`), also when they run
 under `jax.vmap` one image at a time. Their outputs are taken as channel-first ((C, h, w) per
 image, (B, C, h, w) per batch) unless the model is wrapped in `gradcam_jax.channels_last`.
@@ -40,6 +44,29 @@ def check_partitioned(static) -> None:
         )
 
 
+def is_stateful(static) -> bool:
+    """Whether the model holds state (an `eqx.nn.StateIndex`, e.g. in a BatchNorm)."""
+    index = sys.modules["equinox"].nn.StateIndex
+    return any(isinstance(x, index) for x in jax.tree.leaves(static, is_leaf=lambda x: isinstance(x, index)))
+
+
+def check_variables(static, variables) -> None:
+    """A clear TypeError for a model with state passed without its `eqx.nn.State`, or with
+    something else in its place."""
+    eqx = sys.modules["equinox"]
+    if isinstance(variables, tuple) and len(variables) == 2:
+        if not isinstance(variables[1], eqx.nn.State):
+            raise TypeError(
+                "variables of an Equinox model with state are (params, state), the state an eqx.nn.State "
+                f"(from eqx.nn.make_with_state); got a {type(variables[1]).__name__} as the state"
+            )
+    elif is_stateful(static):
+        raise TypeError(
+            f"the Equinox model {type(static).__name__} has state (BatchNorm or another eqx.nn.StateIndex); "
+            "pass (params, state) as variables: `net, state = eqx.nn.make_with_state(Net)(...)`"
+        )
+
+
 def submodules(module, prefix: tuple[str, ...] = ()) -> list[tuple[str, object]]:
     """(path, submodule) for every Equinox module below `module`, by attribute path ("layers/2")."""
     eqx = sys.modules["equinox"]
@@ -61,9 +88,20 @@ def key_name(key) -> str:
     return str(key)
 
 
-def call(static, params, images, hooks: Sequence[Callable]):
-    """`eqx.combine(params, static)(images)`, every submodule output passed through `hooks`."""
+def call(static, variables, images, hooks: Sequence[Callable]):
+    """`eqx.combine(params, static)` in inference mode, called on `images` (and the state, for
+    `(params, state)` variables: its output, the new state dropped); every submodule output passed
+    through `hooks`."""
     check_partitioned(static)
-    net = sys.modules["equinox"].combine(params, static)
+    eqx = sys.modules["equinox"]
+    params, state = variables if isinstance(variables, tuple) else (variables, None)
+    net = eqx.nn.inference_mode(eqx.combine(params, static))
     with hooked_calls(submodules(net), hooks):
-        return net(images)
+        if state is None:
+            return net(images)
+        returned = net(images, state)
+    if not (isinstance(returned, tuple) and len(returned) == 2):
+        raise TypeError(
+            f"an Equinox model called with state must return (output, state); got {type(returned).__name__}"
+        )
+    return returned[0]

@@ -161,9 +161,12 @@ def check_model(model) -> None:
 
 
 def prepare(model, variables):
-    """`check_model`, then the variables to trace: a Keras model's own weights for None (read now,
-    at the public call, so a model trained further is explained with its new weights)."""
+    """`check_model` and the variables checked (an Equinox model with state needs `(params, state)`),
+    then the variables to trace: a Keras model's own weights for None (read now, at the public call,
+    so a model trained further is explained with its new weights)."""
     check_model(model)
+    if equinox.is_module(unwrap(model)):
+        equinox.check_variables(unwrap(model), variables)
     return keras.prepare(unwrap(model), variables) if keras.is_model(unwrap(model)) else variables
 
 
