@@ -212,6 +212,7 @@ def test_tuple_output_explained_like_logits(small, images):
     np.testing.assert_allclose(tupled.gradients, plain.gradients, atol=1e-7)
 
 
+@pytest.mark.oldest
 def test_unknown_layer_lists_valid_paths_in_call_order(small, images):
     model, variables = small
     with pytest.raises(gj.UnknownLayerError) as err:
@@ -323,6 +324,7 @@ def hand_grad_cam(activation, gradient, size):
     return jnp.clip(jax.image.resize(raw, size, "bicubic"), 0, 1)
 
 
+@pytest.mark.oldest
 @pytest.mark.parametrize("stage", ["inception_5b", "inception_4e"])
 def test_googlenet_generic_taps_equal_hand_split(googlenet, cat_dog, stage):
     model, variables = googlenet

@@ -84,6 +84,7 @@ def test_logit_weights_are_classifier_row_over_49_so_map_is_cam(googlenet, cat_d
     np.testing.assert_allclose(result.map[0], expected, atol=1e-5)
 
 
+@pytest.mark.oldest
 def test_default_is_matlabs_formula(googlenet, mastiff_and_cat):
     """gradcamMap = rescale(sum(convMap .* sum(dScoresdMap, [1 2]), 3)), then bicubic to 224x224."""
     result = mastiff_and_cat
@@ -97,6 +98,7 @@ def test_default_is_matlabs_formula(googlenet, mastiff_and_cat):
         assert float(result.map[0, k].min()) >= 0.0 and float(result.map[0, k].max()) <= 1.0
 
 
+@pytest.mark.oldest
 def test_peaks_lie_on_the_animal_asked_for(mastiff_and_cat):
     def inside(heatmap, box):
         y, x = np.unravel_index(np.argmax(heatmap), heatmap.shape)

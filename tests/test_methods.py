@@ -217,6 +217,7 @@ def test_eigen_cam_is_the_first_principal_component():
     np.testing.assert_allclose(np.asarray(result.map[:, 0]), theirs, atol=1e-5)
 
 
+@pytest.mark.oldest
 def test_score_cam_weights_are_masked_image_scores():
     fill = 1.0
 
@@ -238,6 +239,7 @@ def test_score_cam_weights_are_masked_image_scores():
         (3, 2, True, [(0, 2), (1, 4)]),  # centred at 0 and 2, clipped at the edge
     ],
 )
+@pytest.mark.oldest
 def test_occlusion_is_the_drop_in_softmax_score(mask, stride, clipping, blocks):
     value = 0.5
 
@@ -296,6 +298,7 @@ def test_occlusion_default_mask_value_is_the_mean_pixel():
 # ---- gradients at the input -----------------------------------------------------------------------
 
 
+@pytest.mark.oldest
 def test_guided_backprop_gates_negative_gradients():
     def reference(x, k):
         return np_rescale(np.abs(input_grad(x, k, guided=True)).max(-1))
@@ -339,6 +342,7 @@ def test_integrated_gradients_exact_for_a_gate_fixed_path():
     assert_maps(result, for_all(reference))
 
 
+@pytest.mark.oldest
 def test_integrated_gradients_completeness():
     # sum of attributions = logit(x) - logit(baseline), up to the midpoint rule's error (~1/steps)
     baseline = 0.5

@@ -69,6 +69,7 @@ def resnet():
     return model, {"params": variables["params"], **state}, images
 
 
+@pytest.mark.oldest
 def test_callable_with_train_flag_equals_hand_written_grad(resnet):
     model, variables, images = resnet
     apply_fn = lambda v, x: model.apply(v, x, train=False)  # noqa: E731
@@ -306,6 +307,7 @@ METHOD_OPTIONS = {"occlusion": {"mask_size": 4, "stride": 4}, "integrated_gradie
 LAYERLESS = {"occlusion", "integrated_gradients", "smoothgrad", "guided_backprop"}
 
 
+@pytest.mark.oldest
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_equinox_and_linen_twin_give_the_same_maps(twins, name):
     (static, params), (linen, variables), images = twins

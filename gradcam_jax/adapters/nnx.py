@@ -46,7 +46,8 @@ def call(graphdef, state, images, hooks: Sequence[Callable]):
     (batch statistics updated in the call) is a ValueError saying to call `.eval()`.
     """
     module = nnx.merge(graphdef, state)
-    named = [("/".join(map(str, path)), m) for path, m in nnx.iter_modules(module) if path]
+    # `iter_graph` (every node, Modules among them) rather than `iter_modules`: the same in every flax >= 0.10
+    named = [("/".join(map(str, path)), m) for path, m in nnx.iter_graph(module) if path and isinstance(m, nnx.Module)]
     before = jax.tree.leaves(nnx.state(module))
     try:
         with hooked_calls(named, hooks):
