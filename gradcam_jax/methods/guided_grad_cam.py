@@ -41,4 +41,5 @@ def guided_grad_cam(
     # Called outside the guided context, so Grad-CAM's own gradients are plain ones.
     coarse = grad_cam.impl(model, variables, images, guided.target, layer=layer, relu=relu, reshape=reshape)
     fine = reduce_channels(guided.gradients * coarse.map[..., None], reduce)
-    return Explanation(maps.rescale(fine, images.ndim - 2), guided.scores, guided.target, coarse.activations, guided.gradients)
+    fine = maps.rescale(fine, images.ndim - 2)
+    return Explanation(fine, guided.scores, guided.target, coarse.activations, guided.gradients)

@@ -50,4 +50,5 @@ def integrated_gradients(
         axis=0
     )  # (B, K, *spatial, C)
     attributions = (images - start)[:, None] * path_mean
-    return Explanation(maps.rescale(reduce_channels(attributions, reduce), images.ndim - 2), scores, target, None, path_mean)
+    result = maps.rescale(reduce_channels(attributions, reduce), images.ndim - 2)
+    return Explanation(result, scores, target, None, path_mean)
