@@ -4,6 +4,11 @@ Every method ends here, so all maps share one convention: float32 (float64 for a
 images) in [0, 1], at the input's resolution, and a constant map (all zeros after the ReLU, say)
 becomes zeros, never NaN — nor a NaN gradient, so maps can sit inside a training loss
 (`gradcam_jax.training`).
+
+Any number of spatial axes: inputs are (B, *spatial, C) with 1 (signals), 2 (images) or 3
+(volumes, clips) spatial axes, layer outputs (B, *s, C), maps (B, [K,] *spatial). The spatial axes
+are decided here: `spatial_axes` for per-target layer arrays, the trailing `len(size)` axes of a
+map for `rescale` and `upsample`.
 """
 
 from __future__ import annotations
@@ -27,19 +32,33 @@ def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
     return jnp.where(positive, numerator / jnp.where(positive, denominator, 1), 0)
 
 
-def rescale(maps: jax.Array) -> jax.Array:
-    """MATLAB's `rescale`: each (..., h, w) map to [0, 1] by its own min and max; constant -> 0."""
+def spatial_axes(layer: jax.Array) -> tuple[int, ...]:
+    """The spatial axes of a per-target layer array (B, K, *s, C): 2 .. ndim - 2, whatever the
+    number of spatial axes; what per-channel weights average or sum over."""
+    return tuple(range(2, layer.ndim - 1))
+
+
+def map_axes(spatial: int) -> tuple[int, ...]:
+    """The trailing `spatial` axes of a map (..., *spatial): what a rescale takes each map over."""
+    return tuple(range(-spatial, 0))
+
+
+def rescale(maps: jax.Array, spatial: int = 2) -> jax.Array:
+    """MATLAB's `rescale`: each map (..., *s) over its last `spatial` axes (2: (h, w) images; 1
+    signals; 3 volumes) to [0, 1] by its own min and max; constant -> 0."""
     maps = float32_or_wider(maps)
-    low = maps.min(axis=(-2, -1), keepdims=True)
-    return safe_divide(maps - low, maps.max(axis=(-2, -1), keepdims=True) - low)
+    low = maps.min(axis=map_axes(spatial), keepdims=True)
+    return safe_divide(maps - low, maps.max(axis=map_axes(spatial), keepdims=True) - low)
 
 
-def upsample(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
-    """(..., h, w) -> (..., H, W) by bicubic interpolation (MATLAB's `imresize(..., 'bicubic')`),
-    clipped back to [0, 1] since cubic interpolation overshoots."""
-    if tuple(maps.shape[-2:]) == tuple(size):
+def upsample(maps: jax.Array, size: tuple[int, ...]) -> jax.Array:
+    """(..., *s) -> (..., *size) by cubic interpolation along each of the last len(size) axes (Keys,
+    a = -0.5: in 2-D MATLAB's `imresize(..., 'bicubic')`), clipped back to [0, 1] since cubic
+    interpolation overshoots."""
+    size = tuple(size)
+    if tuple(maps.shape[maps.ndim - len(size) :]) == size:
         return maps
-    resized = jax.image.resize(maps, (*maps.shape[:-2], *size), method="bicubic")
+    resized = jax.image.resize(maps, (*maps.shape[: maps.ndim - len(size)], *size), method="cubic")
     return jnp.clip(resized, 0.0, 1.0)
 
 
@@ -56,8 +75,9 @@ def upsample_on_host(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(resized), 0.0, 1.0)
 
 
-def finish(raw: jax.Array, size: tuple[int, int], relu: bool = False) -> jax.Array:
-    """Raw (..., h, w) maps -> explanations (..., H, W): optional ReLU, rescale, upsample."""
+def finish(raw: jax.Array, size: tuple[int, ...], relu: bool = False) -> jax.Array:
+    """Raw (..., *s) maps -> explanations (..., *size): optional ReLU, rescale, upsample; `size` is
+    the input's spatial shape, `images.shape[1:-1]` ((H, W) for images, (L,) or (D, H, W) else)."""
     if relu:
         raw = jax.nn.relu(raw)
-    return upsample(rescale(raw), size)
+    return upsample(rescale(raw, len(size)), size)

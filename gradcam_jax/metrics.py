@@ -11,8 +11,10 @@
   correlation of each map with the original. A map that does not change when the weights are
   random cannot be explaining the model (low is better).
 
-Maps are (B, H, W) in [0, 1] at the input resolution (`Explanation.map` with one target per
-image); targets are (B,) int class indices; images what the model takes (RGB 0..255 here).
+Maps are (B, *spatial) in [0, 1] at the input resolution (`Explanation.map` with one target per
+image); targets are (B,) int class indices; images what the model takes (RGB 0..255 here), with
+1, 2 or 3 spatial axes ((B, L, C) signals, (B, H, W, C) images, (B, D, H, W, C) volumes): "pixels"
+below are the input's positions, samples of a signal or voxels of a volume alike.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from flax import traverse_util
 
 from gradcam_jax import targets as targets_lib
 from gradcam_jax.adapters import taps
+from gradcam_jax.inputs import check_maps
 from gradcam_jax.methods.base import METHODS, resolve_target
 from gradcam_jax.methods.common import fill_value, perturbed_scores, target_scores
 
@@ -55,25 +58,28 @@ class SanityCheck(NamedTuple):
 
 
 def gaussian_blur(images: jax.Array, size: int = BLUR_SIZE, sigma: float = BLUR_SIGMA) -> jax.Array:
-    """(B, H, W, C) blurred channel by channel with a normalised Gaussian; near the border the
-    kernel is renormalised over the pixels inside, so edges do not darken."""
+    """(B, *spatial, C) blurred channel by channel with a normalised Gaussian along every spatial
+    axis; near the border the kernel is renormalised over the pixels inside, so edges do not darken."""
     d = jnp.arange(size, dtype=jnp.float32) - size // 2
     k = jnp.exp(-(d**2) / (2 * sigma**2))
     k = k / k.sum()
+    b, *grid, c = images.shape
+    axes = "DHW"[-len(grid) :]  # the spatial axes' letters: "HW" for images, as (B, H, W, C) is "NHWC"
+    numbers = (f"N{axes}C", f"{axes}IO", f"N{axes}C")
 
-    def blur(x):  # separable: along H, then along W, zero padding
-        for kernel in (k.reshape(size, 1, 1, 1), k.reshape(1, size, 1, 1)):
-            x = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    def blur(x):  # separable: along each spatial axis in turn, zero padding
+        for i in range(len(grid)):
+            kernel = k.reshape([size if a == i else 1 for a in range(len(grid))] + [1, 1])
+            x = jax.lax.conv_general_dilated(x, kernel, (1,) * len(grid), "SAME", dimension_numbers=numbers)
         return x
 
-    b, h, w, c = images.shape
-    planes = jnp.moveaxis(images.astype(jnp.float32), -1, 0).reshape(c * b, h, w, 1)
-    blurred = blur(planes) / blur(jnp.ones((1, h, w, 1), jnp.float32))
-    return jnp.moveaxis(blurred.reshape(c, b, h, w), 0, -1)
+    planes = jnp.moveaxis(images.astype(jnp.float32), -1, 0).reshape(c * b, *grid, 1)
+    blurred = blur(planes) / blur(jnp.ones((1, *grid, 1), jnp.float32))
+    return jnp.moveaxis(blurred.reshape(c, b, *grid), 0, -1)
 
 
 def substrate_of(images: jax.Array, substrate) -> jax.Array:
-    """(B, H, W, C) image of what replaces pixels: "blur" (of the image itself) or a fill value
+    """(B, *spatial, C) image of what replaces pixels: "blur" (of the image itself) or a fill value
     ("mean", "black", a number, a per-channel tuple; see `methods.common.fill_value`)."""
     if substrate == "blur":
         return gaussian_blur(images)
@@ -81,11 +87,10 @@ def substrate_of(images: jax.Array, substrate) -> jax.Array:
 
 
 def salience_ranks(maps: jax.Array) -> jax.Array:
-    """(B, H, W) int32: each pixel's place in its map's order, 0 = most salient; ties go to the
+    """(B, *spatial) int32: each pixel's place in its map's order, 0 = most salient; ties go to the
     earlier pixel in row-major order, so the order is deterministic."""
-    b, h, w = maps.shape
-    order = jnp.argsort(-maps.reshape(b, -1).astype(jnp.float32), axis=-1, stable=True)
-    return jnp.argsort(order, axis=-1).astype(jnp.int32).reshape(b, h, w)
+    order = jnp.argsort(-maps.reshape(maps.shape[0], -1).astype(jnp.float32), axis=-1, stable=True)
+    return jnp.argsort(order, axis=-1).astype(jnp.int32).reshape(maps.shape)
 
 
 def trapezoid_auc(curve: jax.Array) -> jax.Array:
@@ -97,7 +102,7 @@ def trapezoid_auc(curve: jax.Array) -> jax.Array:
 def _curve(model, variables, images, maps, target, *, steps, substrate, batch_size, insert) -> Curve:
     images = images.astype(jnp.float32)
     ranks = salience_ranks(maps)
-    pixels = maps.shape[1] * maps.shape[2]
+    pixels = math.prod(maps.shape[1:])
     per_step = math.ceil(pixels / steps)  # RISE: 224 steps of 224 pixels on a 224 x 224 image
     counts = jnp.minimum(jnp.arange(steps + 1) * per_step, pixels)
     other = substrate_of(images, substrate)
@@ -123,11 +128,12 @@ def deletion(
     batch_size: int = 16,
 ) -> Curve:
     """Deletion curve: the `score` (default "softmax") of class `targets` (B,), or the scores (B,) of
-    a target function (`gradcam_jax.targets`), as the pixels of `images` (B, H, W, C) are
+    a target function (`gradcam_jax.targets`), as the pixels of `images` (B, *spatial, C) are
     replaced by `substrate` ("mean" pixel: RISE's zero in normalised input; "black"; "blur"; a
-    number) in `maps`' (B, H, W) order, most salient first, in `steps` equal steps (RISE: 224).
+    number) in `maps`' (B, *spatial) order, most salient first, in `steps` equal steps (RISE: 224).
     One forward pass holds `batch_size` images, B x steps per pass (at least one step of the
     whole batch; the rule in `methods.common`). Lower AUC is better."""
+    check_maps(maps, images)
     return _curve(
         model,
         taps.prepare(model, variables),
@@ -156,6 +162,7 @@ def insertion(
     """Insertion curve: start from `substrate` (default a blurred copy, as RISE) and put back the
     pixels of `images` in `maps`' order, most salient first, in `steps` equal steps. Higher AUC
     is better."""
+    check_maps(maps, images)
     return _curve(
         model,
         taps.prepare(model, variables),
@@ -182,9 +189,10 @@ def _confidence(model, variables, images, maps, target) -> Confidence:
 
 def confidence_change(model, variables, images, maps, targets, *, score: str | None = None) -> Confidence:
     """Average drop and increase in confidence (Grad-CAM++, Sec. 6.1.1): Y is the `score` (default
-    "softmax") of class `targets` (B,), or a target function's (B,) scores, for `images` (B, H, W, C),
+    "softmax") of class `targets` (B,), or a target function's (B,) scores, for `images` (B, *spatial, C),
     O the score for images * maps, the explanation map
-    (B, H, W) in [0, 1] used as a soft mask (unexplained pixels go black). Averages are in percent."""
+    (B, *spatial) in [0, 1] used as a soft mask (unexplained pixels go black). Averages are in percent."""
+    check_maps(maps, images)
     return _confidence(
         model,
         taps.prepare(model, variables),
@@ -210,13 +218,13 @@ def average_ranks(x: jax.Array) -> jax.Array:
     return (left + right - 1).astype(jnp.float32) / 2
 
 
-@jax.jit
-def spearman(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Spearman rank correlation of each pair of (..., H, W) maps -> (...); a constant map has no
-    rank order and gets 0."""
-    lead = a.shape[:-2]
-    ra = average_ranks(a.reshape(-1, a.shape[-2] * a.shape[-1]).astype(jnp.float32))
-    rb = average_ranks(b.reshape(-1, b.shape[-2] * b.shape[-1]).astype(jnp.float32))
+@functools.partial(jax.jit, static_argnames="spatial")
+def spearman(a: jax.Array, b: jax.Array, spatial: int = 2) -> jax.Array:
+    """Spearman rank correlation of each pair of maps (..., *s) over their last `spatial` axes (2:
+    (h, w) images; 1 signals, 3 volumes) -> (...); a constant map has no rank order and gets 0."""
+    lead = a.shape[: a.ndim - spatial]
+    ra = average_ranks(a.reshape(-1, math.prod(a.shape[a.ndim - spatial :])).astype(jnp.float32))
+    rb = average_ranks(b.reshape(-1, math.prod(b.shape[b.ndim - spatial :])).astype(jnp.float32))
     ra, rb = ra - ra.mean(-1, keepdims=True), rb - rb.mean(-1, keepdims=True)
     norm = jnp.sqrt((ra**2).sum(-1) * (rb**2).sum(-1))
     rho = jnp.where(norm > 0, (ra * rb).sum(-1) / jnp.where(norm > 0, norm, 1.0), 0.0)
@@ -293,5 +301,5 @@ def model_randomisation(
     for stop in stops:
         random_variables = randomised(variables, fresh, cascade[: cascade.index(stop) + 1], depth)
         result = explain(model, random_variables, images, targets, **options)
-        correlations.append(np.asarray(spearman(original_map, result.map)))
+        correlations.append(np.asarray(spearman(original_map, result.map, images.ndim - 2)))
     return SanityCheck(tuple(stops), np.stack(correlations))

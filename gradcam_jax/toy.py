@@ -176,18 +176,19 @@ def train(
 
 
 def peaks(maps: jax.Array) -> jax.Array:
-    """(B, 2) int32 (row, column) of each (B, H, W) map's maximum (the first one on ties)."""
+    """(B, n) int32 position of each (B, *spatial) map's maximum, n = len(spatial): (row, column)
+    for images (the first one on ties)."""
     flat = jnp.argmax(maps.reshape(maps.shape[0], -1), axis=-1)
     return jnp.stack(jnp.unravel_index(flat, maps.shape[1:]), axis=-1).astype(jnp.int32)
 
 
 def pointing_hits(maps: jax.Array, masks: jax.Array, tolerance: float = 0.0) -> jax.Array:
-    """(B,) bool: whether the peak of each (B, H, W) map lies within `tolerance` pixels (Euclidean)
-    of its (B, H, W) mask; 0 means on the mask itself."""
-    rows, cols = peaks(maps).T
-    yy, xx = jnp.mgrid[0 : maps.shape[1], 0 : maps.shape[2]]
-    squared = (yy - rows[:, None, None]) ** 2 + (xx - cols[:, None, None]) ** 2
-    return jnp.where(masks, squared, jnp.iinfo(jnp.int32).max).min(axis=(1, 2)) <= tolerance**2
+    """(B,) bool: whether the peak of each (B, *spatial) map (images, signals, volumes) lies within
+    `tolerance` pixels (Euclidean) of its (B, *spatial) mask; 0 means on the mask itself."""
+    spatial = maps.ndim - 1
+    peak = peaks(maps).reshape(maps.shape[0], spatial, *[1] * spatial)  # (B, n, 1, ...)
+    squared = ((jnp.indices(maps.shape[1:])[None] - peak) ** 2).sum(axis=1)  # (B, *spatial)
+    return jnp.where(masks, squared, jnp.iinfo(jnp.int32).max).min(axis=tuple(range(1, maps.ndim))) <= tolerance**2
 
 
 class Report(NamedTuple):

@@ -42,10 +42,10 @@ def cam(
 ) -> Explanation:
     """CAM maps of `targets` (B,) or (B, K) (None: top-1) from the feature map at `layer`.
 
-    Returns an `Explanation` (map (B, [K,] H, W) float32 in [0, 1]; scores are logits) with the
+    Returns an `Explanation` (map (B, [K,] *spatial) float32 in [0, 1]; scores are logits) with the
     layer's activations and the gradients whose spatial sums are the head's class weights.
     """
     g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
-    weights = g.gradients.sum(axis=(2, 3))  # (B, K, C) = W[:, class] for a GAP + linear head
+    weights = g.gradients.sum(axis=maps.spatial_axes(g.gradients))  # (B, K, C) = W[:, class] for a GAP + linear head
     raw = weighted_sum(g.activations, weights)
-    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.target, g.activations, g.gradients)
+    return Explanation(maps.finish(raw, images.shape[1:-1], relu), g.scores, g.target, g.activations, g.gradients)

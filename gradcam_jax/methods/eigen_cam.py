@@ -28,19 +28,20 @@ from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
 
 
 def principal_projection(activations: jax.Array) -> jax.Array:
-    """(B, h, w, C) -> (B, h, w): each image's centred activations projected on their first
+    """(B, *s, C) -> (B, *s): each image's centred activations projected on their first
     principal direction, sign-corrected (see the module doc)."""
-    b, h, w, c = activations.shape
-    x = maps.float32_or_wider(activations.reshape(b, h * w, c))
+    b, *grid, c = activations.shape
+    x = maps.float32_or_wider(activations.reshape(b, -1, c))
+    n = x.shape[1]  # positions
     x = x - x.mean(axis=1, keepdims=True)
     # The SVD's derivative divides by gaps between singular values, all 0 for constant activations;
     # those get a stand-in with distinct ones, so their (constant) map has a zero gradient, not NaN.
     constant = (x == 0).all(axis=(1, 2), keepdims=True)
-    stand_in = jnp.eye(h * w, c, dtype=x.dtype) * jnp.arange(1, c + 1, dtype=x.dtype)
+    stand_in = jnp.eye(n, c, dtype=x.dtype) * jnp.arange(1, c + 1, dtype=x.dtype)
     _, _, vt = jnp.linalg.svd(jnp.where(constant, stand_in, x), full_matrices=False)
     projection = jnp.einsum("bnc,bc->bn", x, vt[:, 0])
     flip = jnp.abs(projection.min(axis=1)) > jnp.abs(projection.max(axis=1))
-    return jnp.where(flip[:, None], -projection, projection).reshape(b, h, w)
+    return jnp.where(flip[:, None], -projection, projection).reshape(b, *grid)
 
 
 @register("eigen_cam", score="logit")
@@ -55,12 +56,12 @@ def eigen_cam(
     reshape: Callable | None = None,
 ) -> Explanation:
     """Eigen-CAM maps at `layer`, repeated for each of `targets` (B,) or (B, K) (None: top-1).
-    Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1] and the activations."""
+    Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1] and the activations."""
     path, _ = taps.resolve_layer(model, variables, images, layer)
     outputs, activations = taps.forward_with_layer(model, variables, images, path)
     if reshape is not None:
         activations = reshape(activations)
     explained, target = resolved_scores(targets, outputs, images.shape[0])  # (B, K)
-    raw = principal_projection(activations)[:, None]  # (B, 1, h, w)
+    raw = principal_projection(activations)[:, None]  # (B, 1, *s)
     raw = jnp.broadcast_to(raw, (raw.shape[0], explained.shape[1], *raw.shape[2:]))
-    return Explanation(maps.finish(raw, images.shape[1:3], relu), explained, target, activations)
+    return Explanation(maps.finish(raw, images.shape[1:-1], relu), explained, target, activations)

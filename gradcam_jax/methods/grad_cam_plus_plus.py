@@ -38,13 +38,14 @@ def grad_cam_plus_plus(
     reshape: Callable | None = None,
 ) -> Explanation:
     """Grad-CAM++ maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
-    Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1], activations and gradients."""
+    Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1], activations and gradients."""
     g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
-    grads = maps.float32_or_wider(g.gradients)  # (B, K, h, w, C)
-    acts = maps.float32_or_wider(g.activations)[:, None]  # (B, 1, h, w, C)
+    grads = maps.float32_or_wider(g.gradients)  # (B, K, *s, C)
+    acts = maps.float32_or_wider(g.activations)[:, None]  # (B, 1, *s, C)
+    axes = maps.spatial_axes(grads)
     g2 = grads**2
-    denominator = 2 * g2 + acts.sum(axis=(2, 3), keepdims=True) * g2 * grads
+    denominator = 2 * g2 + acts.sum(axis=axes, keepdims=True) * g2 * grads
     alpha = jnp.where(grads != 0, g2 / (denominator + EPS), 0.0)
-    weights = (alpha * jnp.maximum(grads, 0)).sum(axis=(2, 3))  # (B, K, C)
+    weights = (alpha * jnp.maximum(grads, 0)).sum(axis=axes)  # (B, K, C)
     raw = weighted_sum(g.activations, weights)
-    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.target, g.activations, g.gradients)
+    return Explanation(maps.finish(raw, images.shape[1:-1], relu), g.scores, g.target, g.activations, g.gradients)

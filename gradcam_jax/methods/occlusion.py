@@ -3,8 +3,10 @@
 when the mask hides each spot — score(image) - score(occluded image).
 
 Options, as MATLAB names them (`MaskSize`, `Stride`, `MaskValue`, `MaskClipping`, `OutputUpsampling`):
-- `mask_size` "auto" = 20% of the input size, rounded; an int, or (height, width).
-- `stride` "auto" = 10% of the input size, rounded up; an int, or (dy, dx).
+- `mask_size` "auto" = 20% of the input size along each axis, rounded; an int (the same along
+  every axis: a square, a cube for volumes, a span for signals), or one int per spatial axis
+  ((height, width) for images; (depth, height, width) for volumes).
+- `stride` "auto" = 10% of the input size along each axis, rounded up; an int, or one per axis.
 - `mask_value` "mean" = the mean pixel (MEAN_PIXEL, the ImageNet mean in RGB 0..255), "black",
   a number or an RGB tuple.
 - `clipping` True (MaskClipping "on"): the first mask is centred on the top-left pixel and masks at
@@ -17,7 +19,11 @@ Options, as MATLAB names them (`MaskSize`, `Stride`, `MaskValue`, `MaskClipping`
 
 Every mask position is one forward pass of the batch; positions are vmapped so one pass holds at
 most `batch_size` whole images (the rule in `methods.common`) and `lax.map` walks the chunks, so
-memory stays bounded and there is no Python loop.
+memory stays bounded and there is no Python loop. The cost is the number of positions, which grows
+as the product over the axes: with the "auto" sizes about 10 per axis, 100 forward passes for an
+image, 1000 for a volume (a 64^3 volume: mask 13, stride 7, 10^3 positions) and 10 for a signal.
+For volumes a larger stride (or a lower `batch_size` when memory is short: a 64^3 float32 volume is
+1 MiB, its activations many times that) is the usual trade.
 
 Differentiable with respect to `variables` and `images`, under `jit`: the masks are fixed and the
 scores smooth in both (a kink where an occluded ReLU input crosses 0). The top-1 class
@@ -26,6 +32,7 @@ scores smooth in both (a kink where an occluded ReLU input crosses 0). The top-1
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -40,13 +47,14 @@ from gradcam_jax.methods.common import fill_value, perturbed_scores, target_scor
 UPSAMPLINGS = ("bicubic", "nearest")
 
 
-def pair(value, size: tuple[int, int], auto_fraction: float, rounding) -> tuple[int, int]:
-    """An (y, x) pair of positive ints from "auto" (a fraction of `size`), an int or a pair."""
+def per_axis(value, size: tuple[int, ...], auto_fraction: float, rounding) -> tuple[int, ...]:
+    """One positive int per axis of `size` from "auto" (a fraction of each), an int (every axis) or
+    a tuple of len(size) ints."""
     if value == "auto":
-        return max(1, int(rounding(auto_fraction * size[0]))), max(1, int(rounding(auto_fraction * size[1])))
-    value = (value, value) if isinstance(value, int) else tuple(value)
-    if len(value) != 2 or any(not isinstance(v, int) or v < 1 for v in value):
-        raise ValueError(f"expected a positive int or a pair of them; got {value!r}")
+        return tuple(max(1, int(rounding(auto_fraction * n))) for n in size)
+    value = (value,) * len(size) if isinstance(value, int) else tuple(value)
+    if len(value) != len(size) or any(not isinstance(v, int) or v < 1 for v in value):
+        raise ValueError(f"expected a positive int or {len(size)} of them, one per spatial axis; got {value!r}")
     return value
 
 
@@ -60,20 +68,21 @@ def mask_starts(size: int, mask: int, stride: int, clipping: bool) -> np.ndarray
 
 
 class Grid(NamedTuple):
-    starts: np.ndarray  # (P, 2) int: top-left pixel of every mask (row-major over the grid)
-    mask: tuple[int, int]  # mask (height, width)
-    step: tuple[int, int]  # stride (dy, dx)
-    shape: tuple[int, int]  # grid (ny, nx)
-    first: tuple[int, int]  # top-left pixel of the first mask
+    starts: np.ndarray  # (P, n) int: first pixel of every mask along each of the n axes (row-major over the grid)
+    mask: tuple[int, ...]  # mask size per axis: (height, width) for images
+    step: tuple[int, ...]  # stride per axis: (dy, dx)
+    shape: tuple[int, ...]  # grid (ny, nx)
+    first: tuple[int, ...]  # first pixel of the first mask
 
 
-def occlusion_grid(size: tuple[int, int], mask_size, stride, clipping: bool) -> Grid:
-    """Where the masks go on an image of `size` (H, W); see the module doc for the options."""
-    mask = pair(mask_size, size, 0.2, round)
-    step = pair(stride, size, 0.1, math.ceil)
-    ys, xs = (mask_starts(n, m, s, clipping) for n, m, s in zip(size, mask, step))
-    starts = np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1).reshape(-1, 2)
-    return Grid(starts, mask, step, (len(ys), len(xs)), (int(ys[0]), int(xs[0])))
+def occlusion_grid(size: tuple[int, ...], mask_size, stride, clipping: bool) -> Grid:
+    """Where the masks go on an input of spatial `size` ((H, W), (L,), (D, H, W)); see the module
+    doc for the options."""
+    mask = per_axis(mask_size, size, 0.2, round)
+    step = per_axis(stride, size, 0.1, math.ceil)
+    axes = [mask_starts(n, m, s, clipping) for n, m, s in zip(size, mask, step)]
+    starts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(size))
+    return Grid(starts, mask, step, tuple(len(a) for a in axes), tuple(int(a[0]) for a in axes))
 
 
 def cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
@@ -120,27 +129,38 @@ def occlusion(
     batch_size: int = 16,
 ) -> Explanation:
     """Occlusion-sensitivity maps of `targets` (B,) or (B, K) (None: top-1); see the module doc.
-    Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1] and the unoccluded scores."""
+    Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1] and the unoccluded scores."""
     if upsampling not in UPSAMPLINGS:
         raise ValueError(f"unknown upsampling {upsampling!r}; choose from {', '.join(UPSAMPLINGS)}")
     images = maps.float32_or_wider(images)
-    size = (images.shape[1], images.shape[2])
+    size = images.shape[1:-1]
     grid = occlusion_grid(size, mask_size, stride, clipping)
-    (mh, mw), starts = grid.mask, jnp.asarray(grid.starts)
+    starts = jnp.asarray(grid.starts)
     value = fill_value(mask_value, images.shape[-1])
-    rows, cols = jnp.arange(size[0])[:, None], jnp.arange(size[1])[None, :]
+    # each axis's coordinates, shaped to broadcast against the others: (H, 1) and (1, W) for images
+    coordinates = [jnp.arange(n).reshape([-1 if a == i else 1 for a in range(len(size))]) for i, n in enumerate(size)]
 
-    def occluded(start):  # the batch with one mask applied: (B, H, W, C)
-        inside = (rows >= start[0]) & (rows < start[0] + mh) & (cols >= start[1]) & (cols < start[1] + mw)
-        return jnp.where(inside[None, :, :, None], value, images)
+    def occluded(start):  # the batch with one mask applied: (B, *spatial, C)
+        inside = functools.reduce(
+            jnp.logical_and, [(x >= s) & (x < s + m) for x, s, m in zip(coordinates, start, grid.mask)]
+        )
+        return jnp.where(inside[None, ..., None], value, images)
 
     clean, target = target_scores(model, variables, images, targets)  # (B, K), top-1 resolved
     drops = clean - perturbed_scores(model, variables, occluded, starts, target, batch_size)  # (P, B, K)
-    raw = jnp.moveaxis(drops, 0, -1).reshape(*clean.shape, *grid.shape)  # (B, K, ny, nx)
-    rows_of, cols_of = (
+    raw = jnp.moveaxis(drops, 0, -1).reshape(*clean.shape, *grid.shape)  # (B, K, *grid)
+    matrices = [
         interpolation_matrix(n, g, f, m, s, upsampling)
         for n, g, f, m, s in zip(size, grid.shape, grid.first, grid.mask, grid.step)
-    )
-    grid_map = maps.rescale(jax.nn.relu(raw) if relu else raw)
-    result = jnp.clip(jnp.einsum("yi,bkij,xj->bkyx", rows_of, grid_map, cols_of), 0.0, 1.0)  # cubic overshoots
-    return Explanation(result, clean, target)
+    ]
+    grid_map = maps.rescale(jax.nn.relu(raw) if relu else raw, len(size))
+    upsampled = jnp.einsum(upsampling_subscripts(len(size)), matrices[0], grid_map, *matrices[1:])
+    return Explanation(jnp.clip(upsampled, 0.0, 1.0), clean, target)  # clipped: cubic overshoots
+
+
+def upsampling_subscripts(axes: int) -> str:
+    """The einsum applying one (size, n) interpolation matrix per axis to a (B, K, *grid) map, the
+    first axis's matrix first: "yi,bkij,xj->bkyx" for images, "yi,bki->bky" for signals."""
+    grid, out = "ijl"[:axes], "yxz"[:axes]
+    rest = "".join(f",{o}{g}" for o, g in zip(out[1:], grid[1:]))
+    return f"{out[0]}{grid[0]},bk{grid}{rest}->bk{out}"

@@ -45,7 +45,7 @@ def score_cam(
     batch_size: int = 16,
 ) -> Explanation:
     """Score-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
-    Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1] and the activations."""
+    Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1] and the activations."""
     path, _ = taps.resolve_layer(model, variables, images, layer)
     outputs, activations = taps.forward_with_layer(model, variables, images, path)
     if reshape is not None:
@@ -53,14 +53,15 @@ def score_cam(
     explained, target = resolved_scores(targets, outputs, images.shape[0])  # (B, K)
     images = maps.float32_or_wider(images)
     background = fill_value(fill, images.shape[-1])
-    size = images.shape[1:3]
+    size = images.shape[1:-1]
 
-    def masked(channel):  # the batch seen through one channel's mask: (B, H, W, C)
-        a = maps.float32_or_wider(jnp.take(activations, channel, axis=-1))  # (B, h, w)
-        mask = maps.rescale(jax.image.resize(a, (a.shape[0], *size), method="bilinear"))
+    def masked(channel):  # the batch seen through one channel's mask: (B, *spatial, C)
+        a = maps.float32_or_wider(jnp.take(activations, channel, axis=-1))  # (B, *s)
+        # linear along each axis: bilinear for images, as the authors'
+        mask = maps.rescale(jax.image.resize(a, (a.shape[0], *size), method="linear"), len(size))
         return background + mask[..., None] * (images - background)
 
     channels = jnp.arange(activations.shape[-1])
     weights = perturbed_scores(model, variables, masked, channels, target, batch_size)  # (C, B, K)
     raw = weighted_sum(activations, jnp.moveaxis(weights, 0, -1))
-    return Explanation(maps.finish(raw, (images.shape[1], images.shape[2]), relu), explained, target, activations)
+    return Explanation(maps.finish(raw, size, relu), explained, target, activations)

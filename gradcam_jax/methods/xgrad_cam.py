@@ -35,9 +35,10 @@ def xgrad_cam(
     reshape: Callable | None = None,
 ) -> Explanation:
     """XGrad-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
-    Returns an `Explanation` with map (B, [K,] H, W) float32 in [0, 1], activations and gradients."""
+    Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1], activations and gradients."""
     g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
-    acts = maps.float32_or_wider(g.activations)[:, None]  # (B, 1, h, w, C)
-    weights = (acts * g.gradients).sum(axis=(2, 3)) / (acts.sum(axis=(2, 3)) + EPS)  # (B, K, C)
+    acts = maps.float32_or_wider(g.activations)[:, None]  # (B, 1, *s, C)
+    axes = maps.spatial_axes(acts)
+    weights = (acts * g.gradients).sum(axis=axes) / (acts.sum(axis=axes) + EPS)  # (B, K, C)
     raw = weighted_sum(g.activations, weights)
-    return Explanation(maps.finish(raw, images.shape[1:3], relu), g.scores, g.target, g.activations, g.gradients)
+    return Explanation(maps.finish(raw, images.shape[1:-1], relu), g.scores, g.target, g.activations, g.gradients)
