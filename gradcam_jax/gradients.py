@@ -9,7 +9,6 @@ computed, and nothing below the layer depends on `delta`, so the backward pass s
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -48,7 +47,7 @@ def layer_gradients(model, variables, images, target, *, layer: str, reshape: Ca
     `reshape` maps the layer's raw output to a (B, h, w, C) grid (e.g. ViT tokens -> patches); it is
     applied to activations and gradients alike, so it must only move or drop entries. Without one,
     token outputs (B, N, C) of an image model are laid out by `adapters.tokens.auto_grid` (prefix
-    tokens and grid inferred from the token count and the image's aspect ratio).
+    tokens and grid inferred from the token count and the image's aspect ratio; `tokens.grid_hook`).
     """
     path, shape = taps.resolve_layer(model, variables, images, layer)
 
@@ -60,8 +59,7 @@ def layer_gradients(model, variables, images, target, *, layer: str, reshape: Ca
     delta = jnp.zeros(shape.shape, shape.dtype)
     scores, vjp, (activations, resolved) = jax.vjp(all_scores, delta, has_aux=True)
     (gradients,) = jax.vmap(vjp, out_axes=1)(column_cotangents(scores))
-    if reshape is None and activations.ndim == 3 and images.ndim == 4:  # ViT tokens (B, N, C) of an image
-        reshape = functools.partial(tokens.auto_grid, image_size=images.shape[1:3])
+    reshape = tokens.grid_hook(reshape, activations.shape, images.shape)  # ViT tokens: their grid
     if reshape is not None:
         activations, gradients = reshape(activations), jax.vmap(reshape, in_axes=1, out_axes=1)(gradients)
     return LayerGradients(activations, gradients, scores, resolved)

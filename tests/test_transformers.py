@@ -269,6 +269,9 @@ def test_grad_cam_lays_token_layers_out_by_itself(vit):
     by_itself = gj.grad_cam(model, variables, images, layer="blocks_1")
     np.testing.assert_allclose(by_itself.map, by_hook.map, atol=1e-6)
     assert by_itself.activations.shape == (2, 4, 6, 16)
+    hook = lambda t: tokens_to_grid(t, (4, 6))  # noqa: E731
+    eigen = gj.eigen_cam(model, variables, images, layer="blocks_1")
+    np.testing.assert_allclose(eigen.map, gj.eigen_cam(model, variables, images, layer="blocks_1", reshape=hook).map)
 
 
 def test_default_layer_is_the_last_spatial_map(vit):

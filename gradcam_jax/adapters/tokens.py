@@ -19,7 +19,9 @@ fewest leading tokens whose remainder tiles it. The attention methods (`attentio
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import jax
 
@@ -93,3 +95,11 @@ def auto_grid(tokens: jax.Array, image_size: tuple[int, ...]) -> jax.Array:
     """(B, N, C) tokens -> (B, h, w, C) patches, laid out by `token_layout` for an image of `image_size`."""
     prefix, grid = token_layout(tokens.shape[1], image_size)
     return tokens_to_grid(tokens, grid, prefix)
+
+
+def grid_hook(reshape: Callable | None, layer_shape: tuple[int, ...], image_shape: tuple[int, ...]) -> Callable | None:
+    """The hook that lays a layer's output out as (B, h, w, C): `reshape` if given; else, for a token
+    output (B, N, C) of (B, H, W, C) images, `auto_grid`; else None (the output is a grid already)."""
+    if reshape is None and len(layer_shape) == 3 and len(image_shape) == 4:
+        return functools.partial(auto_grid, image_size=tuple(image_shape[1:3]))
+    return reshape
