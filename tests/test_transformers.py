@@ -21,6 +21,7 @@ import gradcam_jax as gj
 from gradcam_jax import maps, toy, toy_vit
 from gradcam_jax.adapters import attention, tokens
 from gradcam_jax.adapters.tokens import tokens_to_grid
+from gradcam_jax.methods.transformer import ATTENTION_METHODS
 
 ATOL = 2e-5
 
@@ -147,6 +148,19 @@ def test_legrad_follows_its_definition_with_jax_grad(vit):
         per_block.append(np.maximum(np.asarray(g), 0).mean(axis=(1, 2))[:, 1:].reshape(2, 4, 6))
     np.testing.assert_allclose(result.map, finish(np.mean(per_block, axis=0), (16, 24)), atol=1e-4)
     assert result.scores.shape == (2,)
+
+
+@pytest.mark.parametrize("name", ATTENTION_METHODS)
+def test_calling_convention(vit, name):
+    model, variables, images = vit
+    options = {"head": toy_vit.legrad_head} if name == "legrad" else {}
+    method = gj.METHODS[name]
+    implicit = method(model, variables, images, **options)
+    np.testing.assert_array_equal(implicit.targets, np.argmax(model.apply(variables, images), axis=-1))
+    both = method(model, variables, images, np.array([[0, 3], [2, 1]]), **options)
+    flat = method(model, variables, images, np.array([0, 2]), **options)
+    assert both.map.shape == (2, 2, 16, 24) and flat.map.shape == (2, 16, 24) and flat.scores.shape == (2,)
+    np.testing.assert_allclose(both.map[:, 0], flat.map, atol=1e-5)
 
 
 def test_gap_vit_maps_average_every_query_row():
@@ -288,3 +302,46 @@ def test_default_layer_is_the_last_spatial_map(vit):
     mlp = nn.Dense(3)
     with pytest.raises(ValueError, match="pass `layer`"):
         gj.default_layer(mlp, mlp.init(jax.random.key(0), jnp.zeros((1, 4))), jnp.zeros((1, 4)))
+
+
+# --- Equinox: attention called per image (the model's vmap) and per head (Equinox's own) --------------
+
+
+def test_equinox_attention_is_read_per_image_and_head():
+    eqx = pytest.importorskip("equinox")
+
+    class EqxViT(eqx.Module):
+        embed: eqx.nn.Linear
+        attn: eqx.nn.MultiheadAttention
+        head: eqx.nn.Linear
+
+        def __call__(self, images):  # (B, 8, 8, 3): 16 patches of 2x2 pixels, no class token
+            def one(image):
+                x = jax.vmap(self.embed)(patches(image))
+                return self.head((x + self.attn(x, x, x)).mean(axis=0))
+
+            return jax.vmap(one)(images)
+
+    def patches(image):
+        return image.reshape(4, 2, 4, 2, 3).transpose(0, 2, 1, 3, 4).reshape(16, 12)
+
+    keys = jax.random.split(jax.random.key(0), 3)
+    net = EqxViT(
+        eqx.nn.Linear(12, 8, key=keys[0]),
+        eqx.nn.MultiheadAttention(2, 8, key=keys[1]),
+        eqx.nn.Linear(8, 3, key=keys[2]),
+    )
+    params, static = eqx.partition(net, eqx.is_array)
+    images = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+    _, tapped = attention.forward(static, params, images)
+
+    x = jax.vmap(jax.vmap(net.embed))(jax.vmap(patches)(images))  # (B, 16, 8), by hand from here
+    q = (x @ net.attn.query_proj.weight.T).reshape(2, 16, 2, 4)
+    k = (x @ net.attn.key_proj.weight.T).reshape(2, 16, 2, 4)
+    expected = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) / 2.0, axis=-1)
+    np.testing.assert_allclose(tapped.probabilities["attn"], expected, atol=ATOL)
+
+    fused = 0.5 * np.asarray(expected).mean(axis=1) + 0.5 * np.eye(16)
+    fused = fused / fused.sum(-1, keepdims=True)
+    result = gj.attention_rollout(static, params, images, prefix_tokens=0)
+    np.testing.assert_allclose(result.map, finish(fused.mean(axis=1).reshape(2, 4, 4), (8, 8)), atol=1e-4)

@@ -51,3 +51,14 @@ def class_row(relevance: jax.Array, prefix: int) -> jax.Array:
 def on_grid(keys: jax.Array, setup: TokenSetup) -> jax.Array:
     """(..., N) relevance of the tokens -> (..., h, w): the prefix dropped, the patches on their grid."""
     return keys[..., setup.prefix :].reshape(*keys.shape[:-1], *setup.grid)
+
+
+ATTENTION_METHODS = ("attention_rollout", "generic_attention", "legrad")  # read a model's attention
+NEEDS_HEAD = ("legrad",)  # take a `head` function, which a front end (CLI, explorer) cannot supply
+
+
+def method_names(methods, model=None, variables=None, images=None) -> list[str]:
+    """The names in `methods` a front end offers for `model` (None: GoogLeNet, the CLI's): the
+    attention methods only where the model has self-attention, and none that needs a `head`."""
+    has = model is not None and attention.has_attention(model, variables, images)
+    return sorted(m for m in methods if m not in NEEDS_HEAD and (has or m not in ATTENTION_METHODS))
