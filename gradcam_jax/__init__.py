@@ -8,7 +8,7 @@ result.map                                                    # (1, 224, 224) fl
 """
 
 from gradcam_jax import targets
-from gradcam_jax.adapters.taps import UnknownLayerError, channels_first, channels_last, layer_shapes
+from gradcam_jax.adapters.taps import UnknownLayerError, channels_first, channels_last, default_layer, layer_shapes
 from gradcam_jax.adapters.tokens import tokens_to_grid
 from gradcam_jax.classify import top_k
 from gradcam_jax.dataset import explain_dataset
@@ -18,8 +18,10 @@ from gradcam_jax.labels import class_index, label
 from gradcam_jax.methods import (
     METHODS,
     Explanation,
+    attention_rollout,
     cam,
     eigen_cam,
+    generic_attention,
     grad_cam,
     grad_cam_plus_plus,
     guided_backprop,
@@ -27,6 +29,7 @@ from gradcam_jax.methods import (
     hires_cam,
     integrated_gradients,
     layer_cam,
+    legrad,
     occlusion,
     score_cam,
     smoothgrad,
@@ -73,4 +76,8 @@ __all__ = [
     "targets",
     "channels_first",
     "channels_last",
+    "attention_rollout",
+    "generic_attention",
+    "legrad",
+    "default_layer",
 ]

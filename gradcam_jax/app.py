@@ -36,6 +36,7 @@ from gradcam_jax.adapters import taps
 from gradcam_jax.classify import top_k
 from gradcam_jax.googlenet import INPUT_SIZE
 from gradcam_jax.methods import DEFAULT_LAYER, METHODS
+from gradcam_jax.methods.transformer import method_names
 from gradcam_jax.overlay import overlay
 from gradcam_jax.scores import SCORES
 from gradcam_jax.video import explain_frames
@@ -72,6 +73,7 @@ class Explorer:
         probe = np.zeros((1, *INPUT_SIZE, 3), np.float32)
         self.layers = taps.layer_shapes(model, variables, probe)  # {Flax path: shape}, in call order
         self.default_layer = taps.resolve_layer(model, variables, probe, DEFAULT_LAYER)[0]
+        self.methods = method_names(METHODS, model, variables, probe)  # attention methods where it has some
 
     def layer_choices(self) -> list[tuple[str, str]]:
         """(label with the shape, Flax path) of every layer, for a dropdown."""
@@ -113,8 +115,8 @@ class Explorer:
 
     def method(self, name: str, layer: str, score: str, relu: bool, alpha: float):
         """The method `name` and the options it takes, checked as the CLI checks them."""
-        if name not in METHODS:
-            raise ValueError(f"unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
+        if name not in self.methods:
+            raise ValueError(f"unknown method {name!r}; choose from {', '.join(self.methods)}")
         args = argparse.Namespace(layer=layer, score=score, relu=relu, alpha=alpha)
         choices.check_alpha(args)
         if score not in SCORES:
@@ -313,7 +315,7 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
                     placeholder="bull mastiff, or 243",
                     elem_id="typed",
                 )
-                method = gr.Dropdown(sorted(METHODS), value="grad_cam", label="method", elem_id="method")
+                method = gr.Dropdown(explorer.methods, value="grad_cam", label="method", elem_id="method")
                 layer = gr.Dropdown(
                     explorer.layer_choices(),
                     value=explorer.default_layer,
@@ -349,7 +351,9 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
                         elem_id="compare-classes",
                     )
                     compare_classes_button = gr.Button("Compare classes", elem_id="compare-classes-button")
-                    compare_picked = gr.CheckboxGroup(sorted(METHODS), value=["grad_cam", "occlusion"], label="methods")
+                    compare_picked = gr.CheckboxGroup(
+                        explorer.methods, value=["grad_cam", "occlusion"], label="methods"
+                    )
                     compare_methods_button = gr.Button("Compare methods", elem_id="compare-methods-button")
                     gallery = gr.Gallery(label="side by side", columns=MAX_COMPARED, format="png", elem_id="gallery")
                 with gr.Tab("Live"):

@@ -35,6 +35,7 @@ from gradcam_jax.choices import check_alpha, method_options, per_class
 from gradcam_jax.classify import top_k
 from gradcam_jax.googlenet import INPUT_SIZE
 from gradcam_jax.methods import DEFAULT_LAYER, METHODS
+from gradcam_jax.methods.transformer import method_names
 from gradcam_jax.overlay import overlay
 from gradcam_jax.scores import SCORES
 from gradcam_jax.weights import VARIANTS, load_googlenet
@@ -283,7 +284,7 @@ def run_video(args) -> int:
 
 
 def method_arguments(p) -> None:
-    p.add_argument("--method", choices=sorted(METHODS), default="grad_cam")
+    p.add_argument("--method", choices=method_names(METHODS), default="grad_cam")  # GoogLeNet: no attention
     p.add_argument("--layer", default=DEFAULT_LAYER, help=f"layer name or Flax path (default {DEFAULT_LAYER})")
     # None: not given, so each method keeps its paper's default (Score-CAM's ReLU, IG's logit, ...)
     p.add_argument(

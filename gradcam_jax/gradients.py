@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from gradcam_jax import targets as targets_lib
-from gradcam_jax.adapters import taps
+from gradcam_jax.adapters import taps, tokens
 
 
 class LayerGradients(NamedTuple):
@@ -45,7 +45,9 @@ def layer_gradients(model, variables, images, target, *, layer: str, reshape: Ca
 
     target: a function of the model's outputs returning (B,) or (B, K) float scores (`gradcam_jax.targets`).
     `reshape` maps the layer's raw output to a (B, h, w, C) grid (e.g. ViT tokens -> patches); it is
-    applied to activations and gradients alike, so it must only move or drop entries.
+    applied to activations and gradients alike, so it must only move or drop entries. Without one,
+    token outputs (B, N, C) of an image model are laid out by `adapters.tokens.auto_grid` (prefix
+    tokens and grid inferred from the token count and the image's aspect ratio; `tokens.grid_hook`).
     """
     path, shape = taps.resolve_layer(model, variables, images, layer)
 
@@ -57,6 +59,7 @@ def layer_gradients(model, variables, images, target, *, layer: str, reshape: Ca
     delta = jnp.zeros(shape.shape, shape.dtype)
     scores, vjp, (activations, resolved) = jax.vjp(all_scores, delta, has_aux=True)
     (gradients,) = jax.vmap(vjp, out_axes=1)(column_cotangents(scores))
+    reshape = tokens.grid_hook(reshape, activations.shape, images.shape)  # ViT tokens: their grid
     if reshape is not None:
         activations, gradients = reshape(activations), jax.vmap(reshape, in_axes=1, out_axes=1)(gradients)
     return LayerGradients(activations, gradients, scores, resolved)

@@ -18,6 +18,25 @@ from collections.abc import Callable, Iterator, Sequence
 _PATCH_LOCK = threading.RLock()
 
 
+class _Running(threading.local):
+    """The {id(submodule): path} maps of the `hooked_calls` contexts open in this thread."""
+
+    def __init__(self):
+        self.paths: list[dict[int, str]] = []
+
+
+_running = _Running()
+
+
+def path_of(module) -> str | None:
+    """The path of `module` in the model running now under `hooked_calls` (None if it is not one of
+    its submodules): how a hook on a submodule's inner workings (`adapters.attention`) names it."""
+    for paths in reversed(_running.paths):
+        if id(module) in paths:
+            return paths[id(module)]
+    return None
+
+
 def instance_call(cls):
     """The `__call__` that instances of `cls` run (None if they are not callable), unpatched:
     `cls.__call__` itself would find the metaclass's for a class without one."""
@@ -57,8 +76,11 @@ def hooked_calls(named: Sequence[tuple[str, object]], hooks: Sequence[Callable])
         try:
             for cls, (_, resolved) in originals.items():
                 type.__setattr__(cls, "__call__", watch(cls, resolved))
+            _running.paths.append(paths)
             yield
         finally:
+            if _running.paths and _running.paths[-1] is paths:
+                _running.paths.pop()
             for cls, (own, _) in originals.items():
                 if own is None:
                     type.__delattr__(cls, "__call__")

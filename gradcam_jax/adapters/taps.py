@@ -110,13 +110,24 @@ def tap(layers: Iterable[str] | None = (), perturb: Mapping[str, jax.Array] | No
     """Within this context, `model.apply` records the outputs of `layers` (every array output if
     None) and adds `perturb[name]` to the output of layer `name`. Read them from the yielded
     `Tapped` once `apply` returns."""
-    tapped = Tapped(layers, perturb or {})
+    with opened(Tapped(layers, perturb or {})) as tapped:
+        yield tapped
+
+
+@contextlib.contextmanager
+def opened(tapped: Tapped) -> Iterator[Tapped]:
+    """`tapped` (a `Tapped` or a subclass: `adapters.attention`) sees the models run in this context."""
     _open.taps.append(tapped)  # NNX and Equinox models read the open taps here (`call_model`)
     try:
         with linen.intercepted(tapped.see):  # linen submodules, wherever they run while this is open
             yield tapped
     finally:
         _open.taps.remove(tapped)
+
+
+def open_taps() -> tuple[Tapped, ...]:
+    """The `tap` contexts open in this thread, outermost first."""
+    return tuple(_open.taps)
 
 
 class _OpenTaps(threading.local):
@@ -219,8 +230,40 @@ def layer_shapes(model, variables, images) -> dict[str, jax.ShapeDtypeStruct]:
     return {path: shapes[path] for path in order}
 
 
-def resolve_layer(model, variables, images, layer: str) -> tuple[str, jax.ShapeDtypeStruct]:
-    """(Flax path, output shape) of `layer`; `UnknownLayerError` listing valid paths otherwise."""
+GOOGLENET_LAYER = "inception_5b-output"  # the library's default layer (`methods.DEFAULT_LAYER`)
+
+
+def is_spatial_map(shape: tuple[int, ...], image_shape: tuple[int, ...]) -> bool:
+    """Whether a layer output of `shape` is a feature map (B, h, w, C), h*w > 1, of (B, H, W, C)
+    images: h <= H, w <= W, and strides H/h and W/w within a factor 2 of each other (which rules
+    out an attention's (B, tokens, heads, depth) projections)."""
+    if len(shape) != 4 or len(image_shape) != 4 or shape[1] * shape[2] <= 1:
+        return False
+    h, w, height, width = shape[1], shape[2], image_shape[1], image_shape[2]
+    if h > height or w > width:
+        return False
+    strides = (height / h, width / w)
+    return max(strides) / min(strides) < 2
+
+
+def default_layer(model, variables, images) -> str:
+    """The layer explained when `layer=None`: "inception_5b-output" where the model has it
+    (GoogLeNet), else the last submodule whose output is a spatial map (B, h, w, C) with h*w > 1
+    (torchcam's automatic layer; `is_spatial_map`). ValueError saying to pass `layer` when there is none."""
+    shapes = layer_shapes(model, variables, images)
+    if any(path in shapes for path in candidate_paths(GOOGLENET_LAYER)):
+        return GOOGLENET_LAYER
+    spatial = [path for path, s in shapes.items() if is_spatial_map(s.shape, images.shape)]
+    if not spatial:
+        raise ValueError("no submodule outputs a spatial map (B, h, w, C) with h*w > 1; pass `layer` (a path)")
+    return spatial[-1]
+
+
+def resolve_layer(model, variables, images, layer: str | None) -> tuple[str, jax.ShapeDtypeStruct]:
+    """(Flax path, output shape) of `layer` (None: `default_layer`); `UnknownLayerError` listing
+    valid paths otherwise."""
+    if layer is None:
+        layer = default_layer(model, variables, images)
     shapes = layer_shapes(model, variables, images)
     for path in candidate_paths(layer):
         if path in shapes:

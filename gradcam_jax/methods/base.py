@@ -32,7 +32,7 @@ from gradcam_jax.adapters import taps
 from gradcam_jax.inputs import check_images, is_concrete
 from gradcam_jax.methods.common import in_slices
 
-DEFAULT_LAYER = "inception_5b-output"
+DEFAULT_LAYER = taps.GOOGLENET_LAYER
 
 
 class Explanation(NamedTuple):
@@ -107,6 +107,7 @@ def register(
             variables = taps.prepare(model, variables)
             images = check_images(images, values=False)
             target = resolve_target(name, score, model, images, targets, options.pop("score", None))
+            options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}  # static: hashable
             result, finite = jitted(model, variables, images, target, **options)
             if is_concrete(finite) and not bool(finite):  # inside the caller's jit/grad: not checked
                 raise ValueError("images contain NaN or Inf values; expected finite pixel values")

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from gradcam_jax import maps
-from gradcam_jax.adapters import taps
+from gradcam_jax.adapters import taps, tokens
 from gradcam_jax.gradients import resolved_scores
 from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
 
@@ -59,6 +59,7 @@ def eigen_cam(
     Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1] and the activations."""
     path, _ = taps.resolve_layer(model, variables, images, layer)
     outputs, activations = taps.forward_with_layer(model, variables, images, path)
+    reshape = tokens.grid_hook(reshape, activations.shape, images.shape)  # ViT tokens: their grid
     if reshape is not None:
         activations = reshape(activations)
     explained, target = resolved_scores(targets, outputs, images.shape[0])  # (B, K)
