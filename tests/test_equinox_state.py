@@ -70,11 +70,16 @@ def test_stateful_grad_cam_equals_hand_written_reference(stateful):
     mean, var = state.get(running(net))
     before = jax.tree.leaves(state)
     result = gj.grad_cam(static, (params, state), images, [1, 3], layer="conv1", score="logit")
+
+    @jax.jit  # one program, not one compiled op at a time
+    def by_hand(image, c):
+        a = net.conv1(image.transpose(2, 0, 1))  # (C, h, w)
+        logit = lambda a: hand_upper(net, mean, var, a)[c]  # noqa: E731
+        return a, logit(a), jax.grad(logit)(a).transpose(1, 2, 0)
+
     for b, c in enumerate([1, 3]):
-        a = net.conv1(images[b].transpose(2, 0, 1))  # (C, h, w)
-        logit = lambda a, c=c: hand_upper(net, mean, var, a)[c]  # noqa: E731
-        np.testing.assert_allclose(result.scores[b], logit(a), rtol=1e-5)
-        gradient = jax.grad(logit)(a).transpose(1, 2, 0)
+        a, logit, gradient = by_hand(images[b], c)
+        np.testing.assert_allclose(result.scores[b], logit, rtol=1e-5)
         np.testing.assert_allclose(result.activations[b], a.transpose(1, 2, 0), rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(result.gradients[b], gradient, atol=1e-5 * float(jnp.abs(gradient).max()))
         raw = jnp.einsum("hwc,c->hw", a.transpose(1, 2, 0), gradient.mean(axis=(0, 1)))
