@@ -18,24 +18,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import html
 import os
 import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
-from gradcam_jax import choices, labels, outputs
+from gradcam_jax import choices, outputs
 from gradcam_jax import images as images_lib
+from gradcam_jax import labels as labels_lib
 from gradcam_jax.adapters import taps
 from gradcam_jax.classify import top_k
 from gradcam_jax.googlenet import INPUT_SIZE
-from gradcam_jax.methods import DEFAULT_LAYER, METHODS
+from gradcam_jax.methods import METHODS
 from gradcam_jax.methods.transformer import method_names
 from gradcam_jax.overlay import overlay
 from gradcam_jax.scores import SCORES
@@ -61,19 +64,68 @@ class Panel(NamedTuple):
     caption: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Preprocessed:
+    """A model that takes photos as RGB 0..255 (B, h, w, 3) float32 batches: `preprocess` turns them
+    into what `model` takes. Hashable, so it is a static argument under `jit` like the model; layers
+    keep the inner model's paths (taps see through the wrapper)."""
+
+    model: Any
+    preprocess: Callable
+
+    def __call__(self, variables, images):
+        return taps.call_model(self.model, variables, self.preprocess(images))
+
+
 class Explorer:
     """What the page does, as plain functions of a photo and the options; no Gradio here.
 
-    model, variables: as for every method (`load_googlenet()`). Errors are `ValueError`s
-    (`ImageError`, `UnknownLayerError` included) whose text is the CLI's `error:` line.
+    model, variables: as for every method (`load_googlenet()`, or any supported model). For a model
+    other than GoogLeNet say what it takes and what its classes are: `labels` (one name per output;
+    None: ImageNet's 1000), `input_size` (h, w) photos are resized to, `preprocess` (RGB 0..255
+    float32 (B, h, w, 3) -> the model's input; None: passed as they are) and `layers` (the paths
+    offered; None: every layer). Errors are `ValueError`s (`ImageError`, `UnknownLayerError`
+    included) whose text is the CLI's `error:` line.
     """
 
-    def __init__(self, model, variables):
-        self.model, self.variables = model, variables
-        probe = np.zeros((1, *INPUT_SIZE, 3), np.float32)
-        self.layers = taps.layer_shapes(model, variables, probe)  # {Flax path: shape}, in call order
-        self.default_layer = taps.resolve_layer(model, variables, probe, DEFAULT_LAYER)[0]
-        self.methods = method_names(METHODS, model, variables, probe)  # attention methods where it has some
+    def __init__(
+        self,
+        model,
+        variables,
+        *,
+        labels: Sequence[str] | None = None,
+        input_size: tuple[int, int] = INPUT_SIZE,
+        preprocess: Callable | None = None,
+        layers: Sequence[str] | None = None,
+    ):
+        self.model = model if preprocess is None else Preprocessed(model, preprocess)
+        self.variables = variables
+        self.input_size: tuple[int, int] = (int(input_size[0]), int(input_size[1]))
+        self.labels = None if labels is None else tuple(labels)
+        probe = np.zeros((1, *self.input_size, 3), np.float32)
+        outputs = jax.eval_shape(lambda v, x: taps.apply_logits(self.model, v, x), variables, probe)
+        self.num_classes = outputs.shape[-1]
+        if self.labels is not None and len(self.labels) != self.num_classes:
+            raise ValueError(f"got {len(self.labels)} labels for a model with {self.num_classes} outputs")
+        every = taps.layer_shapes(self.model, variables, probe)  # {path: shape}, in call order
+        offered = [taps.resolve_layer(self.model, variables, probe, name)[0] for name in layers or ()]
+        self.layers = {path: every[path] for path in offered} if layers else every
+        default = taps.default_layer(self.model, variables, probe)
+        default = taps.resolve_layer(self.model, variables, probe, default)[0]
+        self.default_layer = default if default in self.layers else next(reversed(self.layers))
+        self.methods = method_names(METHODS, self.model, variables, probe)  # attention methods where it has some
+
+    def label(self, index: int) -> str:
+        """The display name of class `index`."""
+        return labels_lib.label(index, self.labels)
+
+    def class_index(self, spec: int | str) -> int:
+        """A class by index or name (as `--class`), among this model's classes."""
+        return labels_lib.class_index(spec, self.num_classes, self.labels)
+
+    def model_input(self, photo: str | Path) -> np.ndarray:
+        """float32 (1, h, w, 3): the photo resized to `input_size` as the CLI resizes it."""
+        return images_lib.load_image(photo, self.input_size)[None].astype(np.float32)
 
     def layer_choices(self) -> list[tuple[str, str]]:
         """(label with the shape, Flax path) of every layer, for a dropdown."""
@@ -81,8 +133,8 @@ class Explorer:
 
     def classify(self, photo: str | Path, k: int = 5) -> list[tuple[int, str, float]]:
         """(class index, label, softmax score) of the photo's top-k classes, best first."""
-        probs, classes = top_k(self.model, self.variables, model_input(photo), k)
-        return [(int(c), labels.label(int(c)), float(p)) for p, c in zip(np.asarray(probs)[0], np.asarray(classes)[0])]
+        probs, classes = top_k(self.model, self.variables, self.model_input(photo), min(k, self.num_classes))
+        return [(int(c), self.label(int(c)), float(p)) for p, c in zip(np.asarray(probs)[0], np.asarray(classes)[0])]
 
     def explain(
         self,
@@ -90,15 +142,16 @@ class Explorer:
         classes: list[int] | None = None,
         method: str = "grad_cam",
         *,
-        layer: str = DEFAULT_LAYER,
+        layer: str | None = None,
         score: str = "softmax",
         relu: bool = False,
         alpha: float = 0.5,
     ) -> list[Panel]:
-        """One panel per class in `classes` (one method call, K targets), or the top-1 class if None."""
-        fn, options = self.method(method, layer, score, relu, alpha)
+        """One panel per class in `classes` (one method call, K targets), or the top-1 class if None;
+        `layer` None is `default_layer`."""
+        fn, options = self.method(method, layer or self.default_layer, score, relu, alpha)
         photo_rgb = images_lib.read_image(photo)
-        x = images_lib.resize(photo_rgb)[None].astype(np.float32)
+        x = images_lib.resize(photo_rgb, self.input_size)[None].astype(np.float32)
         targets = None if classes is None else np.asarray([classes], np.int32)
         maps, scores, chosen = choices.per_class(fn(self.model, self.variables, x, targets, **options), targets)
         original = np.asarray(photo_rgb)
@@ -108,7 +161,7 @@ class Explorer:
                 m,
                 int(c),
                 float(s),
-                f"{labels.label(int(c))} [{int(c)}] {s:.3f} · {method}",
+                f"{self.label(int(c))} [{int(c)}] {s:.3f} · {method}",
             )
             for m, c, s in zip(maps[0], chosen[0], scores[0])
         ]
@@ -133,30 +186,34 @@ class Explorer:
         target: int | None = None,
         method: str = "grad_cam",
         *,
-        layer: str = DEFAULT_LAYER,
+        layer: str | None = None,
         score: str = "softmax",
         relu: bool = False,
         alpha: float = 0.5,
     ):
         """The live mode's work per webcam frame: uint8 RGB (H, W, 3) in, `ExplainedFrame` out
-        (overlay at the frame's size, map (224, 224), class, score). Checks nothing: the page
+        (overlay at the frame's size, map at `input_size`, class, score). Checks nothing: the page
         checks the options once when they change, not 10+ times a second."""
+        layer = layer or self.default_layer
         options = choices.method_options(METHODS[method], argparse.Namespace(layer=layer, score=score, relu=relu))
-        return next(
-            explain_frames(
-                [frame], self.model, self.variables, method=method, target=target, batch_size=1, alpha=alpha, **options
-            )
+        frames = explain_frames(
+            [frame],
+            self.model,
+            self.variables,
+            method=method,
+            target=target,
+            batch_size=1,
+            alpha=alpha,
+            input_size=self.input_size,
+            **options,
         )
+        return next(frames)
 
 
-def model_input(photo: str | Path) -> np.ndarray:
-    """float32 (1, 224, 224, 3): the photo resized as the CLI resizes it."""
-    return images_lib.load_image(photo)[None].astype(np.float32)
-
-
-def parse_classes(text: str) -> list[int]:
-    """Class indices from "bull mastiff, 282" (names or indices, comma-separated; as `--class`)."""
-    return [labels.class_index(part) for part in text.split(",") if part.strip()]
+def parse_classes(text: str, class_index: Callable = labels_lib.class_index) -> list[int]:
+    """Class indices from "bull mastiff, 282" (names or indices, comma-separated; as `--class`),
+    each read by `class_index` (ImageNet's by default; `Explorer.class_index` for a model's own)."""
+    return [class_index(part) for part in text.split(",") if part.strip()]
 
 
 def save_downloads(folder: Path, panel: Panel, stem: str) -> list[str]:
@@ -198,14 +255,25 @@ def theme():
     return gr.themes.Default(font=list(FONTS), font_mono=list(MONO_FONTS))  # pyright: ignore[reportPrivateImportUsage]
 
 
-def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path | None = None):
+def build_app(explorer: Explorer, workdir: str | Path, examples: Sequence[str | Path] | None = None):
     """The page, a `gradio.Blocks`, over `explorer`; downloads are written under `workdir`.
     Launch it with `launch` (offline settings, one request at a time)."""
     gr = require_gradio()
     workdir = Path(workdir)
-    examples_dir = Path(examples_dir) if examples_dir else Path(__file__).resolve().parent.parent / "docs" / "images"
     upload_root = Path(gr.utils.get_upload_folder())  # pyright: ignore[reportAttributeAccessIssue]
-    examples = [[str(examples_dir / name)] for name in EXAMPLES if (examples_dir / name).is_file()]
+    if examples is None:  # GoogLeNet's page offers the bundled photos, where the source tree has them
+        bundled = Path(__file__).resolve().parent.parent / "docs" / "images"
+        examples = [bundled / name for name in EXAMPLES] if explorer.labels is None else []
+    example_rows = [[str(path)] for path in examples if Path(path).is_file()]
+    first, second = explorer.label(0), explorer.label(min(1, explorer.num_classes - 1))
+    one_class, two_classes = (
+        ("bull mastiff, or 243", "bull mastiff, tiger cat")
+        if explorer.labels is None
+        else (
+            f"{first}, or 0",
+            f"{first}, {second}",
+        )
+    )
 
     def checked(fn):
         """Run `fn`; a bad input becomes a message in the page, in the CLI's words."""
@@ -224,12 +292,12 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
         return run
 
     def options(layer, score, relu, alpha) -> dict[str, Any]:
-        return dict(layer=layer or DEFAULT_LAYER, score=score, relu=bool(relu), alpha=float(alpha))
+        return dict(layer=layer or explorer.default_layer, score=score, relu=bool(relu), alpha=float(alpha))
 
     def chosen_class(picked, typed):
         typed = (typed or "").strip()
         if typed:
-            return labels.class_index(typed)
+            return explorer.class_index(typed)
         return None if picked in (None, "") else int(picked)
 
     @checked
@@ -257,7 +325,7 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
     def compare_classes(photo, typed, method, layer, score, relu, alpha, progress=gr.Progress()):  # noqa: B008  (Gradio's idiom)
         if not photo:
             return []
-        classes = parse_classes(typed or "") or [c for c, _, _ in explorer.classify(photo, 2)]
+        classes = parse_classes(typed or "", explorer.class_index) or [c for c, _, _ in explorer.classify(photo, 2)]
         if not 2 <= len(classes) <= MAX_COMPARED:
             raise ValueError(f"compare 2 to {MAX_COMPARED} classes; got {len(classes)}")
         progress(0, desc=f"{method}: {len(classes)} classes")
@@ -282,15 +350,15 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
     def check_live(typed, method, layer, score, relu, alpha):
         """Check the live options once when they change; the per-frame function trusts them."""
         if (typed or "").strip():
-            labels.class_index(typed)
-        explorer.method(method, layer or DEFAULT_LAYER, score, bool(relu), float(alpha))
+            explorer.class_index(typed)
+        explorer.method(method, layer or explorer.default_layer, score, bool(relu), float(alpha))
         return ""
 
     def live(frame, typed, method, layer, score, relu, alpha, rate):
         if frame is None:
             return None, "", rate
         try:
-            target = labels.class_index(typed) if (typed or "").strip() else None
+            target = explorer.class_index(typed) if (typed or "").strip() else None
             explained = explorer.explain_frame(
                 np.asarray(frame, np.uint8)[..., :3], target, method, **options(layer, score, relu, alpha)
             )
@@ -298,7 +366,7 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
             return None, f"error: {err}", rate
         rate = rate or FrameRate()
         fps = rate.tick()
-        text = f"{labels.label(explained.target)} [{explained.target}] {explained.score:.3f} · {fps:.1f} frames/s"
+        text = f"{explorer.label(explained.target)} [{explained.target}] {explained.score:.3f} · {fps:.1f} frames/s"
         return explained.overlay, text, rate
 
     with gr.Blocks(title="gradcam-jax explorer", analytics_enabled=False) as demo:
@@ -306,13 +374,13 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
         with gr.Row():
             with gr.Column(scale=1):
                 photo = gr.File(label="photo", file_types=["image"], type="filepath", elem_id="photo")
-                if examples:
-                    gr.Examples(examples, inputs=photo, label="bundled photos")
+                if example_rows:
+                    gr.Examples(example_rows, inputs=photo, label="example photos")
                 top5 = gr.Label(num_top_classes=5, label="top-5 classes", elem_id="top5")
                 picked = gr.Radio(choices=[], label="explain class", elem_id="picked")
                 typed = gr.Textbox(
                     label="or type a class: name or index (as --class)",
-                    placeholder="bull mastiff, or 243",
+                    placeholder=one_class,
                     elem_id="typed",
                 )
                 method = gr.Dropdown(explorer.methods, value="grad_cam", label="method", elem_id="method")
@@ -347,7 +415,7 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
                 with gr.Tab("Compare"):
                     compare_typed = gr.Textbox(
                         label="classes, 2 to 4, comma-separated (empty: the top 2)",
-                        placeholder="bull mastiff, tiger cat",
+                        placeholder=two_classes,
                         elem_id="compare-classes",
                     )
                     compare_classes_button = gr.Button("Compare classes", elem_id="compare-classes-button")
@@ -419,9 +487,9 @@ def build_app(explorer: Explorer, workdir: str | Path, examples_dir: str | Path 
     return demo
 
 
-def launch(demo, host: str = "127.0.0.1", port: int | None = 7860, *, block: bool = True):
-    """Serve `demo` offline, one request at a time per model (others wait in a queue that shows
-    their position); `block=False` returns at once (tests). Returns Gradio's (app, url, share url)."""
+def start(demo, host: str = "127.0.0.1", port: int | None = 7860, *, block: bool = True):
+    """Serve the page `demo` offline, one request at a time per model (others wait in a queue that
+    shows their position); `block=False` returns at once (tests). Returns Gradio's (app, url, share url)."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # launch() reads only this, whatever the Blocks says
     demo.queue(default_concurrency_limit=1)
     return demo.launch(
@@ -457,12 +525,16 @@ def private_folder() -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def serve(model, variables, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
-    """The app over (model, variables), served in the background of this process while the
-    context is open (on a free port if `port` is None); yields its URL. For tests and benchmarks."""
+def serve(
+    model, variables, host: str = "127.0.0.1", port: int | None = None, examples=None, **model_options
+) -> Iterator[str]:
+    """The page over (model, variables), served in the background of this process while the
+    context is open (on a free port if `port` is None); yields its URL. `model_options` are
+    `Explorer`'s (labels, input_size, preprocess, layers). For tests and benchmarks."""
+    explorer = Explorer(model, variables, **model_options)  # a bad model or labels fail before any serving
     with private_folder() as folder:
-        demo = build_app(Explorer(model, variables), folder)
-        _, url, _ = launch(demo, host, port or free_port(host), block=False)
+        demo = build_app(explorer, folder, examples)
+        _, url, _ = start(demo, host, port or free_port(host), block=False)
         try:
             yield url.rstrip("/")
         finally:
@@ -475,13 +547,34 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def serve_until_stopped(model, variables, host: str = "127.0.0.1", port: int = 7860) -> int:
-    """`gradcam-jax app`: build the page over `model` and serve it on host:port until Ctrl-C."""
+def launch(
+    model,
+    variables,
+    *,
+    labels: Sequence[str] | None = None,
+    input_size: tuple[int, int] = INPUT_SIZE,
+    preprocess: Callable | None = None,
+    layers: Sequence[str] | None = None,
+    examples: Sequence[str | Path] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+) -> int:
+    """Serve the explorer over your own model on http://host:port until Ctrl-C (`pip install
+    'gradcam-jax[app]'`); `gradcam-jax app` is this over GoogLeNet.
+
+    model, variables: any supported model (linen, NNX split, Equinox partition, Keras, a function).
+    labels: one name per output (None: ImageNet's 1000). input_size: (h, w) uploads and webcam frames
+    are resized to. preprocess: RGB 0..255 float32 (B, h, w, 3) -> the model's input (None: as is).
+    layers: the paths offered (None: every layer; the default is `default_layer`'s choice).
+    examples: photos offered under the upload (None: the bundled ones for GoogLeNet, none otherwise).
+    A wrong label count, an unknown layer: one ValueError before anything is served.
+    """
     require_gradio()
+    explorer = Explorer(model, variables, labels=labels, input_size=input_size, preprocess=preprocess, layers=layers)
     with private_folder() as folder:
-        demo = build_app(Explorer(model, variables), folder)
+        demo = build_app(explorer, folder, examples)
         try:
-            launch(demo, host, port)
+            start(demo, host, port)
         except OSError as err:  # the port is taken, or the address is not this machine's
             raise RuntimeError(f"cannot serve on {host}:{port} ({str(err).split('. ')[0]})") from None
         finally:

@@ -407,7 +407,7 @@ def run_app(args) -> int:
     from gradcam_jax import app  # Gradio is optional: imported only for this command
 
     app.require_gradio()
-    return app.serve_until_stopped(*model_and_variables(args), args.host, args.port)
+    return app.launch(*model_and_variables(args), host=args.host, port=args.port)
 
 
 def positive_int(text: str) -> int:

@@ -282,11 +282,13 @@ def explain_frames(
     target: int | None = None,
     batch_size: int = 8,
     alpha: float = 0.5,
+    input_size: tuple[int, int] = INPUT_SIZE,
     **options,
 ) -> Iterator[ExplainedFrame]:
     """Explain a stream of uint8 RGB (H, W, 3) frames of one size; one `ExplainedFrame` per frame, in order.
 
-    target: a class index for every frame, or None for each frame's own top-1 class. `options`
+    target: a class index for every frame, or None for each frame's own top-1 class. Frames are
+    resized to `input_size` (h, w), GoogLeNet's 224x224 by default, for the model. `options`
     (layer, score, relu, ...) go to the method. Frames are decoded and resized in a background
     thread; the overlay is drawn at the frame's resolution (see the module doc).
     """
@@ -295,7 +297,7 @@ def explain_frames(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
     explain = frame_explainer(model, variables, method, target, batch_size, options)
-    inputs = prefetch(model_inputs(frames), depth=2 * batch_size)
+    inputs = prefetch(model_inputs(frames, input_size), depth=2 * batch_size)
     try:
         for batch, (maps, stretched, targets, scores) in explained_batches(batched(inputs, batch_size), explain):
             for b, frame in enumerate(batch):
