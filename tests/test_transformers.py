@@ -155,12 +155,14 @@ def test_calling_convention(vit, name):
     model, variables, images = vit
     options = {"head": toy_vit.legrad_head} if name == "legrad" else {}
     method = gj.METHODS[name]
-    implicit = method(model, variables, images, **options)
-    np.testing.assert_array_equal(implicit.targets, np.argmax(model.apply(variables, images), axis=-1))
     both = method(model, variables, images, np.array([[0, 3], [2, 1]]), **options)
     flat = method(model, variables, images, np.array([0, 2]), **options)
     assert both.map.shape == (2, 2, 16, 24) and flat.map.shape == (2, 16, 24) and flat.scores.shape == (2,)
     np.testing.assert_allclose(both.map[:, 0], flat.map, atol=1e-5)
+    np.testing.assert_array_equal(both.targets, [[0, 3], [2, 1]])
+    if name == "attention_rollout":  # top-1 by default (the same code for all three: `resolved_scores`)
+        implicit = method(model, variables, images)
+        np.testing.assert_array_equal(implicit.targets, np.argmax(model.apply(variables, images), axis=-1))
 
 
 def test_gap_vit_maps_average_every_query_row():

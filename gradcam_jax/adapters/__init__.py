@@ -10,5 +10,7 @@ its submodules' outputs are reached:
 - `equinox`: Equinox `(static, params)` from `eqx.partition`;
 - `hooks`: submodule-call hooks for frameworks without interceptors (NNX, Equinox);
 - `internals`: the per-image taps' use of JAX internals (models that vmap inside);
-- `tokens`: transformer token layers laid out as grids.
+- `tokens`: transformer token layers laid out as grids;
+- `attention`: attention taps, the post-softmax probabilities of attention submodules read and
+  perturbed by path (the transformer methods).
 """
