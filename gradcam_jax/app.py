@@ -72,7 +72,7 @@ class Explorer:
         self.model, self.variables = model, variables
         probe = np.zeros((1, *INPUT_SIZE, 3), np.float32)
         self.layers = taps.layer_shapes(model, variables, probe)  # {Flax path: shape}, in call order
-        self.default_layer = taps.resolve_layer(model, variables, probe, DEFAULT_LAYER)[0]
+        self.default_layer = taps.resolve_layer(model, variables, probe, None)[0]  # GoogLeNet: DEFAULT_LAYER's
         self.methods = method_names(METHODS, model, variables, probe)  # attention methods where it has some
 
     def layer_choices(self) -> list[tuple[str, str]]:

@@ -306,6 +306,18 @@ def test_default_layer_is_the_last_spatial_map(vit):
         gj.default_layer(mlp, mlp.init(jax.random.key(0), jnp.zeros((1, 4))), jnp.zeros((1, 4)))
 
 
+def test_front_ends_offer_the_attention_methods_only_where_there_is_attention():
+    from gradcam_jax import app, cli
+
+    with pytest.raises(SystemExit):  # GoogLeNet, the CLI's model, has no attention: not a choice
+        cli.build_parser().parse_args(["explain", "photo.jpg", "--method", "attention_rollout"])
+    model = toy_vit.ToyViT(image_size=(224, 224), patch=32, dim=8, depth=1, heads=1)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
+    explorer = app.Explorer(model, variables)
+    assert {"attention_rollout", "generic_attention"} <= set(explorer.methods) and "legrad" not in explorer.methods
+    assert explorer.default_layer == "embed"
+
+
 # --- Equinox: attention called per image (the model's vmap) and per head (Equinox's own) --------------
 
 
