@@ -110,8 +110,7 @@ class Explorer:
         every = taps.layer_shapes(self.model, variables, probe)  # {path: shape}, in call order
         offered = [taps.resolve_layer(self.model, variables, probe, name)[0] for name in layers or ()]
         self.layers = {path: every[path] for path in offered} if layers else every
-        default = taps.default_layer(self.model, variables, probe)
-        default = taps.resolve_layer(self.model, variables, probe, default)[0]
+        default = taps.resolve_layer(self.model, variables, probe, None)[0]  # GoogLeNet: DEFAULT_LAYER's
         self.default_layer = default if default in self.layers else next(reversed(self.layers))
         self.methods = method_names(METHODS, self.model, variables, probe)  # attention methods where it has some
 

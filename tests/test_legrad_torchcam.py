@@ -82,4 +82,5 @@ def test_legrad_matches_torchcam_on_the_same_weights():
     result = gj.legrad(model, variables, images, np.array(classes), head=toy_vit.legrad_head)
     reference = np.asarray(maps.finish(expected, (32, 32)))  # torchcam's grid, upsampled as ours is
     for ours, theirs in zip(np.asarray(result.map), reference):
-        assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] >= 0.99
+        assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] >= 0.99  # the bar
+    np.testing.assert_allclose(result.map, reference, atol=1e-4)  # measured: 2.4e-7 apart, correlation 1.0

@@ -155,12 +155,45 @@ def test_calling_convention(vit, name):
     model, variables, images = vit
     options = {"head": toy_vit.legrad_head} if name == "legrad" else {}
     method = gj.METHODS[name]
-    implicit = method(model, variables, images, **options)
-    np.testing.assert_array_equal(implicit.targets, np.argmax(model.apply(variables, images), axis=-1))
     both = method(model, variables, images, np.array([[0, 3], [2, 1]]), **options)
     flat = method(model, variables, images, np.array([0, 2]), **options)
     assert both.map.shape == (2, 2, 16, 24) and flat.map.shape == (2, 16, 24) and flat.scores.shape == (2,)
     np.testing.assert_allclose(both.map[:, 0], flat.map, atol=1e-5)
+    np.testing.assert_array_equal(both.targets, [[0, 3], [2, 1]])
+    if name == "attention_rollout":  # top-1 by default (the same code for all three: `resolved_scores`)
+        implicit = method(model, variables, images)
+        np.testing.assert_array_equal(implicit.targets, np.argmax(model.apply(variables, images), axis=-1))
+
+
+def test_generic_attention_maps_are_differentiable():
+    """d/dθ and d/dx of sum(map * w) against central differences in float64 along a random direction
+    (as tests/test_training.py does for the other methods), on a one-block ViT of 4 patches. Rollout is a plain
+    function of the probabilities; LeGrad's maps are not differentiable (its blocks' outputs go on
+    without gradient, see its module doc)."""
+    options, method = {}, gj.generic_attention
+    with jax.enable_x64(True):
+        model = toy_vit.ToyViT(image_size=(8, 8), dim=8, depth=1, heads=1, num_classes=3)
+        keys = jax.random.split(jax.random.key(0), 5)
+        images = jax.random.normal(keys[0], (2, 8, 8, 1), jnp.float64)
+        variables = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(keys[1], images))
+        variables = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(keys[2], a.shape, a.dtype), variables)
+        weights = jax.random.uniform(keys[3], (2, 8, 8), jnp.float64)
+
+        def loss(variables, images):
+            return (method(model, variables, images, jnp.array([0, 2]), **options).map * weights).sum()
+
+        g_variables, g_images = jax.jit(jax.grad(loss, argnums=(0, 1)))(variables, images)
+        d_variables = jax.tree.map(lambda a: jax.random.normal(keys[4], a.shape, a.dtype), variables)
+        d_images = jax.random.normal(keys[4], images.shape, jnp.float64)
+        step = 1e-6
+        along = (
+            loss(jax.tree.map(lambda a, d: a + step * d, variables, d_variables), images + step * d_images)
+            - loss(jax.tree.map(lambda a, d: a - step * d, variables, d_variables), images - step * d_images)
+        ) / (2 * step)
+        predicted = jnp.vdot(g_images, d_images) + sum(
+            jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(g_variables), jax.tree.leaves(d_variables))
+        )
+        np.testing.assert_allclose(predicted, along, rtol=1e-5, atol=1e-8)
 
 
 def test_gap_vit_maps_average_every_query_row():
@@ -302,6 +335,18 @@ def test_default_layer_is_the_last_spatial_map(vit):
     mlp = nn.Dense(3)
     with pytest.raises(ValueError, match="pass `layer`"):
         gj.default_layer(mlp, mlp.init(jax.random.key(0), jnp.zeros((1, 4))), jnp.zeros((1, 4)))
+
+
+def test_front_ends_offer_the_attention_methods_only_where_there_is_attention():
+    from gradcam_jax import app, cli
+
+    with pytest.raises(SystemExit):  # GoogLeNet, the CLI's model, has no attention: not a choice
+        cli.build_parser().parse_args(["explain", "photo.jpg", "--method", "attention_rollout"])
+    model = toy_vit.ToyViT(image_size=(224, 224), patch=32, dim=8, depth=1, heads=1)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
+    explorer = app.Explorer(model, variables)
+    assert {"attention_rollout", "generic_attention"} <= set(explorer.methods) and "legrad" not in explorer.methods
+    assert explorer.default_layer == "embed"
 
 
 # --- Equinox: attention called per image (the model's vmap) and per head (Equinox's own) --------------

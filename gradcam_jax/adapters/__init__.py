@@ -11,5 +11,7 @@ its submodules' outputs are reached:
 - `keras`: Keras 3 models on the JAX backend, through `stateless_call`;
 - `hooks`: submodule-call hooks for frameworks without interceptors (NNX, Equinox, Keras);
 - `internals`: the per-image taps' use of JAX internals (models that vmap inside);
-- `tokens`: transformer token layers laid out as grids.
+- `tokens`: transformer token layers laid out as grids;
+- `attention`: attention taps, the post-softmax probabilities of attention submodules read and
+  perturbed by path (the transformer methods).
 """

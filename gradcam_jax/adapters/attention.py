@@ -13,13 +13,20 @@ each with its default `attention_fn`. A module given a custom `attention_fn` tha
 library's `dot_product_attention_weights` (a fused kernel) is not seen: pass the default while
 explaining. The submodule path comes from linen's interceptor, or for NNX and Equinox from
 `adapters.hooks` (the hooked call that is running). A module called on different query and key/value
-inputs is cross-attention; the methods refuse it as a block.
+inputs is cross-attention; the methods refuse it as a block. (Inputs are compared by identity: an
+Equinox block calling `attn(x, x, x)` is self-attention, `jax.vmap(attn)(x, x, x)` is not seen as such,
+since vmap hands each argument its own tracer; call the attention inside the vmapped function.)
 
-What this relies on inside Flax and Equinox (checked against flax 0.12, equinox 0.13; nothing else
-in the library does) is in `_WEIGHTS` and `_forcing_unfused` below: the module-level function
-`dot_product_attention_weights` that each library's default `dot_product_attention` looks up when
-called, and, for NNX, that passing `sow_weights=True` routes around the fused
-`jax.nn.dot_product_attention` (the sow itself is suppressed, so the module's state is unchanged).
+What this relies on inside Flax and Equinox (checked against flax 0.12.8 and equinox 0.13.8; nothing
+else in the library does) is in `_WEIGHTS`, `_framed_call` and `_watched_weights` below:
+- each library's default `dot_product_attention` looks up the module-level function
+  `dot_product_attention_weights` by name when called, and that function returns the post-softmax
+  probabilities (batch..., heads, queries, keys) (Equinox: (queries, keys), vmapped over heads);
+- NNX's `dot_product_attention` takes the fused `jax.nn.dot_product_attention` unless it is given a
+  `module`, which `MultiHeadAttention` passes when called with `sow_weights=True`: the tap passes it,
+  then drops the `module` argument on the way into the weights function, so nothing is sown and the
+  module's state is unchanged.
+While a tap is open these attributes are replaced, under `adapters.hooks`' lock, and restored after.
 """
 
 from __future__ import annotations

@@ -18,7 +18,10 @@ submodules. Pass a module-level function (it is a static argument of the jitted 
 
 Cost: one forward pass and one backward pass per target column. Each block's output goes on through
 the model without gradient (`adapters.attention`'s `detach`), so one backward pass of the summed
-block scores gives every block the gradient of its own score only.
+block scores gives every block the gradient of its own score only. The price: unlike the other
+methods, LeGrad's maps cannot be differentiated with respect to the weights or the images (the
+cut also hides later blocks' dependence on earlier ones from an outer `jax.grad`); use
+`generic_attention` inside a training loss.
 """
 
 from __future__ import annotations
