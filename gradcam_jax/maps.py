@@ -34,7 +34,7 @@ def rescale(maps: jax.Array) -> jax.Array:
     return safe_divide(maps - low, maps.max(axis=(-2, -1), keepdims=True) - low)
 
 
-def upsample(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
+def upsample(maps: jax.Array, size: tuple[int, ...]) -> jax.Array:
     """(..., h, w) -> (..., H, W) by bicubic interpolation (MATLAB's `imresize(..., 'bicubic')`),
     clipped back to [0, 1] since cubic interpolation overshoots."""
     if tuple(maps.shape[-2:]) == tuple(size):
@@ -56,7 +56,7 @@ def upsample_on_host(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(resized), 0.0, 1.0)
 
 
-def finish(raw: jax.Array, size: tuple[int, int], relu: bool = False) -> jax.Array:
+def finish(raw: jax.Array, size: tuple[int, ...], relu: bool = False) -> jax.Array:
     """Raw (..., h, w) maps -> explanations (..., H, W): optional ReLU, rescale, upsample."""
     if relu:
         raw = jax.nn.relu(raw)
