@@ -44,8 +44,8 @@ def ablation_cam(
     batch_size: int = 32,
 ) -> Explanation:
     """Ablation-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
-    images: (B, *spatial, C). Returns an `Explanation` with map (B, [K,] *spatial) float32 in
-    [0, 1] and the activations (B, *s, C)."""
+    images: ``(B, *spatial, C)``. Returns an `Explanation` with map ``(B, [K,] *spatial)`` float32 in
+    [0, 1] and the activations ``(B, *s, C)``."""
     activations, explained, target, path, raw = layer_outputs(model, variables, images, targets, layer, reshape)
     low = raw.min(axis=tuple(range(1, raw.ndim)), keepdims=True)  # per image
     ablated_value = jnp.where(low == 0, jnp.zeros_like(low), low - ABLATION_VALUE)

@@ -35,8 +35,8 @@ def eigen_grad_cam(
     reshape: Callable | None = None,
 ) -> Explanation:
     """EigenGrad-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
-    images: (B, *spatial, C). Returns an `Explanation` with map (B, [K,] *spatial) float32 in
-    [0, 1], activations (B, *s, C) and gradients (B, [K,] *s, C)."""
+    images: ``(B, *spatial, C)``. Returns an `Explanation` with map ``(B, [K,] *spatial)`` float32 in
+    [0, 1], activations ``(B, *s, C)`` and gradients ``(B, [K,] *s, C)``."""
     g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
     products = maps.float32_or_wider(g.gradients) * maps.float32_or_wider(g.activations)[:, None]
     b, k = products.shape[:2]

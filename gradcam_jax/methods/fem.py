@@ -35,8 +35,8 @@ def fem(
     reshape: Callable | None = None,
 ) -> Explanation:
     """FEM maps at `layer`, repeated for each of `targets` (B,) or (B, K) (None: top-1); see the
-    module doc. images: (B, *spatial, C). Returns an `Explanation` with map (B, [K,] *spatial)
-    float32 in [0, 1] and the activations (B, *s, C)."""
+    module doc. images: ``(B, *spatial, C)``. Returns an `Explanation` with map ``(B, [K,] *spatial)``
+    float32 in [0, 1] and the activations ``(B, *s, C)``."""
     activations, explained, target, *_ = layer_outputs(model, variables, images, targets, layer, reshape)
     a = maps.float32_or_wider(activations)
     spatial = tuple(range(1, a.ndim - 1))

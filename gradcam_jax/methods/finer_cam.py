@@ -39,8 +39,8 @@ def finer_cam(
     reshape: Callable | None = None,
 ) -> Explanation:
     """Finer-CAM maps of class `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module
-    doc. images: (B, *spatial, C). Returns an `Explanation` with map (B, [K,] *spatial) float32 in
-    [0, 1], the contrastive scores, activations (B, *s, C) and gradients (B, [K,] *s, C)."""
+    doc. images: ``(B, *spatial, C)``. Returns an `Explanation` with map ``(B, [K,] *spatial)`` float32 in
+    [0, 1], the contrastive scores, activations ``(B, *s, C)`` and gradients ``(B, [K,] *s, C)``."""
     if not isinstance(targets, targets_lib.Classes):
         raise TypeError("finer_cam contrasts classes: give class indices (B,) or (B, K), or None for the top-1")
     finer = targets_lib.Finer(targets.indices, comparisons, alpha)

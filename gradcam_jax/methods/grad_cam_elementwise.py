@@ -33,8 +33,8 @@ def grad_cam_elementwise(
     reshape: Callable | None = None,
 ) -> Explanation:
     """Grad-CAM element-wise maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the
-    module doc. images: (B, *spatial, C). Returns an `Explanation` with map (B, [K,] *spatial)
-    float32 in [0, 1], activations (B, *s, C) and gradients (B, [K,] *s, C)."""
+    module doc. images: ``(B, *spatial, C)``. Returns an `Explanation` with map ``(B, [K,] *spatial)``
+    float32 in [0, 1], activations ``(B, *s, C)`` and gradients ``(B, [K,] *s, C)``."""
     g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
     products = maps.float32_or_wider(g.gradients) * maps.float32_or_wider(g.activations)[:, None]
     raw = jax.nn.relu(products).sum(axis=-1)  # (B, K, *s)

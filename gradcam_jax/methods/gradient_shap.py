@@ -11,7 +11,7 @@ expectation (stdev 0) it is integrated gradients with the same baseline. The dra
 (a `jax.random` key or an int seed; the same key gives the same map); samples are vmapped so one
 forward/backward pass holds at most `batch_size` whole images (the rule in `methods.common`).
 The map reduces the attribution over channels (`reduce`, default "abs_max") and rescales it;
-`Explanation.gradients` holds the mean sampled gradient (B, [K,] *spatial, C).
+`Explanation.gradients` holds the mean sampled gradient ``(B, [K,] *spatial, C)``.
 
 Differentiable with respect to `variables` and `images`, under `jit`: the draws are fixed by `key`.
 """
@@ -48,8 +48,8 @@ def gradient_shap(
     batch_size: int = 8,
 ) -> Explanation:
     """GradientSHAP maps of `targets` (B,) or (B, K) (None: top-1) at input resolution; see the
-    module doc. images: float (B, *spatial, C). Returns an `Explanation` with map
-    (B, [K,] *spatial) float32 in [0, 1] and the mean sampled gradient."""
+    module doc. images: float ``(B, *spatial, C)``. Returns an `Explanation` with map
+    ``(B, [K,] *spatial)`` float32 in [0, 1] and the mean sampled gradient."""
     if samples < 1:
         raise ValueError(f"samples must be at least 1; got {samples}")
     images = maps.float32_or_wider(images)

@@ -6,7 +6,7 @@
 the model takes), "mean" (the mean pixel: captum's on the mean-subtracted input a Caffe network
 works in), a number or a per-channel tuple. It is the one-step, end-point version of integrated
 gradients. The map reduces the attribution over channels (`reduce`, default "abs_max") and
-rescales it; `Explanation.gradients` holds the input gradient (B, [K,] *spatial, C), so the
+rescales it; `Explanation.gradients` holds the input gradient ``(B, [K,] *spatial, C)``, so the
 attribution is (images - baseline) * gradients.
 
 Differentiable with respect to `variables` and `images`, under `jit` (a second derivative for
@@ -25,8 +25,8 @@ def input_x_gradient(
     model, variables, images, targets=None, *, baseline="black", reduce: str = "abs_max"
 ) -> Explanation:
     """Input x Gradient maps of `targets` (B,) or (B, K) (None: top-1) at input resolution; see the
-    module doc. images: float (B, *spatial, C). Returns an `Explanation` with map
-    (B, [K,] *spatial) float32 in [0, 1] and the input gradients."""
+    module doc. images: float ``(B, *spatial, C)``. Returns an `Explanation` with map
+    ``(B, [K,] *spatial)`` float32 in [0, 1] and the input gradients."""
     images = maps.float32_or_wider(images)
     start = fill_value(baseline, images.shape[-1])
     g = input_gradients(model, variables, images, targets)

@@ -33,7 +33,7 @@ EPS = 1e-8  # torchcam's, in the per-channel min-max scaling
 
 
 def channel_mask(activations: jax.Array, channel, size: tuple[int, ...]) -> jax.Array:
-    """(B, *size) mask of one channel of (B, *s, C) activations, as torchcam's Score-CAM family
+    """(B, *size) mask of one channel of ``(B, *s, C)`` activations, as torchcam's Score-CAM family
     makes it: min-max scaled at the layer (eps 1e-8), then upsampled (bilinear in 2-D, linear
     along each axis)."""
     a = maps.float32_or_wider(jnp.take(activations, channel, axis=-1))  # (B, *s)
@@ -58,8 +58,8 @@ def is_cam(
     batch_size: int = 32,
 ) -> Explanation:
     """IS-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
-    images: (B, *spatial, C). Returns an `Explanation` with map (B, [K,] *spatial) float32 in
-    [0, 1] and the activations (B, *s, C)."""
+    images: ``(B, *spatial, C)``. Returns an `Explanation` with map ``(B, [K,] *spatial)`` float32 in
+    [0, 1] and the activations ``(B, *s, C)``."""
     if samples < 1:
         raise ValueError(f"samples must be at least 1; got {samples}")
     activations, explained, target, *_ = layer_outputs(model, variables, images, targets, layer, reshape)

@@ -51,7 +51,7 @@ def kernel_matrix(x: jax.Array, kernel: str, gamma: float) -> jax.Array:
 
 
 def kernel_projection(activations: jax.Array, kernel: str = "sigmoid", gamma: float | None = None) -> jax.Array:
-    """(B, *s, C) -> (B, *s): each image's positions projected on the first kernel principal
+    """``(B, *s, C)`` -> ``(B, *s)``: each image's positions projected on the first kernel principal
     component (see the module doc)."""
     b, *grid, c = activations.shape
     x = maps.float32_or_wider(activations.reshape(b, -1, c))
@@ -85,8 +85,8 @@ def kpca_cam(
     reshape: Callable | None = None,
 ) -> Explanation:
     """KPCA-CAM maps at `layer`, repeated for each of `targets` (B,) or (B, K) (None: top-1); see
-    the module doc. images: (B, *spatial, C). Returns an `Explanation` with map (B, [K,] *spatial)
-    float32 in [0, 1] and the activations (B, *s, C)."""
+    the module doc. images: ``(B, *spatial, C)``. Returns an `Explanation` with map ``(B, [K,] *spatial)``
+    float32 in [0, 1] and the activations ``(B, *s, C)``."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose from {', '.join(KERNELS)}")
     activations, explained, target, *_ = layer_outputs(model, variables, images, targets, layer, reshape)

@@ -40,8 +40,8 @@ def shapley_cam(
     reshape: Callable | None = None,
 ) -> Explanation:
     """ShapleyCAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
-    images: (B, *spatial, C). Returns an `Explanation` with map (B, [K,] *spatial) float32 in
-    [0, 1], activations (B, *s, C) and gradients (B, [K,] *s, C)."""
+    images: ``(B, *spatial, C)``. Returns an `Explanation` with map ``(B, [K,] *spatial)`` float32 in
+    [0, 1], activations ``(B, *s, C)`` and gradients ``(B, [K,] *s, C)``."""
     _, explained, target, path, activations = layer_outputs(model, variables, images, targets, layer)
 
     def gradients_at(delta):  # (K, B, *s, C): d score[:, k] / d activations, at activations + delta

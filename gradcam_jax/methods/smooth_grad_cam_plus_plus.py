@@ -48,8 +48,8 @@ def smooth_grad_cam_plus_plus(
     batch_size: int = 8,
 ) -> Explanation:
     """Smooth Grad-CAM++ maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module
-    doc. images: (B, *spatial, C). Returns an `Explanation` with map (B, [K,] *spatial) float32 in
-    [0, 1], the image's activations (B, *s, C) and the mean gradient (B, [K,] *s, C)."""
+    doc. images: ``(B, *spatial, C)``. Returns an `Explanation` with map ``(B, [K,] *spatial)`` float32 in
+    [0, 1], the image's activations ``(B, *s, C)`` and the mean gradient ``(B, [K,] *s, C)``."""
     if samples < 1:
         raise ValueError(f"samples must be at least 1; got {samples}")
     activations, explained, target, *_ = layer_outputs(model, variables, images, targets, layer, reshape)
