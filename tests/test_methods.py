@@ -396,11 +396,12 @@ def test_gradient_shap_of_a_linear_model_is_input_x_gradient():
         METHODS["gradient_shap"](
             Tiny(), tiny_variables(), IMAGES, TARGETS, baseline=0.5, samples=5, key=key, batch_size=4
         )
-        for key in (1, 1, 2)
+        for key in (1, 1, 2, jax.random.key(3), jax.random.PRNGKey(3))
     ]
-    once, again, other = (r.map for r in runs)
-    np.testing.assert_array_equal(np.asarray(once), np.asarray(again))
-    assert not np.allclose(np.asarray(once), np.asarray(other))
+    once, again, other, typed, raw = (np.asarray(r.map) for r in runs)
+    np.testing.assert_array_equal(once, again)
+    assert not np.allclose(once, other)
+    np.testing.assert_array_equal(typed, raw)  # a key and its raw uint32 data are the same key
 
 
 def per_target(fn):
