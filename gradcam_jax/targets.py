@@ -27,7 +27,7 @@ from gradcam_jax import scores as scores_lib
 from gradcam_jax.inputs import is_concrete
 from gradcam_jax.maps import float32_or_wider
 
-__all__ = ["classes", "segmentation", "similarity", "output", "as_target", "logits_of", "entry"]
+__all__ = ["classes", "segmentation", "similarity", "output", "finer", "as_target", "logits_of", "entry"]
 
 
 def entry(outputs, key: str):
@@ -255,6 +255,54 @@ def output(index: int | Sequence[int] | None = None, key: str | None = None) -> 
     An int `index` gives scores (B,), a sequence (B, K); None takes a model with a single output per
     image ((B,) or (B, 1)). The output is the model's (first) array, or `outputs[key]`."""
     return Output(None if index is None else jnp.asarray(index, jnp.int32), key)
+
+
+@jax.tree_util.register_pytree_node_class
+class Finer:
+    """Finer-CAM's contrast with the most similar classes; see `finer`."""
+
+    def __init__(self, indices, comparisons: int = 3, alpha: float = 1.0):
+        self.indices, self.comparisons, self.alpha = indices, comparisons, alpha
+
+    def __call__(self, outputs) -> jax.Array:
+        logits = float32_or_wider(logits_of(outputs))  # (B, N)
+        indices = jnp.argmax(logits, axis=-1) if self.indices is None else self.indices
+        picked = jnp.reshape(indices, (logits.shape[0], -1))  # (B, K)
+        z = jnp.take_along_axis(logits, picked, axis=1)  # (B, K)
+        distance = jnp.abs(logits[:, None, :] - z[..., None])  # (B, K, N)
+        distance = jnp.where(jnp.arange(logits.shape[1]) == picked[..., None], jnp.inf, distance)
+        _, similar = jax.lax.top_k(-jax.lax.stop_gradient(distance), min(self.comparisons, logits.shape[1] - 1))
+        every = jnp.broadcast_to(logits[:, None, :], distance.shape)
+        p = jnp.take_along_axis(jnp.broadcast_to(jax.nn.softmax(logits)[:, None, :], distance.shape), similar, axis=2)
+        contrast = (p * (z[..., None] - self.alpha * jnp.take_along_axis(every, similar, axis=2))).sum(axis=2)
+        scores = contrast / (p.sum(axis=2) + 1e-9)
+        return scores[:, 0] if self.indices is None or jnp.ndim(self.indices) == 1 else scores
+
+    def resolve(self, outputs) -> Finer:
+        """The same target with top-1 (None) replaced by the classes `outputs` rank first (int32)."""
+        if self.indices is not None:
+            return self
+        return Finer(jnp.argmax(logits_of(outputs), axis=-1).astype(jnp.int32), self.comparisons, self.alpha)
+
+    def tree_flatten(self):
+        return (self.indices,), (self.comparisons, self.alpha)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(children[0], *aux)
+
+
+def finer(indices=None, comparisons: int = 3, alpha: float = 1.0) -> Finer:
+    """Target: Finer-CAM's score (Zhang et al., CVPR 2025; pytorch-grad-cam's `FinerWeightedTarget`),
+    class c against the `comparisons` classes whose logits are nearest to its own:
+
+        S = sum_j p_j (z_c - alpha z_j) / (sum_j p_j + 1e-9),   p = softmax(z)
+
+    so a map of S shows what tells c apart from the classes it is most easily confused with.
+    `indices` (B,) -> scores (B,); (B, K) -> (B, K); None -> each image's top-1 class."""
+    if indices is not None:
+        indices = classes(indices).indices
+    return Finer(indices, comparisons, alpha)
 
 
 @jax.tree_util.register_pytree_node_class

@@ -375,6 +375,130 @@ def test_smoothgrad_of_a_linear_model_is_its_gradient():
     )
 
 
+def test_saliency_and_input_x_gradient_by_hand():
+    grads = np.stack([np.stack([input_grad(IMAGES[b], int(k)) for k in TARGETS[b]]) for b in range(2)])
+    result = explain("saliency")
+    np.testing.assert_allclose(np.asarray(result.gradients), grads, atol=1e-6)
+    expected = np.stack([[np_rescale(np.abs(g).max(axis=-1)) for g in per_image] for per_image in grads])
+    np.testing.assert_allclose(np.asarray(result.map), expected, atol=1e-5)
+    shifted = (IMAGES - np.array([1.0, -2.0], np.float32))[:, None] * grads  # baseline (1, -2)
+    expected = np.stack([[np_rescale(np.abs(a).max(axis=-1)) for a in per_image] for per_image in shifted])
+    np.testing.assert_allclose(np.asarray(explain("input_x_gradient", baseline=(1.0, -2.0)).map), expected, atol=1e-5)
+
+
+def test_gradient_shap_of_a_linear_model_is_input_x_gradient():
+    # every ReLU open (conv bias 1000): the gradient is the same at every path point, so each draw
+    # gives (x - x') * grad and so does their mean, whatever the key
+    variables = tiny_variables(np.full(3, 1000.0, np.float32))
+    expected = METHODS["input_x_gradient"](Tiny(), variables, IMAGES, TARGETS, baseline=0.5)
+    for key in (0, jax.random.key(7)):
+        result = METHODS["gradient_shap"](
+            Tiny(), variables, IMAGES, TARGETS, baseline=0.5, samples=5, key=key, batch_size=4
+        )
+        np.testing.assert_allclose(np.asarray(result.map), np.asarray(expected.map), atol=1e-5)
+    # on the real (nonlinear) model the draws matter: a key gives its map, another key another one
+    runs = [
+        METHODS["gradient_shap"](
+            Tiny(), tiny_variables(), IMAGES, TARGETS, baseline=0.5, samples=5, key=key, batch_size=4
+        )
+        for key in (1, 1, 2, jax.random.key(3), jax.random.PRNGKey(3))
+    ]
+    once, again, other, typed, raw = (np.asarray(r.map) for r in runs)
+    np.testing.assert_array_equal(once, again)
+    assert not np.allclose(once, other)
+    np.testing.assert_array_equal(typed, raw)  # a key and its raw uint32 data are the same key
+
+
+def per_target(fn):
+    """(2, 2, 4, 4) reference maps: fn(A (4, 4, 3) at the ReLU, logits (3,), class) over TARGETS."""
+    return for_all(lambda x, k: fn(*np_forward(x)[1:], k))
+
+
+def relu_rescale(m):
+    return np_rescale(np.maximum(m, 0))
+
+
+def test_grad_cam_elementwise_ablation_cam_and_eigen_grad_cam_by_hand():
+    # at the ReLU layer the logit gradient is W[o, k] / 16 everywhere, and ablating channel o (to 0,
+    # the layer's minimum being 0) lowers logit k by mean(A_o) W[o, k]
+    def elementwise(a, _, k):
+        return relu_rescale(np.maximum(a * HEAD[:, k] / 16, 0).sum(axis=-1))
+
+    def ablation(a, logits, k):
+        return relu_rescale(a @ (a.mean(axis=(0, 1)) * HEAD[:, k] / logits[k]))
+
+    def eigen_grad(a, _, k):
+        x = (a * HEAD[:, k] / 16).reshape(16, 3)
+        x = x - x.mean(axis=0)
+        projection = x @ np.linalg.svd(x)[2][0]
+        projection = -projection if abs(projection.min()) > abs(projection.max()) else projection
+        return relu_rescale(projection.reshape(4, 4))
+
+    for name, fn in [("grad_cam_elementwise", elementwise), ("ablation_cam", ablation), ("eigen_grad_cam", eigen_grad)]:
+        np.testing.assert_allclose(np.asarray(explain(name, layer="relu").map), per_target(fn), atol=1e-4, err_msg=name)
+
+
+def test_fem_and_kpca_cam_by_hand():
+    sklearn = pytest.importorskip("sklearn.decomposition")
+
+    def fem(a, *_):
+        weights = (a > a.mean(axis=(0, 1)) + 0.5 * a.std(axis=(0, 1))).mean(axis=(0, 1))
+        return relu_rescale(a @ weights)
+
+    np.testing.assert_allclose(np.asarray(explain("fem", layer="relu", k=0.5).map), per_target(fem), atol=1e-5)
+    for kernel in ("sigmoid", "rbf"):
+
+        def kpca(a, *_, kernel=kernel):
+            x = a.reshape(16, 3) - a.reshape(16, 3).mean(axis=0)
+            return relu_rescale(sklearn.KernelPCA(1, kernel=kernel).fit_transform(x).reshape(4, 4))
+
+        got = explain("kpca_cam", layer="relu", kernel=kernel).map
+        np.testing.assert_allclose(np.asarray(got), per_target(kpca), atol=1e-4, err_msg=kernel)
+
+
+def finite_difference(f, z, step=1e-6):
+    """d f / d z (len z,) by central differences, float64."""
+    return np.array([(f(z + step * e) - f(z - step * e)) / (2 * step) for e in np.eye(len(z))])
+
+
+def test_shapley_cam_and_finer_cam_by_hand():
+    # the logits are z = mean_ij A W + c, so d/dA_ijo = (d/dz) . W[o] / 16, and scaling A by (1 + t)
+    # moves z to z + t (z - c): H A is the t-derivative of the softmax gradient along that line
+    def shapley(a, logits, k):
+        def gradient(t):
+            p = np_softmax(logits + t * (logits - HEAD_BIAS))
+            return p[k] * (HEAD[:, k] - HEAD @ p) / 16
+
+        hessian_a = (gradient(1e-5) - gradient(-1e-5)) / 2e-5
+        return relu_rescale(a @ (gradient(0.0) - 0.5 * hessian_a))
+
+    def finer(a, logits, k):
+        others = [j for j in range(3) if j != k]  # 3 classes: both others are the most similar
+
+        def score(z):
+            p = np_softmax(z)[others]
+            return (p * (z[k] - z[others])).sum() / (p.sum() + 1e-9)
+
+        return relu_rescale(a @ (HEAD @ finite_difference(score, logits.astype(np.float64)) / 16))
+
+    got = explain("shapley_cam", layer="relu", score="softmax").map
+    np.testing.assert_allclose(np.asarray(got), per_target(shapley), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(explain("finer_cam", layer="relu").map), per_target(finer), atol=1e-4)
+
+
+def test_is_cam_by_hand():
+    # fill 0: the image times each channel's min-max scaled mask (the layer has the input's size, so
+    # no upsampling), times torchcam's multipliers 1/2 and 1/2 + 2/2 for two samples
+    def is_cam(x, k):
+        a, logits = np_forward(x)[1:]
+        masks = (a - a.min(axis=(0, 1))) / (a.max(axis=(0, 1)) - a.min(axis=(0, 1)) + 1e-8)  # (4, 4, 3)
+        gains = [np.mean([np_forward(m * masks[..., c : c + 1] * x)[2][k] for m in (0.5, 1.5)]) for c in range(3)]
+        return relu_rescale(a @ np_softmax(np.array(gains) - logits[k]))
+
+    got = explain("is_cam", layer="relu", fill=0.0, samples=2).map
+    np.testing.assert_allclose(np.asarray(got), for_all(is_cam), atol=1e-5)
+
+
 # ---- calling convention ----------------------------------------------------------------------------
 
 
@@ -391,6 +515,16 @@ TINY_OPTIONS = {
     "occlusion": {"mask_size": 2, "stride": 2, "mask_value": 0.0},
     "integrated_gradients": {"steps": 2},
     "smoothgrad": {"samples": 2},
+    "gradient_shap": {"samples": 2},
+    "grad_cam_elementwise": {"layer": "relu"},
+    "eigen_grad_cam": {"layer": "relu"},
+    "ablation_cam": {"layer": "relu"},
+    "kpca_cam": {"layer": "relu"},
+    "fem": {"layer": "relu"},
+    "finer_cam": {"layer": "relu"},
+    "shapley_cam": {"layer": "relu", "score": "softmax"},
+    "is_cam": {"layer": "relu", "fill": 0.0, "samples": 2},
+    "smooth_grad_cam_plus_plus": {"layer": "relu", "samples": 2},
 }
 
 

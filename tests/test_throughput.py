@@ -138,6 +138,7 @@ def test_folder_run_pads_only_to_the_next_bucket(photos, tmp_path):
         ("score_cam", dict(layer="relu")),  # 3 channels
         ("integrated_gradients", dict(steps=6)),
         ("smoothgrad", dict(samples=6)),
+        ("is_cam", dict(layer="relu", samples=2)),  # 3 channels x 2, one flat perturbation axis
     ],
 )
 @pytest.mark.parametrize("images, batch_size, per_pass", [(1, 8, 8), (2, 8, 8), (3, 8, 6), (16, 4, 4), (6, 4, 4)])

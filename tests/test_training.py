@@ -44,6 +44,18 @@ OPTIONS = {
     "guided_grad_cam": dict(layer="conv2"),
     "integrated_gradients": dict(steps=3, batch_size=3, baseline=0.5),
     "smoothgrad": dict(samples=2, batch_size=2),
+    "saliency": dict(),
+    "input_x_gradient": dict(baseline=0.5),
+    "gradient_shap": dict(samples=2, batch_size=4, baseline=0.5),
+    "grad_cam_elementwise": dict(layer="conv2"),
+    "eigen_grad_cam": dict(layer="conv2"),
+    "ablation_cam": dict(layer="conv2"),
+    "kpca_cam": dict(layer="conv2"),
+    "fem": dict(layer="conv2"),
+    "finer_cam": dict(layer="conv2"),
+    "shapley_cam": dict(layer="conv2", score="softmax"),
+    "is_cam": dict(layer="conv2", fill=0.5, samples=2),
+    "smooth_grad_cam_plus_plus": dict(layer="conv2", samples=2, stdev=0.1),
 }
 
 

@@ -303,8 +303,10 @@ def test_equinox_twin_logits_agree(twins):
 
 
 METHOD_OPTIONS = {"occlusion": {"mask_size": 4, "stride": 4}, "integrated_gradients": {"steps": 4},
-                  "smoothgrad": {"samples": 4}, "score_cam": {"batch_size": 8}}  # fmt: skip
-LAYERLESS = {"occlusion", "integrated_gradients", "smoothgrad", "guided_backprop"}
+                  "smoothgrad": {"samples": 4}, "score_cam": {"batch_size": 8}, "gradient_shap": {"samples": 2},
+                  "is_cam": {"samples": 2, "batch_size": 8}, "smooth_grad_cam_plus_plus": {"samples": 2}}  # fmt: skip
+LAYERLESS = {"occlusion", "integrated_gradients", "smoothgrad", "guided_backprop", "saliency", "input_x_gradient",
+             "gradient_shap"}  # fmt: skip
 
 
 @pytest.mark.oldest

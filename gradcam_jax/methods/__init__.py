@@ -1,20 +1,32 @@
 """Explanation methods, one file each, all with `grad_cam`'s calling convention; `METHODS` by name."""
 
+from gradcam_jax.methods.ablation_cam import ablation_cam
 from gradcam_jax.methods.attention_rollout import attention_rollout
 from gradcam_jax.methods.base import DEFAULT_LAYER, METHODS, Explanation, register
 from gradcam_jax.methods.cam import cam
 from gradcam_jax.methods.eigen_cam import eigen_cam
+from gradcam_jax.methods.eigen_grad_cam import eigen_grad_cam
+from gradcam_jax.methods.fem import fem
+from gradcam_jax.methods.finer_cam import finer_cam
 from gradcam_jax.methods.generic_attention import generic_attention
 from gradcam_jax.methods.grad_cam import grad_cam
+from gradcam_jax.methods.grad_cam_elementwise import grad_cam_elementwise
 from gradcam_jax.methods.grad_cam_plus_plus import grad_cam_plus_plus
+from gradcam_jax.methods.gradient_shap import gradient_shap
 from gradcam_jax.methods.guided_backprop import guided_backprop
 from gradcam_jax.methods.guided_grad_cam import guided_grad_cam
 from gradcam_jax.methods.hires_cam import hires_cam
+from gradcam_jax.methods.input_x_gradient import input_x_gradient
 from gradcam_jax.methods.integrated_gradients import integrated_gradients
+from gradcam_jax.methods.is_cam import is_cam
+from gradcam_jax.methods.kpca_cam import kpca_cam
 from gradcam_jax.methods.layer_cam import layer_cam
 from gradcam_jax.methods.legrad import legrad
 from gradcam_jax.methods.occlusion import occlusion
+from gradcam_jax.methods.saliency import saliency
 from gradcam_jax.methods.score_cam import score_cam
+from gradcam_jax.methods.shapley_cam import shapley_cam
+from gradcam_jax.methods.smooth_grad_cam_plus_plus import smooth_grad_cam_plus_plus
 from gradcam_jax.methods.smoothgrad import smoothgrad
 from gradcam_jax.methods.xgrad_cam import xgrad_cam
 
@@ -22,21 +34,33 @@ __all__ = [
     "DEFAULT_LAYER",
     "METHODS",
     "Explanation",
+    "ablation_cam",
     "attention_rollout",
     "cam",
     "eigen_cam",
+    "eigen_grad_cam",
+    "fem",
+    "finer_cam",
     "generic_attention",
     "grad_cam",
+    "grad_cam_elementwise",
     "grad_cam_plus_plus",
+    "gradient_shap",
     "guided_backprop",
     "guided_grad_cam",
     "hires_cam",
+    "input_x_gradient",
     "integrated_gradients",
+    "is_cam",
+    "kpca_cam",
     "layer_cam",
     "legrad",
     "occlusion",
     "register",
+    "saliency",
     "score_cam",
+    "shapley_cam",
+    "smooth_grad_cam_plus_plus",
     "smoothgrad",
     "xgrad_cam",
 ]

@@ -10,7 +10,8 @@ public function `method(model, variables, images, targets=None, *, score=..., **
   become `targets.classes(indices, score)`, with the method's default `score` unless one is given;
   `score` with a target function is an error (the function is the score);
 - inputs are checked (a clear ValueError before any tracing; NaN/Inf inside the compiled program);
-- the core is jitted once per input shape, with the model and the keyword options static;
+- the core is jitted once per input shape, with the model and the keyword options static, except
+  `key` (a `jax.random` key or an int seed, traced: a new key does not recompile);
 - the K axis is dropped where the target gives (B,) scores (one class per image, top-1, a
   function returning (B,)), and `Explanation.targets` becomes the class indices (None for a function).
 - a method with a `batch_size` option (images per forward pass) runs a batch larger than that in
@@ -33,6 +34,7 @@ from gradcam_jax.inputs import check_images, is_concrete
 from gradcam_jax.methods.common import in_slices
 
 DEFAULT_LAYER = taps.GOOGLENET_LAYER
+TRACED_OPTIONS = ("key",)  # keyword options passed to the jitted core as arrays, not as static values
 
 
 class Explanation(NamedTuple):
@@ -89,7 +91,7 @@ def register(
 
     def decorate(impl):
         parameters = inspect.signature(impl).parameters
-        static = [p.name for p in parameters.values() if p.kind is p.KEYWORD_ONLY]
+        static = [p.name for p in parameters.values() if p.kind is p.KEYWORD_ONLY and p.name not in TRACED_OPTIONS]
         core = impl
         if "batch_size" in parameters:
 

@@ -44,6 +44,21 @@ def fill_value(value, channels: int) -> jax.Array:
     return jnp.broadcast_to(jnp.asarray(value, jnp.float32), (channels,))
 
 
+def random_key(key) -> jax.Array:
+    """A typed `jax.random` key from a sampled method's `key` option: None (seed 0), an int seed, a
+    typed key (`jax.random.key`) or raw uint32 key data (`jax.random.PRNGKey`)."""
+    if key is None:
+        return jax.random.key(0)
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    if key.dtype == jnp.uint32 and key.shape == (2,):
+        return jax.random.wrap_key_data(key)
+    if key.ndim != 0 or not jnp.issubdtype(key.dtype, jnp.integer):
+        raise ValueError(f"key must be a jax.random key or an int seed; got {key.dtype} {tuple(key.shape)}")
+    return jax.random.key(key)
+
+
 def target_scores(model, variables, images, target) -> tuple[jax.Array, Callable]:
     """((B, K) float32 scores of `target` for (B, *spatial, C) `images`, the target with top-1
     classes resolved): one forward pass."""
@@ -84,6 +99,23 @@ def perturbed_scores(model, variables, perturb: Callable, xs, target, batch_size
         xs,
         batch_size=passes_per_step(batch_size, images),
     )
+
+
+class LayerOutputs(NamedTuple):
+    activations: jax.Array  # (B, *s, C): the layer's output, through `reshape` where given
+    scores: jax.Array  # (B, K) float32: the target's scores of the images
+    target: Callable  # the target, top-1 classes resolved
+    path: str  # the layer's Flax path, for `taps.forward_with_layer`
+    raw: jax.Array  # the layer's own output (before `reshape`), as `taps` feeds it back
+
+
+def layer_outputs(model, variables, images, target, layer: str, reshape: Callable | None = None) -> LayerOutputs:
+    """One forward pass: the activations at `layer` and the scores of `target`, for the methods that
+    weigh activations without the layer's gradient (Eigen-CAM, Score-CAM and their kin)."""
+    path, _ = taps.resolve_layer(model, variables, images, layer)
+    outputs, raw = taps.forward_with_layer(model, variables, images, path)
+    scores, resolved = resolved_scores(target, outputs, images.shape[0])
+    return LayerOutputs(reshape(raw) if reshape is not None else raw, scores, resolved, path, raw)
 
 
 class InputGradients(NamedTuple):

@@ -1,0 +1,344 @@
+"""Each method another library has, against that library's own code on the same weights: the
+original runs (captum 0.9, pytorch-grad-cam 1.5.7, torchcam 0.5) for `tests/test_originals.py`,
+and, run as a script, the seconds each side takes on the same batch and how well the maps agree.
+
+The originals run on the PyTorch port of the BVLC GoogLeNet (`benchmarks/torch_googlenet.py`).
+pytorch-grad-cam's CAM methods only look at inception_5b-output and above, so for the comparison
+they run on the port's head (`Head`), given the port's activations there: the map comes out at layer
+resolution (7 x 7, no cv2 resize) and is brought to the input size with Pillow's bicubic (Keys,
+a = -0.5, the interpolation our maps use). The timed rows run them as users do, on the whole
+network (`--whole`, default on).
+
+    python benchmarks/originals.py [--methods saliency ablation_cam ...] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import torch_googlenet as tg  # noqa: E402
+
+DOG, CAT = 243, 282  # "bull mastiff", "tiger cat"
+CLASSES = (DOG, CAT)
+MEAN_RGB = tuple(reversed(tg.BGR_MEAN))  # the pixel the network sees as zero, RGB
+
+
+class Tap(torch.nn.Module):
+    """A layer of its own at inception_5b-output for pytorch-grad-cam's hooks (a copy, so its
+    output is a new tensor whose gradient the hooks can catch)."""
+
+    def forward(self, x):
+        return x.clone()
+
+
+class Head(torch.nn.Module):
+    """The port above inception_5b-output: activations (B, 1024, 7, 7) -> logits."""
+
+    def __init__(self, net: tg.TorchGoogLeNet):
+        super().__init__()
+        self.tap, self.net = Tap(), net
+
+    def forward(self, features):
+        return self.net.head(self.tap(features))
+
+
+class Whole(torch.nn.Module):
+    """The whole port with the same `tap` after inception_5b-output, for the timed rows."""
+
+    def __init__(self, net: tg.TorchGoogLeNet):
+        super().__init__()
+        self.tap, self.net = Tap(), net
+
+    def forward(self, images):
+        return self.net.head(self.tap(self.net.features(images)))
+
+
+class Context(NamedTuple):
+    net: tg.TorchGoogLeNet
+    images: np.ndarray  # (1, 224, 224, 3) float32 RGB 0..255, as our model takes it
+    pair: torch.Tensor  # (2, 3, 224, 224): the photo twice, one per class (captum: a target per example)
+    features: torch.Tensor  # (1, 1024, 7, 7): the port's inception_5b-output
+
+
+def context(images: np.ndarray, net: tg.TorchGoogLeNet | None = None) -> Context:
+    net = net if net is not None else tg.load_bvlc()
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    with torch.no_grad():
+        features = net.features(x)
+    return Context(net, images, x.repeat(2, 1, 1, 1), features)
+
+
+def rescaled(m: np.ndarray) -> np.ndarray:
+    """Each (..., h, w) map to [0, 1] by its own min and max."""
+    low = m.min(axis=(-2, -1), keepdims=True)
+    return (m - low) / (m.max(axis=(-2, -1), keepdims=True) - low)
+
+
+def pixel_map(attributions: torch.Tensor) -> np.ndarray:
+    """captum's (N, 3, H, W) attributions -> (N, H, W): max over channels of |a|, rescaled."""
+    return rescaled(attributions.detach().abs().amax(dim=1).numpy())
+
+
+def upsampled(m: np.ndarray, size=(224, 224)) -> np.ndarray:
+    """A (h, w) map in [0, 1] -> (H, W) by Pillow's bicubic, clipped to [0, 1]."""
+    image = Image.fromarray(np.asarray(m, np.float32), "F").resize((size[1], size[0]), Image.Resampling.BICUBIC)
+    return np.clip(np.asarray(image), 0.0, 1.0)
+
+
+# ---- captum ---------------------------------------------------------------------------------------
+
+
+def captum_saliency(ctx: Context) -> np.ndarray:
+    from captum.attr import Saliency
+
+    return pixel_map(Saliency(ctx.net).attribute(ctx.pair, target=list(CLASSES), abs=True))
+
+
+def captum_input_x_gradient(ctx: Context) -> np.ndarray:
+    """captum's InputXGradient of the network seen from the mean-subtracted input: ours with baseline "mean"."""
+    from captum.attr import InputXGradient
+
+    mean = torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
+    explainer = InputXGradient(lambda centred: ctx.net(centred + mean))
+    return pixel_map(explainer.attribute(ctx.pair - mean, target=list(CLASSES)))
+
+
+GSHAP_SAMPLES = 16
+
+
+def captum_gradient_shap(ctx: Context) -> np.ndarray:
+    """Black baseline, no noise, GSHAP_SAMPLES draws (torch and numpy seeded with 0)."""
+    from captum.attr import GradientShap
+
+    torch.manual_seed(0)
+    np.random.seed(0)  # captum draws the path points with numpy
+    baselines = torch.zeros(1, *ctx.pair.shape[1:])
+    return pixel_map(
+        GradientShap(ctx.net).attribute(ctx.pair, baselines, n_samples=GSHAP_SAMPLES, target=list(CLASSES))
+    )
+
+
+# ---- pytorch-grad-cam -------------------------------------------------------------------------------
+
+
+def grad_cam_library(make: Callable, target: str = "logit", whole: bool = False) -> Callable[[Context], np.ndarray]:
+    """A runner of pytorch-grad-cam's CAM built by `make(model, target_layers)`, one call per class,
+    on the head (maps at 7 x 7, Pillow-upsampled) or, `whole`, on the whole network (its own cv2 resize)."""
+
+    def run(ctx: Context) -> np.ndarray:
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
+
+        kind = ClassifierOutputSoftmaxTarget if target == "softmax" else ClassifierOutputTarget
+        model = Whole(ctx.net) if whole else Head(ctx.net)
+        given = ctx.pair[:1] if whole else ctx.features
+        out = []
+        for c in CLASSES:
+            cam = make(model, [model.tap])
+            m = cam(given.clone().requires_grad_(True), [kind(c)])[0]
+            out.append(m if whole else upsampled(m, ctx.images.shape[1:3]))
+        return np.stack(out)
+
+    return run
+
+
+def finer_cam_library(whole: bool = False) -> Callable[[Context], np.ndarray]:
+    """pytorch-grad-cam's FinerCAM with its defaults, `target_idx` each class."""
+
+    def run(ctx: Context) -> np.ndarray:
+        from pytorch_grad_cam import FinerCAM
+
+        model = Whole(ctx.net) if whole else Head(ctx.net)
+        given = ctx.pair[:1] if whole else ctx.features
+        out = []
+        for c in CLASSES:
+            m = FinerCAM(model, [model.tap])(given.clone().requires_grad_(True), None, target_idx=c)[0]
+            out.append(m if whole else upsampled(m, ctx.images.shape[1:3]))
+        return np.stack(out)
+
+    return run
+
+
+# ---- torchcam ------------------------------------------------------------------------------------------
+
+TORCHCAM_LAYER = "inception_4a/5x5_reduce"  # 16 channels: the Score-CAM family costs passes per channel
+TORCHCAM_SAMPLES = 2
+
+
+def torchcam_is_cam(ctx: Context) -> np.ndarray:
+    """torchcam's ISCAM on the network seen from the mean-subtracted input (so its masking of the
+    input blends towards the mean pixel, our `fill="mean"`), at TORCHCAM_LAYER, TORCHCAM_SAMPLES samples."""
+    from torchcam.methods import ISCAM
+
+    mean = torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
+    model = Centred(ctx.net, mean).eval()
+    layer = ctx.net.get_submodule(TORCHCAM_LAYER.replace("/", "."))
+    out = []
+    for c in CLASSES:
+        with ISCAM(model, target_layer=layer, num_samples=TORCHCAM_SAMPLES) as cam:
+            with torch.no_grad():
+                model(ctx.pair[:1] - mean)
+            out.append(upsampled(cam(class_idx=c)[0][0].numpy(), ctx.images.shape[1:3]))
+    return np.stack(out)
+
+
+SMOOTH_SAMPLES = 2
+
+
+def torchcam_smooth_grad_cam_plus_plus(ctx: Context) -> np.ndarray:
+    """torchcam's SmoothGradCAMpp at inception_5b-output, its default std 0.3, SMOOTH_SAMPLES draws (torch seeded with 0)."""
+    from torchcam.methods import SmoothGradCAMpp
+
+    out = []
+    for c in CLASSES:
+        torch.manual_seed(0)
+        layer = ctx.net.get_submodule("inception_5b")
+        with SmoothGradCAMpp(ctx.net, target_layer=layer, num_samples=SMOOTH_SAMPLES) as cam:
+            scores = ctx.net(ctx.pair[:1])
+            out.append(upsampled(cam(class_idx=c, scores=scores)[0][0].detach().numpy(), ctx.images.shape[1:3]))
+    return np.stack(out)
+
+
+class Centred(torch.nn.Module):
+    """The port taking mean-subtracted RGB (what a normalised-input PyTorch model takes)."""
+
+    def __init__(self, net: tg.TorchGoogLeNet, mean: torch.Tensor):
+        super().__init__()
+        self.net, self.mean = net, mean
+
+    def forward(self, centred):
+        return self.net(centred + self.mean)
+
+
+class Original(NamedTuple):
+    method: str  # our method's name
+    options: dict  # our options, the original's settings
+    theirs: Callable[..., Callable[[Context], np.ndarray]]  # (whole=...) -> runner giving (2, H, W) maps
+    library: str
+    sampled: bool = False  # compared by averages (the other side draws its own random numbers)
+    max_difference: float = 2e-3  # the largest difference allowed between the two maps (values in [0, 1])
+
+
+def pgc(name: str, target: str = "logit") -> Callable[..., Callable[[Context], np.ndarray]]:
+    def build(whole: bool = False):
+        import pytorch_grad_cam
+
+        return grad_cam_library(getattr(pytorch_grad_cam, name), target, whole)
+
+    return build
+
+
+ORIGINALS: dict[str, Original] = {
+    "saliency": Original("saliency", {}, lambda whole=False: captum_saliency, "captum Saliency"),
+    "input_x_gradient": Original(
+        "input_x_gradient", {"baseline": "mean"}, lambda whole=False: captum_input_x_gradient, "captum InputXGradient"
+    ),
+    "gradient_shap": Original(
+        "gradient_shap",
+        {"samples": GSHAP_SAMPLES, "key": 0},
+        lambda whole=False: captum_gradient_shap,
+        "captum GradientShap",
+        sampled=True,
+    ),
+    "grad_cam_elementwise": Original("grad_cam_elementwise", {}, pgc("GradCAMElementWise"), "GradCAMElementWise"),
+    "eigen_grad_cam": Original("eigen_grad_cam", {}, pgc("EigenGradCAM"), "EigenGradCAM"),
+    "ablation_cam": Original("ablation_cam", {}, pgc("AblationCAM"), "AblationCAM"),
+    "kpca_cam": Original("kpca_cam", {}, pgc("KPCA_CAM"), "KPCA_CAM"),
+    "fem": Original("fem", {}, pgc("FEM"), "FEM"),
+    "finer_cam": Original("finer_cam", {}, finer_cam_library, "FinerCAM"),
+    "shapley_cam": Original("shapley_cam", {}, pgc("ShapleyCAM"), "ShapleyCAM"),
+    "is_cam": Original(
+        "is_cam",
+        {"layer": TORCHCAM_LAYER, "samples": TORCHCAM_SAMPLES},
+        lambda whole=False: torchcam_is_cam,
+        "torchcam ISCAM",
+    ),
+    "smooth_grad_cam_plus_plus": Original(
+        "smooth_grad_cam_plus_plus",
+        {"samples": SMOOTH_SAMPLES, "key": 0},
+        lambda whole=False: torchcam_smooth_grad_cam_plus_plus,
+        "torchcam SmoothGradCAMpp",
+        max_difference=1e-2,  # its own noise draws (small at std 0.3 on 0..255 pixels)
+    ),
+    "shapley_cam (softmax)": Original(
+        "shapley_cam", {"score": "softmax"}, pgc("ShapleyCAM", "softmax"), "ShapleyCAM, softmax target"
+    ),
+}
+
+
+def blocks(m: np.ndarray, size: int = 16) -> np.ndarray:
+    """(..., H, W) -> (..., H/size, W/size) block means: where a sampled map's mass lies."""
+    *lead, h, w = m.shape
+    return m.reshape(*lead, h // size, size, w // size, size).mean(axis=(-3, -1))
+
+
+def correlation(a, b) -> float:
+    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+def timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray]:
+    """(median seconds over `repeats` calls, the first result)."""
+    seconds, results = [], []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        results.append(fn())
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), results[0]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
+    parser.add_argument("--methods", nargs="+", default=sorted(ORIGINALS), choices=sorted(ORIGINALS))
+    parser.add_argument("--repeats", type=int, default=1, help="timed calls per side (after one warm-up for ours)")
+    parser.add_argument("--no-timing", action="store_true", help="only the agreement figures (no whole-network runs)")
+    args = parser.parse_args(argv)
+
+    import jax
+
+    import gradcam_jax as gj
+
+    model, variables = gj.load_googlenet()
+    images = gj.load_image(ROOT / "docs" / "images" / "cat_dog.jpg")[None].astype(np.float32)
+    ctx = context(images)
+    both = np.array([CLASSES], np.int32)
+    print(f"{platform.processor() or platform.machine()}, jax {jax.__version__} on {jax.default_backend()}", flush=True)
+    print("method | original | theirs s (whole network) | ours s | correlation dog / cat (layer resolution)")
+    for label in args.methods:
+        original = ORIGINALS[label]
+        method = gj.METHODS[original.method]
+
+        def ours(method=method, original=original):
+            return np.asarray(method(model, variables, images, both, **original.options).map[0])
+
+        ours_maps = ours()  # compiles
+        theirs_maps = original.theirs()(ctx)
+        ours_s = theirs_s = float("nan")
+        if not args.no_timing:
+            ours_s, _ = timed(ours, args.repeats)
+            theirs_s, _ = timed(lambda original=original: original.theirs(whole=True)(ctx), args.repeats)
+        figures = " / ".join(f"{correlation(ours_maps[k], theirs_maps[k]):.4f}" for k in range(2))
+        if original.sampled:  # what the test compares: 16 x 16-pixel block means
+            figures += (
+                " (blocks "
+                + " / ".join(f"{correlation(blocks(ours_maps[k]), blocks(theirs_maps[k])):.4f}" for k in range(2))
+                + ")"
+            )
+        print(f"{label} | {original.library} | {theirs_s:.2f} | {ours_s:.2f} | {figures}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
