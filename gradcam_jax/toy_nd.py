@@ -83,7 +83,7 @@ def make_signals(key, batch: int, length: int = SIGNAL_LENGTH, noise: float = 0.
 
 class BlockCNN(nn.Module):
     """block1..n (conv + ReLU, `strides` per block) -> global average pool -> dense head, over any
-    number of spatial axes (`kernel` is the kernel size per axis). images (B, *spatial, C) float32
+    number of spatial axes (`kernel` is the kernel size per axis). images `(B, *spatial, C)` float32
     -> logits (B, num_classes)."""
 
     kernel: Sequence[int]

@@ -66,7 +66,7 @@ def pictures(folder: Path, volume_run, signal_run, seed: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--held-out", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pictures", type=Path, help="folder for the docs' pictures")

@@ -130,7 +130,7 @@ def occlusion(
     batch_size: int = 16,
 ) -> Explanation:
     """Occlusion-sensitivity maps of `targets` (B,) or (B, K) (None: top-1); see the module doc.
-    Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1] and the unoccluded scores."""
+    Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1] and the unoccluded scores."""
     if upsampling not in UPSAMPLINGS:
         raise ValueError(f"unknown upsampling {upsampling!r}; choose from {', '.join(UPSAMPLINGS)}")
     images = maps.float32_or_wider(images)
@@ -160,7 +160,7 @@ def occlusion(
 
 
 def upsampling_subscripts(axes: int) -> str:
-    """The einsum applying one (size, n) interpolation matrix per axis to a (B, K, *grid) map, the
+    """The einsum applying one (size, n) interpolation matrix per axis to a `(B, K, *grid)` map, the
     first axis's matrix first: "yi,bkij,xj->bkyx" for images, "yi,bki->bky" for signals."""
     grid, out = "ijl"[:axes], "yxz"[:axes]
     rest = "".join(f",{o}{g}" for o, g in zip(out[1:], grid[1:]))

@@ -37,7 +37,7 @@ def smoothgrad(
     batch_size: int = 8,
 ) -> Explanation:
     """SmoothGrad maps of `targets` (B,) or (B, K) (None: top-1) at input resolution; see the
-    module doc. Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1]."""
+    module doc. Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1]."""
     images = maps.float32_or_wider(images)
     scores, target = target_scores(model, variables, images, targets)  # top-1 of the clean image
     per_image = tuple(range(1, images.ndim))
