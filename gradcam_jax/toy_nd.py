@@ -139,8 +139,8 @@ def pointing(
     class. Accuracy is over the whole batch."""
     logits = taps.apply_logits(model, variables, batch.images)
     accuracy = float((jnp.argmax(logits, -1) == batch.labels).mean())
-    held = jax.tree.map(lambda a: a[np.asarray(batch.masks.reshape(len(batch.labels), -1).any(axis=1))], batch)
-    batch = toy.Batch(*held)
+    with_object = np.asarray(batch.masks.reshape(len(batch.labels), -1).any(axis=1))
+    batch = jax.tree.map(lambda a: a[with_object], batch)
     size = batch.images.shape[1:-1]
     found = {name: METHODS[name](model, variables, batch.images, batch.labels, **options).map
              for name, options in methods.items()}  # fmt: skip

@@ -340,6 +340,9 @@ def test_load_volume_reads_npy_and_nifti(tmp_path):
     np.save(tmp_path / "flat.npy", np.zeros((4, 4)))
     with pytest.raises(volumes.VolumeError, match=r"flat\.npy: expected a volume"):
         volumes.load_volume(tmp_path / "flat.npy")
+    (tmp_path / "bad.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(volumes.VolumeError, match=r"bad\.nii\.gz: not a NIfTI image"):
+        volumes.load_volume(tmp_path / "bad.nii.gz")
     with pytest.raises(volumes.VolumeError, match="unsupported volume format"):
         volumes.load_volume(tmp_path / "v.png")
 
