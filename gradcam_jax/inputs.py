@@ -20,7 +20,7 @@ LAYOUTS = "(B, L, C) signals, (B, H, W, C) images or (B, D, H, W, C) volumes"
 
 
 def check_images(images, values: bool = True) -> jax.Array | np.ndarray:
-    """images as a float array (B, *spatial, C) with 1, 2 or 3 spatial axes (`SPATIAL_RANKS`); uint8
+    """images as a float array `(B, *spatial, C)` with 1, 2 or 3 spatial axes (`SPATIAL_RANKS`); uint8
     and integer input is cast to float32. `values`: also refuse NaN and Inf here (the explanation
     methods check them inside their own program)."""
     if not hasattr(images, "shape") or not hasattr(images, "dtype"):
@@ -39,7 +39,7 @@ def check_images(images, values: bool = True) -> jax.Array | np.ndarray:
 
 
 def check_maps(maps, images) -> None:
-    """ValueError unless `maps` is (B, *spatial), one map per image of `images` (B, *spatial, C)."""
+    """ValueError unless `maps` is `(B, *spatial)`, one map per image of `images` `(B, *spatial, C)`."""
     if tuple(np.shape(maps)) != tuple(np.shape(images))[:-1]:
         raise ValueError(
             f"maps must be (B, *spatial) = {tuple(np.shape(images))[:-1]}, one per image of shape "

@@ -5,8 +5,8 @@ images) in [0, 1], at the input's resolution, and a constant map (all zeros afte
 becomes zeros, never NaN — nor a NaN gradient, so maps can sit inside a training loss
 (`gradcam_jax.training`).
 
-Any number of spatial axes: inputs are (B, *spatial, C) with 1 (signals), 2 (images) or 3
-(volumes, clips) spatial axes, layer outputs (B, *s, C), maps (B, [K,] *spatial). The spatial axes
+Any number of spatial axes: inputs are `(B, *spatial, C)` with 1 (signals), 2 (images) or 3
+(volumes, clips) spatial axes, layer outputs `(B, *s, C)`, maps `(B, [K,] *spatial)`. The spatial axes
 are decided here: `spatial_axes` for per-target layer arrays, the trailing `len(size)` axes of a
 map for `rescale` and `upsample`.
 """
@@ -33,18 +33,18 @@ def safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
 
 
 def spatial_axes(layer: jax.Array) -> tuple[int, ...]:
-    """The spatial axes of a per-target layer array (B, K, *s, C): 2 .. ndim - 2, whatever the
+    """The spatial axes of a per-target layer array `(B, K, *s, C)`: 2 .. ndim - 2, whatever the
     number of spatial axes; what per-channel weights average or sum over."""
     return tuple(range(2, layer.ndim - 1))
 
 
 def map_axes(spatial: int) -> tuple[int, ...]:
-    """The trailing `spatial` axes of a map (..., *spatial): what a rescale takes each map over."""
+    """The trailing `spatial` axes of a map `(..., *spatial)`: what a rescale takes each map over."""
     return tuple(range(-spatial, 0))
 
 
 def rescale(maps: jax.Array, spatial: int = 2) -> jax.Array:
-    """MATLAB's `rescale`: each map (..., *s) over its last `spatial` axes (2: (h, w) images; 1
+    """MATLAB's `rescale`: each map `(..., *s)` over its last `spatial` axes (2: (h, w) images; 1
     signals; 3 volumes) to [0, 1] by its own min and max; constant -> 0."""
     maps = float32_or_wider(maps)
     low = maps.min(axis=map_axes(spatial), keepdims=True)
@@ -52,7 +52,7 @@ def rescale(maps: jax.Array, spatial: int = 2) -> jax.Array:
 
 
 def upsample(maps: jax.Array, size: tuple[int, ...]) -> jax.Array:
-    """(..., *s) -> (..., *size) by cubic interpolation along each of the last len(size) axes (Keys,
+    """`(..., *s)` -> `(..., *size)` by cubic interpolation along each of the last len(size) axes (Keys,
     a = -0.5: in 2-D MATLAB's `imresize(..., 'bicubic')`), clipped back to [0, 1] since cubic
     interpolation overshoots."""
     size = tuple(size)
@@ -76,7 +76,7 @@ def upsample_on_host(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def finish(raw: jax.Array, size: tuple[int, ...], relu: bool = False) -> jax.Array:
-    """Raw (..., *s) maps -> explanations (..., *size): optional ReLU, rescale, upsample; `size` is
+    """Raw `(..., *s)` maps -> explanations `(..., *size)`: optional ReLU, rescale, upsample; `size` is
     the input's spatial shape, `images.shape[1:-1]` ((H, W) for images, (L,) or (D, H, W) else)."""
     if relu:
         raw = jax.nn.relu(raw)

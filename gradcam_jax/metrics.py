@@ -11,7 +11,7 @@
   correlation of each map with the original. A map that does not change when the weights are
   random cannot be explaining the model (low is better).
 
-Maps are (B, *spatial) in [0, 1] at the input resolution (`Explanation.map` with one target per
+Maps are `(B, *spatial)` in [0, 1] at the input resolution (`Explanation.map` with one target per
 image); targets are (B,) int class indices; images what the model takes (RGB 0..255 here), with
 1, 2 or 3 spatial axes ((B, L, C) signals, (B, H, W, C) images, (B, D, H, W, C) volumes): "pixels"
 below are the input's positions, samples of a signal or voxels of a volume alike.
@@ -58,7 +58,7 @@ class SanityCheck(NamedTuple):
 
 
 def gaussian_blur(images: jax.Array, size: int = BLUR_SIZE, sigma: float = BLUR_SIGMA) -> jax.Array:
-    """(B, *spatial, C) blurred channel by channel with a normalised Gaussian along every spatial
+    """`(B, *spatial, C)` blurred channel by channel with a normalised Gaussian along every spatial
     axis; near the border the kernel is renormalised over the pixels inside, so edges do not darken."""
     d = jnp.arange(size, dtype=jnp.float32) - size // 2
     k = jnp.exp(-(d**2) / (2 * sigma**2))
@@ -79,7 +79,7 @@ def gaussian_blur(images: jax.Array, size: int = BLUR_SIZE, sigma: float = BLUR_
 
 
 def substrate_of(images: jax.Array, substrate) -> jax.Array:
-    """(B, *spatial, C) image of what replaces pixels: "blur" (of the image itself) or a fill value
+    """`(B, *spatial, C)` image of what replaces pixels: "blur" (of the image itself) or a fill value
     ("mean", "black", a number, a per-channel tuple; see `methods.common.fill_value`)."""
     if substrate == "blur":
         return gaussian_blur(images)
@@ -87,7 +87,7 @@ def substrate_of(images: jax.Array, substrate) -> jax.Array:
 
 
 def salience_ranks(maps: jax.Array) -> jax.Array:
-    """(B, *spatial) int32: each pixel's place in its map's order, 0 = most salient; ties go to the
+    """`(B, *spatial)` int32: each pixel's place in its map's order, 0 = most salient; ties go to the
     earlier pixel in row-major order, so the order is deterministic."""
     order = jnp.argsort(-maps.reshape(maps.shape[0], -1).astype(jnp.float32), axis=-1, stable=True)
     return jnp.argsort(order, axis=-1).astype(jnp.int32).reshape(maps.shape)
@@ -128,9 +128,9 @@ def deletion(
     batch_size: int = 16,
 ) -> Curve:
     """Deletion curve: the `score` (default "softmax") of class `targets` (B,), or the scores (B,) of
-    a target function (`gradcam_jax.targets`), as the pixels of `images` (B, *spatial, C) are
+    a target function (`gradcam_jax.targets`), as the pixels of `images` `(B, *spatial, C)` are
     replaced by `substrate` ("mean" pixel: RISE's zero in normalised input; "black"; "blur"; a
-    number) in `maps`' (B, *spatial) order, most salient first, in `steps` equal steps (RISE: 224).
+    number) in `maps`' `(B, *spatial)` order, most salient first, in `steps` equal steps (RISE: 224).
     One forward pass holds `batch_size` images, B x steps per pass (at least one step of the
     whole batch; the rule in `methods.common`). Lower AUC is better."""
     check_maps(maps, images)
@@ -189,9 +189,9 @@ def _confidence(model, variables, images, maps, target) -> Confidence:
 
 def confidence_change(model, variables, images, maps, targets, *, score: str | None = None) -> Confidence:
     """Average drop and increase in confidence (Grad-CAM++, Sec. 6.1.1): Y is the `score` (default
-    "softmax") of class `targets` (B,), or a target function's (B,) scores, for `images` (B, *spatial, C),
+    "softmax") of class `targets` (B,), or a target function's (B,) scores, for `images` `(B, *spatial, C)`,
     O the score for images * maps, the explanation map
-    (B, *spatial) in [0, 1] used as a soft mask (unexplained pixels go black). Averages are in percent."""
+    `(B, *spatial)` in [0, 1] used as a soft mask (unexplained pixels go black). Averages are in percent."""
     check_maps(maps, images)
     return _confidence(
         model,
@@ -220,7 +220,7 @@ def average_ranks(x: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames="spatial")
 def spearman(a: jax.Array, b: jax.Array, spatial: int = 2) -> jax.Array:
-    """Spearman rank correlation of each pair of maps (..., *s) over their last `spatial` axes (2:
+    """Spearman rank correlation of each pair of maps `(..., *s)` over their last `spatial` axes (2:
     (h, w) images; 1 signals, 3 volumes) -> (...); a constant map has no rank order and gets 0."""
     lead = a.shape[: a.ndim - spatial]
     ra = average_ranks(a.reshape(-1, math.prod(a.shape[a.ndim - spatial :])).astype(jnp.float32))

@@ -70,8 +70,8 @@ def window(volume: np.ndarray, levels: tuple[float, float] | None = None, percen
 
 
 def grey_volume(volume: np.ndarray, heatmap: np.ndarray, levels) -> np.ndarray:
-    """uint8 (*spatial, 3) RGB of a volume (*spatial) or (*spatial, 1) grey (windowed) or (*spatial, 3)
-    colour, after checking that `heatmap` (*spatial) matches it."""
+    """uint8 `(*spatial, 3)` RGB of a volume `(*spatial)` or `(*spatial, 1)` grey (windowed) or `(*spatial, 3)`
+    colour, after checking that `heatmap` `(*spatial)` matches it."""
     volume = np.asarray(volume)
     heatmap = np.asarray(heatmap)
     spatial = volume.shape if volume.shape == heatmap.shape else volume.shape[:-1]

@@ -176,15 +176,15 @@ def train(
 
 
 def peaks(maps: jax.Array) -> jax.Array:
-    """(B, n) int32 position of each (B, *spatial) map's maximum, n = len(spatial): (row, column)
+    """(B, n) int32 position of each `(B, *spatial)` map's maximum, n = len(spatial): (row, column)
     for images (the first one on ties)."""
     flat = jnp.argmax(maps.reshape(maps.shape[0], -1), axis=-1)
     return jnp.stack(jnp.unravel_index(flat, maps.shape[1:]), axis=-1).astype(jnp.int32)
 
 
 def pointing_hits(maps: jax.Array, masks: jax.Array, tolerance: float = 0.0) -> jax.Array:
-    """(B,) bool: whether the peak of each (B, *spatial) map (images, signals, volumes) lies within
-    `tolerance` pixels (Euclidean) of its (B, *spatial) mask; 0 means on the mask itself."""
+    """(B,) bool: whether the peak of each `(B, *spatial)` map (images, signals, volumes) lies within
+    `tolerance` pixels (Euclidean) of its `(B, *spatial)` mask; 0 means on the mask itself."""
     spatial = maps.ndim - 1
     peak = peaks(maps).reshape(maps.shape[0], spatial, *[1] * spatial)  # (B, n, 1, ...)
     squared = ((jnp.indices(maps.shape[1:])[None] - peak) ** 2).sum(axis=1)  # (B, *spatial)

@@ -83,7 +83,7 @@ def make_signals(key, batch: int, length: int = SIGNAL_LENGTH, noise: float = 0.
 
 class BlockCNN(nn.Module):
     """block1..n (conv + ReLU, `strides` per block) -> global average pool -> dense head, over any
-    number of spatial axes (`kernel` is the kernel size per axis). images (B, *spatial, C) float32
+    number of spatial axes (`kernel` is the kernel size per axis). images `(B, *spatial, C)` float32
     -> logits (B, num_classes)."""
 
     kernel: Sequence[int]
@@ -111,6 +111,18 @@ def signal_cnn() -> BlockCNN:
     return BlockCNN(kernel=(7,), widths=(16, 32, 32), strides=(1, 2, 1))
 
 
+# What the pointing game runs (test and script alike): the CAM family at block3 on logits with a
+# ReLU (CAM needs no options: its head is GAP + linear), occlusion with zero-filled windows of 6
+# along each axis (4^3 = 64 positions on a 24^3 volume: the auto stride would take 512), and
+# integrated gradients from a zero baseline.
+POINTING_METHODS = {
+    **{name: {"layer": LAYER} for name in ("cam", "grad_cam_plus_plus", "layer_cam", "hires_cam", "xgrad_cam")},
+    "grad_cam": {"layer": LAYER, "score": "logit", "relu": True},
+    "occlusion": {"mask_size": 6, "stride": 6, "mask_value": 0.0, "score": "logit"},
+    "integrated_gradients": {"baseline": 0.0, "steps": 8},
+}
+
+
 class Pointing(NamedTuple):
     shares: dict[str, float]  # method -> fraction of held-out samples whose map peaks on the object
     random: float  # the same for random maps at the layer's resolution, finished as the CAM family
@@ -127,8 +139,8 @@ def pointing(
     class. Accuracy is over the whole batch."""
     logits = taps.apply_logits(model, variables, batch.images)
     accuracy = float((jnp.argmax(logits, -1) == batch.labels).mean())
-    held = jax.tree.map(lambda a: a[np.asarray(batch.masks.reshape(len(batch.labels), -1).any(axis=1))], batch)
-    batch = toy.Batch(*held)
+    with_object = np.asarray(batch.masks.reshape(len(batch.labels), -1).any(axis=1))
+    batch = jax.tree.map(lambda a: a[with_object], batch)
     size = batch.images.shape[1:-1]
     found = {name: METHODS[name](model, variables, batch.images, batch.labels, **options).map
              for name, options in methods.items()}  # fmt: skip

@@ -38,7 +38,10 @@ def load_volume(path: str | Path) -> np.ndarray:
                 import nibabel
             except ImportError:
                 raise VolumeError(f"{path}: reading NIfTI needs nibabel: pip install 'gradcam-jax[medical]'") from None
-            volume = np.asarray(nibabel.load(path).get_fdata(dtype=np.float32))  # pyright: ignore[reportAttributeAccessIssue]
+            try:
+                volume = np.asarray(nibabel.load(path).get_fdata(dtype=np.float32))  # pyright: ignore[reportAttributeAccessIssue]
+            except nibabel.filebasedimages.ImageFileError as err:
+                raise VolumeError(f"{path}: not a NIfTI image ({err})") from None
         else:
             raise VolumeError(f"{path}: unsupported volume format; use {', '.join(VOLUME_SUFFIXES)}")
     except (OSError, ValueError, EOFError) as err:

@@ -86,12 +86,17 @@ def hand_grad_cam(variables, x, classes) -> np.ndarray:
         logits = a.mean(axis=axes) @ p["head"]["kernel"] + p["head"]["bias"]
         return logits[np.arange(len(classes)), classes].sum()
 
-    grads = jax.grad(logit_sum)(acts)
-    alpha = np.asarray(grads).mean(axis=axes)  # (B, 4)
+    return finish_by_hand(acts, jax.grad(logit_sum)(acts), x.shape[1:-1])
+
+
+def finish_by_hand(acts, grads, size) -> np.ndarray:
+    """Grad-CAM with a ReLU from a layer's activations and gradients (B, *s, C): weights averaged
+    over every spatial axis, min-max in numpy, Pillow's cubic upsampling to `size`."""
+    axes = tuple(range(1, acts.ndim - 1))
+    alpha = np.asarray(grads).mean(axis=axes)  # (B, C)
     raw = np.maximum(np.einsum("b...c,bc->b...", np.asarray(acts), alpha), 0.0)
     low = raw.min(axis=axes, keepdims=True)
-    rescaled = (raw - low) / (raw.max(axis=axes, keepdims=True) - low)
-    return pillow_upsample(rescaled, x.shape[1:-1])
+    return pillow_upsample((raw - low) / (raw.max(axis=axes, keepdims=True) - low), size)
 
 
 def test_grad_cam_matches_a_hand_written_jax_grad(tiny):
@@ -101,6 +106,45 @@ def test_grad_cam_matches_a_hand_written_jax_grad(tiny):
     assert result.map.shape == x.shape[:-1]
     assert result.activations.shape == (x.shape[0], *[(n + 1) // 2 for n in x.shape[1:-1]], 4)
     np.testing.assert_allclose(np.asarray(result.map), hand_grad_cam(variables, x, classes), atol=2e-5)
+
+
+def test_equinox_channel_first_volumes():
+    """An Equinox 3-D CNN whose layers run per volume, channels first (C, D, H, W): the tap moves
+    them to (B, d, h, w, C), and the map equals the hand-written Grad-CAM of the same layers."""
+    eqx = pytest.importorskip("equinox")
+
+    class Net(eqx.Module):
+        conv1: eqx.nn.Conv3d
+        conv2: eqx.nn.Conv3d
+        head: eqx.nn.Linear
+
+        def __init__(self, key):
+            k1, k2, k3 = jax.random.split(key, 3)
+            self.conv1 = eqx.nn.Conv3d(1, 3, 3, padding=1, key=k1)
+            self.conv2 = eqx.nn.Conv3d(3, 4, 3, stride=2, padding=1, key=k2)
+            self.head = eqx.nn.Linear(4, 3, key=k3)
+
+        def top(self, a):  # conv2's output (4, d, h, w) -> logits
+            return self.head(jax.nn.relu(a).mean(axis=(1, 2, 3)))
+
+        def __call__(self, volumes):  # (B, D, H, W, 1), the library's layout, one volume at a time
+            return jax.vmap(lambda v: self.top(self.conv2(jax.nn.relu(self.conv1(jnp.moveaxis(v, -1, 0))))))(volumes)
+
+    net = Net(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (2, 6, 8, 4, 1))
+    params, static = eqx.partition(net, eqx.is_array)
+    classes = np.array([1, 2], np.int32)
+    result = gj.grad_cam(static, params, x, classes, layer="conv2", score="logit", relu=True)
+    acts = jnp.moveaxis(jax.vmap(lambda v: net.conv2(jax.nn.relu(net.conv1(jnp.moveaxis(v, -1, 0)))))(x), 1, -1)
+
+    def logit_sum(a):
+        logits = jax.vmap(lambda one: net.top(jnp.moveaxis(one, -1, 0)))(a)
+        return logits[np.arange(2), classes].sum()
+
+    assert result.activations.shape == (2, 3, 4, 2, 4)
+    np.testing.assert_allclose(result.activations, acts, rtol=1e-6, atol=1e-6)
+    expected = finish_by_hand(acts, jax.grad(logit_sum)(acts), x.shape[1:-1])
+    np.testing.assert_allclose(np.asarray(result.map), expected, atol=2e-5)
 
 
 def method_options(name: str, channels: int) -> dict:
@@ -296,6 +340,9 @@ def test_load_volume_reads_npy_and_nifti(tmp_path):
     np.save(tmp_path / "flat.npy", np.zeros((4, 4)))
     with pytest.raises(volumes.VolumeError, match=r"flat\.npy: expected a volume"):
         volumes.load_volume(tmp_path / "flat.npy")
+    (tmp_path / "bad.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(volumes.VolumeError, match=r"bad\.nii\.gz: not a NIfTI image"):
+        volumes.load_volume(tmp_path / "bad.nii.gz")
     with pytest.raises(volumes.VolumeError, match="unsupported volume format"):
         volumes.load_volume(tmp_path / "v.png")
 

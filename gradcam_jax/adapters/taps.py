@@ -25,7 +25,7 @@ NNX and Equinox submodules are tapped by attribute path (`"blocks/0/conv"`), Ker
 Layer outputs are seen in the library's layout, batch first and channels last (B, h, w, C); (B, l, C)
 and (B, d, h, w, C) for signal and volume models. A
 submodule the model calls under its own `jax.vmap` (one image at a time) is tapped per image and
-its outputs are stacked back into a batch; a channel-first output ((C, *s) per image, any number of
+its outputs are stacked back into a batch; a channel-first output (`(C, *s)` per image, any number of
 spatial axes, Equinox's default) is moved to channels-last, and perturbations are moved back. `channels_first(model)` /
 `channels_last(model)` say which layout a model's layers use (default: last, first for Equinox).
 """
@@ -149,7 +149,7 @@ class Layout:
 
 
 def channels_first(model) -> Layout:
-    """`model`, with its layers' outputs read as channel-first: (C, *s) per image, (B, C, *s)."""
+    """`model`, with its layers' outputs read as channel-first: `(C, *s)` per image, `(B, C, *s)`."""
     return Layout(model, True)
 
 

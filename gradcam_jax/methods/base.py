@@ -38,11 +38,11 @@ TRACED_OPTIONS = ("key",)  # keyword options passed to the jitted core as arrays
 
 
 class Explanation(NamedTuple):
-    """map: (B, *spatial) or (B, K, *spatial) float32 in [0, 1] at the input resolution: (B, H, W)
+    """map: `(B, *spatial)` or `(B, K, *spatial)` float32 in [0, 1] at the input resolution: (B, H, W)
     for images (B, H, W, C), (B, L) for signals, (B, D, H, W) for volumes and clips.
     scores: (B,) or (B, K) float32, the scores explained. targets: the class indices, the same
-    shape, int32 (None for a target function). activations: (B, *s, C) at the layer ((B, h, w, C)
-    for images), and gradients: (B, [K,] *s, C), where the method has them."""
+    shape, int32 (None for a target function). activations: `(B, *s, C)` at the layer ((B, h, w, C)
+    for images), and gradients: `(B, [K,] *s, C)`, where the method has them."""
 
     map: jax.Array
     scores: jax.Array

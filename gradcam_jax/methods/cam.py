@@ -42,7 +42,7 @@ def cam(
 ) -> Explanation:
     """CAM maps of `targets` (B,) or (B, K) (None: top-1) from the feature map at `layer`.
 
-    Returns an `Explanation` (map (B, [K,] *spatial) float32 in [0, 1]; scores are logits) with the
+    Returns an `Explanation` (map `(B, [K,] *spatial)` float32 in [0, 1]; scores are logits) with the
     layer's activations and the gradients whose spatial sums are the head's class weights.
     """
     g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)

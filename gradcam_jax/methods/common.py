@@ -60,7 +60,7 @@ def random_key(key) -> jax.Array:
 
 
 def target_scores(model, variables, images, target) -> tuple[jax.Array, Callable]:
-    """((B, K) float32 scores of `target` for (B, *spatial, C) `images`, the target with top-1
+    """((B, K) float32 scores of `target` for `(B, *spatial, C)` `images`, the target with top-1
     classes resolved): one forward pass."""
     return resolved_scores(target, taps.call_model(model, variables, images), images.shape[0])
 
@@ -89,7 +89,7 @@ def in_slices(fn: Callable, size: int, *batched):
 
 
 def perturbed_scores(model, variables, perturb: Callable, xs, target, batch_size: int) -> jax.Array:
-    """(P, B, K) scores of `target` (resolved) for `perturb(x)` (a (B, *spatial, C) batch) for each of
+    """(P, B, K) scores of `target` (resolved) for `perturb(x)` (a `(B, *spatial, C)` batch) for each of
     the P leading entries of `xs`. Perturbations are vmapped so one forward pass holds at most
     `batch_size` whole images (`passes_per_step`), and `lax.map` walks the chunks, so memory stays
     bounded whatever P is and no Python loop runs."""
@@ -137,7 +137,7 @@ def input_gradients(model, variables, images, target) -> InputGradients:
 
 
 def reduce_channels(pixels: jax.Array, how: str) -> jax.Array:
-    """(..., *spatial, C) per-channel attributions -> (..., *spatial): "abs_max" (max_c |x|, Simonyan et al.
+    """`(..., *spatial, C)` per-channel attributions -> `(..., *spatial)`: "abs_max" (max_c |x|, Simonyan et al.
     2014), "abs_sum" (sum_c |x|) or "sum" (sum_c x, signed)."""
     if how == "abs_max":
         return jnp.abs(pixels).max(axis=-1)
@@ -149,8 +149,8 @@ def reduce_channels(pixels: jax.Array, how: str) -> jax.Array:
 
 
 def weighted_sum(activations: jax.Array, weights: jax.Array) -> jax.Array:
-    """(B, K, *s) raw maps: sum_c weights * activations. activations (B, *s, C), any number of
-    spatial axes; weights (B, K, C) per channel (CAM, Grad-CAM++, XGrad-CAM) or (B, K, *s, C) per
+    """`(B, K, *s)` raw maps: sum_c weights * activations. activations `(B, *s, C)`, any number of
+    spatial axes; weights (B, K, C) per channel (CAM, Grad-CAM++, XGrad-CAM) or `(B, K, *s, C)` per
     position (HiResCAM). One contraction over C either way (the same einsum as written out in 2-D)."""
     activations = maps.float32_or_wider(activations)
     weights = maps.float32_or_wider(weights)

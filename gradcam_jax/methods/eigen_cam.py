@@ -28,7 +28,7 @@ from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
 
 
 def principal_projection(activations: jax.Array) -> jax.Array:
-    """(B, *s, C) -> (B, *s): each image's centred activations projected on their first
+    """`(B, *s, C)` -> `(B, *s)`: each image's centred activations projected on their first
     principal direction, sign-corrected (see the module doc)."""
     b, *grid, c = activations.shape
     x = maps.float32_or_wider(activations.reshape(b, -1, c))
@@ -56,7 +56,7 @@ def eigen_cam(
     reshape: Callable | None = None,
 ) -> Explanation:
     """Eigen-CAM maps at `layer`, repeated for each of `targets` (B,) or (B, K) (None: top-1).
-    Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1] and the activations."""
+    Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1] and the activations."""
     path, _ = taps.resolve_layer(model, variables, images, layer)
     outputs, activations = taps.forward_with_layer(model, variables, images, path)
     reshape = tokens.grid_hook(reshape, activations.shape, images.shape)  # ViT tokens: their grid

@@ -41,9 +41,9 @@ def grad_cam(
     """Grad-CAM maps of `targets` at `layer`; see the module doc. Class targets (B,) or (B, K) (None:
     top-1) are scored by `score="softmax"` (default, MATLAB) or "logit"; any target function works too.
 
-    images: float (B, *spatial, C) as the model takes them: (B, H, W, C) images, (B, L, C) signals,
-    (B, D, H, W, C) volumes. Returns an `Explanation` whose map is (B, *spatial) or (B, K, *spatial)
-    float32 in [0, 1], with the layer's activations (B, *s, C) and gradients (B, [K,] *s, C).
+    images: float `(B, *spatial, C)` as the model takes them: (B, H, W, C) images, (B, L, C) signals,
+    (B, D, H, W, C) volumes. Returns an `Explanation` whose map is `(B, *spatial)` or `(B, K, *spatial)`
+    float32 in [0, 1], with the layer's activations `(B, *s, C)` and gradients `(B, [K,] *s, C)`.
     `reshape` turns a non-grid layer output into (B, h, w, C) (see `gradients.layer_gradients`).
     """
     g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)

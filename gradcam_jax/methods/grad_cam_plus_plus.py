@@ -38,7 +38,7 @@ def grad_cam_plus_plus(
     reshape: Callable | None = None,
 ) -> Explanation:
     """Grad-CAM++ maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
-    Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1], activations and gradients."""
+    Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1], activations and gradients."""
     g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
     grads = maps.float32_or_wider(g.gradients)  # (B, K, *s, C)
     acts = maps.float32_or_wider(g.activations)[:, None]  # (B, 1, *s, C)

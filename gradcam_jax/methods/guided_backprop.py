@@ -17,7 +17,7 @@ Limits, checked or documented:
   in another thread at the same moment.
 
 The map is the channel reduction of the guided gradient (`reduce`, default "abs_max"), rescaled
-to [0, 1]; `Explanation.gradients` holds the guided gradients (B, [K,] *spatial, C). Guided
+to [0, 1]; `Explanation.gradients` holds the guided gradients `(B, [K,] *spatial, C)`. Guided
 backpropagation is known to be class- and model-insensitive (Adebayo et al. 2018; see
 `gradcam_jax.metrics.model_randomisation`): `guided_grad_cam` multiplies in a class map.
 
@@ -103,7 +103,7 @@ def guided_input_gradients(model, variables, images, target) -> InputGradients:
 @register("guided_backprop", score="logit")
 def guided_backprop(model, variables, images, targets=None, *, reduce: str = "abs_max") -> Explanation:
     """Guided-backpropagation maps of `targets` (B,) or (B, K) (None: top-1) at input resolution.
-    Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1] and the guided gradients."""
+    Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1] and the guided gradients."""
     g = guided_input_gradients(model, variables, images, targets)
     fine = maps.rescale(reduce_channels(g.gradients, reduce), images.ndim - 2)
     return Explanation(fine, g.scores, g.target, None, g.gradients)

@@ -35,8 +35,8 @@ def guided_grad_cam(
     reduce: str = "abs_max",
 ) -> Explanation:
     """Guided Grad-CAM maps of `targets` (B,) or (B, K) (None: top-1); see the module doc. Returns
-    an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1], the layer's activations and the
-    guided gradients (B, [K,] *spatial, C) at the input."""
+    an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1], the layer's activations and the
+    guided gradients `(B, [K,] *spatial, C)` at the input."""
     guided = guided_input_gradients(model, variables, images, targets)
     # Called outside the guided context, so Grad-CAM's own gradients are plain ones.
     coarse = grad_cam.impl(model, variables, images, guided.target, layer=layer, relu=relu, reshape=reshape)

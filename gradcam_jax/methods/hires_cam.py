@@ -32,7 +32,7 @@ def hires_cam(
     reshape: Callable | None = None,
 ) -> Explanation:
     """HiResCAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
-    Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1], activations and gradients."""
+    Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1], activations and gradients."""
     g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
     raw = weighted_sum(g.activations, g.gradients)
     return Explanation(maps.finish(raw, images.shape[1:-1], relu), g.scores, g.target, g.activations, g.gradients)

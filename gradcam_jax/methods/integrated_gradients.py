@@ -8,7 +8,7 @@ to that rule's error, which `steps` controls. `baseline` is "black" (the paper),
 pixel) or a number / RGB tuple. Path points are vmapped so one forward/backward pass holds at
 most `batch_size` whole images (the rule in `methods.common`), and `lax.map` walks the chunks.
 The map reduces IG over channels (`reduce`, default "abs_sum") and rescales it;
-`Explanation.gradients` holds the path-averaged gradients (B, [K,] *spatial, C), so IG = (images - baseline) * gradients.
+`Explanation.gradients` holds the path-averaged gradients `(B, [K,] *spatial, C)`, so IG = (images - baseline) * gradients.
 
 Differentiable with respect to `variables` and `images`, under `jit`: the path points are fixed, so
 the map is a sum of input gradients (a second derivative for jax.grad).
@@ -37,7 +37,7 @@ def integrated_gradients(
     batch_size: int = 8,
 ) -> Explanation:
     """Integrated-gradients maps of `targets` (B,) or (B, K) (None: top-1) at input resolution;
-    see the module doc. Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1]."""
+    see the module doc. Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1]."""
     images = maps.float32_or_wider(images)
     scores, target = target_scores(model, variables, images, targets)  # top-1 of x, not of the path
     start = fill_value(baseline, images.shape[-1])

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from typing import NamedTuple
 
 import jax
@@ -129,7 +130,7 @@ def occlusion(
     batch_size: int = 16,
 ) -> Explanation:
     """Occlusion-sensitivity maps of `targets` (B,) or (B, K) (None: top-1); see the module doc.
-    Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1] and the unoccluded scores."""
+    Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1] and the unoccluded scores."""
     if upsampling not in UPSAMPLINGS:
         raise ValueError(f"unknown upsampling {upsampling!r}; choose from {', '.join(UPSAMPLINGS)}")
     images = maps.float32_or_wider(images)
@@ -138,12 +139,12 @@ def occlusion(
     starts = jnp.asarray(grid.starts)
     value = fill_value(mask_value, images.shape[-1])
     # each axis's coordinates, shaped to broadcast against the others: (H, 1) and (1, W) for images
-    coordinates = [jnp.arange(n).reshape([-1 if a == i else 1 for a in range(len(size))]) for i, n in enumerate(size)]
+    coordinates = [jnp.arange(n)[tuple(slice(None) if a == i else None for a in range(len(size)))]
+                   for i, n in enumerate(size)]  # fmt: skip
 
     def occluded(start):  # the batch with one mask applied: (B, *spatial, C)
-        inside = functools.reduce(
-            jnp.logical_and, [(x >= s) & (x < s + m) for x, s, m in zip(coordinates, start, grid.mask)]
-        )
+        bounds = [bound for x, s, m in zip(coordinates, start, grid.mask) for bound in (x >= s, x < s + m)]
+        inside = functools.reduce(operator.and_, bounds)
         return jnp.where(inside[None, ..., None], value, images)
 
     clean, target = target_scores(model, variables, images, targets)  # (B, K), top-1 resolved
@@ -159,7 +160,7 @@ def occlusion(
 
 
 def upsampling_subscripts(axes: int) -> str:
-    """The einsum applying one (size, n) interpolation matrix per axis to a (B, K, *grid) map, the
+    """The einsum applying one (size, n) interpolation matrix per axis to a `(B, K, *grid)` map, the
     first axis's matrix first: "yi,bkij,xj->bkyx" for images, "yi,bki->bky" for signals."""
     grid, out = "ijl"[:axes], "yxz"[:axes]
     rest = "".join(f",{o}{g}" for o, g in zip(out[1:], grid[1:]))

@@ -45,7 +45,7 @@ def score_cam(
     batch_size: int = 16,
 ) -> Explanation:
     """Score-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
-    Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1] and the activations."""
+    Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1] and the activations."""
     path, _ = taps.resolve_layer(model, variables, images, layer)
     outputs, activations = taps.forward_with_layer(model, variables, images, path)
     reshape = tokens.grid_hook(reshape, activations.shape, images.shape)  # ViT tokens: their grid

@@ -37,15 +37,15 @@ def smoothgrad(
     batch_size: int = 8,
 ) -> Explanation:
     """SmoothGrad maps of `targets` (B,) or (B, K) (None: top-1) at input resolution; see the
-    module doc. Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1]."""
+    module doc. Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1]."""
     images = maps.float32_or_wider(images)
     scores, target = target_scores(model, variables, images, targets)  # top-1 of the clean image
     per_image = tuple(range(1, images.ndim))
-    sigma = noise * (images.max(axis=per_image, keepdims=True) - images.min(axis=per_image, keepdims=True))
+    sigma = noise * (images.max(axis=per_image) - images.min(axis=per_image))  # (B,)
     key = jax.random.key(seed)
 
     def gradient_at(i):
-        e = jax.random.normal(jax.random.fold_in(key, i), images.shape) * sigma
+        e = jax.random.normal(jax.random.fold_in(key, i), images.shape) * sigma[(slice(None), *[None] * len(per_image))]
         return input_gradients(model, variables, images + e, target).gradients
 
     mean = jax.lax.map(gradient_at, jnp.arange(samples), batch_size=passes_per_step(batch_size, len(images)))

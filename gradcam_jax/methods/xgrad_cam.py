@@ -35,7 +35,7 @@ def xgrad_cam(
     reshape: Callable | None = None,
 ) -> Explanation:
     """XGrad-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
-    Returns an `Explanation` with map (B, [K,] *spatial) float32 in [0, 1], activations and gradients."""
+    Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1], activations and gradients."""
     g = layer_gradients(model, variables, images, targets, layer=layer, reshape=reshape)
     acts = maps.float32_or_wider(g.activations)[:, None]  # (B, 1, *s, C)
     axes = maps.spatial_axes(acts)
