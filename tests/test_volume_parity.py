@@ -73,9 +73,9 @@ def twins(stride: int, seed: int = 0):
     with torch.no_grad():
         for name in ("conv1", "conv2"):  # flax (kd, kh, kw, in, out) -> torch (out, in, kd, kh, kw)
             getattr(twin, name).weight.copy_(torch.from_numpy(p[name]["kernel"].transpose(4, 3, 0, 1, 2).copy()))
-            getattr(twin, name).bias.copy_(torch.from_numpy(p[name]["bias"]))
+            getattr(twin, name).bias.copy_(torch.from_numpy(p[name]["bias"].copy()))
         twin.fc.weight.copy_(torch.from_numpy(p["fc"]["kernel"].T.copy()))
-        twin.fc.bias.copy_(torch.from_numpy(p["fc"]["bias"]))
+        twin.fc.bias.copy_(torch.from_numpy(p["fc"]["bias"].copy()))
     return model, variables, twin, x
 
 
