@@ -80,7 +80,7 @@ def twins(stride: int, seed: int = 0):
 
 
 def ncdhw(x: np.ndarray):
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3)))
+    return torch.from_numpy(np.array(x.transpose(0, 4, 1, 2, 3)))  # a writable copy
 
 
 CLASSES = np.array([2, 0], np.int32)  # per image; MONAI takes one class index for the whole batch
