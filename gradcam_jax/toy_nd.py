@@ -42,10 +42,11 @@ SIGNAL_LENGTH = 128
 LAYER = "block3"  # the last convolution block of both CNNs: half the input's resolution
 
 
-def make_volumes(key, batch: int, size: int = VOLUME_SIZE, noise: float = 0.35) -> toy.Batch:
-    """`batch` noisy volumes (B, size, size, size, 1) float32, each holding a cube or a sphere
-    (label 0 or 1) of radius 3 to 5 voxels wholly inside, brightness 0.6 to 1, or nothing (label 2);
-    masks (B, size, size, size) bool are the object's voxels. A pure function of `key`."""
+def make_volumes(key, batch: int, size: int = VOLUME_SIZE, noise: float = 0.25) -> toy.Batch:
+    """`batch` volumes (B, size, size, size, 1) float32 of Gaussian noise (sigma `noise`), each
+    holding a cube or a sphere (label 0 or 1) of radius 3 to 5 voxels wholly inside, brightness 0.6
+    to 1, or nothing (label 2); masks (B, size, size, size) bool are the object's voxels. A pure
+    function of `key`. (At noise 0.35 the CNN stays at chance for 60 steps; at 0.25 it learns.)"""
     k_label, k_radius, k_centre, k_bright, k_noise = jax.random.split(key, 5)
     labels = jax.random.randint(k_label, (batch,), 0, len(VOLUME_SHAPES), jnp.int32)
     radii = jax.random.uniform(k_radius, (batch,), minval=3.0, maxval=5.0)

@@ -36,11 +36,12 @@ def load_volume(path: str | Path) -> np.ndarray:
         elif name.endswith((".nii", ".nii.gz")):
             try:
                 import nibabel
+                from nibabel.filebasedimages import ImageFileError
             except ImportError:
                 raise VolumeError(f"{path}: reading NIfTI needs nibabel: pip install 'gradcam-jax[medical]'") from None
             try:
                 volume = np.asarray(nibabel.load(path).get_fdata(dtype=np.float32))  # pyright: ignore[reportAttributeAccessIssue]
-            except nibabel.filebasedimages.ImageFileError as err:
+            except ImageFileError as err:
                 raise VolumeError(f"{path}: not a NIfTI image ({err})") from None
         else:
             raise VolumeError(f"{path}: unsupported volume format; use {', '.join(VOLUME_SUFFIXES)}")

@@ -23,8 +23,8 @@ from gradcam_jax.overlay import montage, planes, signal
 
 KINDS = {
     # kind: (model, data, training steps, batch, learning rate)
-    "volumes": (toy_nd.volume_cnn, toy_nd.make_volumes, 100, 16, 3e-3),
-    "signals": (toy_nd.signal_cnn, toy_nd.make_signals, 120, 32, 1e-2),
+    "volumes": (toy_nd.volume_cnn, toy_nd.make_volumes, 60, 16, 3e-3),  # as tests/test_toy_dimensions.py
+    "signals": (toy_nd.signal_cnn, toy_nd.make_signals, 80, 32, 1e-2),
 }
 
 

@@ -22,12 +22,12 @@ def trained(make_model, data, steps, batch, learning_rate):
 
 @pytest.fixture(scope="module")
 def volumes():
-    return trained(toy_nd.volume_cnn, toy_nd.make_volumes, 100, 16, 3e-3)
+    return trained(toy_nd.volume_cnn, toy_nd.make_volumes, 60, 16, 3e-3)
 
 
 @pytest.fixture(scope="module")
 def signals():
-    return trained(toy_nd.signal_cnn, toy_nd.make_signals, 120, 32, 1e-2)
+    return trained(toy_nd.signal_cnn, toy_nd.make_signals, 80, 32, 1e-2)
 
 
 def test_toy_volumes_and_signals_hold_their_shapes():
@@ -48,7 +48,7 @@ def test_toy_volumes_and_signals_hold_their_shapes():
 @pytest.mark.parametrize("kind", ["volumes", "signals"])
 def test_maps_point_at_the_object_far_more_often_than_random_maps(kind, request):
     report, losses = request.getfixturevalue(kind)
-    assert float(losses[-10:].mean()) < float(losses[:10].mean()) - 0.2  # it learned (from ln 3 = 1.10)
+    assert float(losses[-10:].mean()) < float(losses[:10].mean()) - 0.1  # it learned (from ln 3 = 1.10)
     assert report.random < 0.2
     for name, share in report.shares.items():
         assert share >= report.random + MARGIN, (kind, name, share, report.random)

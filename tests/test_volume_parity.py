@@ -73,14 +73,14 @@ def twins(stride: int, seed: int = 0):
     with torch.no_grad():
         for name in ("conv1", "conv2"):  # flax (kd, kh, kw, in, out) -> torch (out, in, kd, kh, kw)
             getattr(twin, name).weight.copy_(torch.from_numpy(p[name]["kernel"].transpose(4, 3, 0, 1, 2).copy()))
-            getattr(twin, name).bias.copy_(torch.from_numpy(p[name]["bias"]))
+            getattr(twin, name).bias.copy_(torch.from_numpy(p[name]["bias"].copy()))
         twin.fc.weight.copy_(torch.from_numpy(p["fc"]["kernel"].T.copy()))
-        twin.fc.bias.copy_(torch.from_numpy(p["fc"]["bias"]))
+        twin.fc.bias.copy_(torch.from_numpy(p["fc"]["bias"].copy()))
     return model, variables, twin, x
 
 
 def ncdhw(x: np.ndarray):
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3)))
+    return torch.from_numpy(np.array(x.transpose(0, 4, 1, 2, 3)))  # a writable copy
 
 
 CLASSES = np.array([2, 0], np.int32)  # per image; MONAI takes one class index for the whole batch
