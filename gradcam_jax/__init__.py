@@ -48,7 +48,7 @@ from gradcam_jax.methods import (
     xgrad_cam,
 )
 from gradcam_jax.overlay import overlay
-from gradcam_jax.video import VideoError, explain_frames, explain_video
+from gradcam_jax.video import VideoError, explain_clips, explain_frames, explain_video
 from gradcam_jax.weights import WeightsError, load_googlenet
 
 __all__ = [
@@ -70,6 +70,7 @@ __all__ = [
     "top_k",
     "tokens_to_grid",
     "explain_dataset",
+    "explain_clips",
     "explain_frames",
     "explain_video",
     "VideoError",

@@ -307,6 +307,58 @@ def explain_frames(
         inputs.close()
 
 
+def clips(pairs: Iterable[tuple[np.ndarray, np.ndarray]], length: int) -> Iterator[tuple[list, np.ndarray]]:
+    """(frames, inputs float32 (1, length, h, w, 3)) per clip of `length` consecutive frames; a short
+    last clip is filled up by repeating its last frame (only `len(frames)` of its maps are real)."""
+    chunk: list = []
+    for pair in pairs:
+        chunk.append(pair)
+        if len(chunk) == length:
+            yield [c[0] for c in chunk], np.stack([c[1] for c in chunk])[None].astype(np.float32)
+            chunk = []
+    if chunk:
+        inputs = [c[1] for c in chunk] + [chunk[-1][1]] * (length - len(chunk))
+        yield [c[0] for c in chunk], np.stack(inputs)[None].astype(np.float32)
+
+
+def explain_clips(
+    frames: Iterable[np.ndarray],
+    model,
+    variables,
+    *,
+    clip_length: int,
+    method: str = "grad_cam",
+    target: int | None = None,
+    alpha: float = 0.5,
+    input_size: tuple[int, int] = INPUT_SIZE,
+    **options,
+) -> Iterator[ExplainedFrame]:
+    """Explain a stream of uint8 RGB (H, W, 3) frames with a clip model, one that takes
+    (B, T, h, w, 3) clips (a 3-D CNN over time): frames go to it in clips of `clip_length`
+    consecutive frames, resized to `input_size`, one clip per method call, and its map (1, T, h, w)
+    gives each frame its own map, drawn over the frame at the frame's resolution. One
+    `ExplainedFrame` per frame, in order; target and score are the clip's.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(sorted(METHODS))}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
+    if clip_length < 1:
+        raise ValueError(f"clip_length must be at least 1; got {clip_length}")
+    explain = frame_explainer(model, variables, method, target, 1, options)
+    inputs = prefetch(model_inputs(frames, input_size), depth=2 * clip_length)
+    try:
+        for chunk, clip in clips(inputs, clip_length):
+            # maps (1, T, h, w) and stretched (1, T, H, W): one map per frame of the clip
+            maps, stretched, targets, scores = (np.asarray(a) for a in explain(clip, chunk[0].shape[:2]))
+            for t, frame in enumerate(chunk):
+                yield ExplainedFrame(
+                    overlay(frame, stretched[0, t], alpha), maps[0, t], int(targets[0]), float(scores[0])
+                )
+    finally:
+        inputs.close()
+
+
 # -- writing (I/O edge) --------------------------------------------------------------------------
 
 
@@ -377,11 +429,14 @@ def explain_video(
     max_frames: int | None = None,
     stop: threading.Event | None = None,
     progress: bool = False,
+    clip_length: int | None = None,
     **options,
 ) -> VideoStats:
     """Write `out`, the video (file path), webcam (int) or opened `Source` with each frame's map
     drawn over it, at the source's frame rate and frame size, one output frame per input frame.
 
+    clip_length: for a clip model ((B, T, h, w, 3) in, a 3-D CNN over time), the frames go to it in
+    clips of that many (`explain_clips`); None: a per-frame image model (`explain_frames`).
     max_frames: stop after that many (a camera runs until `stop` is set, or this). progress: a tqdm
     bar on stderr with the frames/s achieved. Decoding, compute and encoding run concurrently (see the
     module doc). Returns `VideoStats`; raises `VideoError` for an unreadable source or unwritable out.
@@ -396,12 +451,15 @@ def explain_video(
         frames = limited(frames, max_frames)
     total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     start = time.perf_counter()
-    explained = prefetch(
-        explain_frames(
+    if clip_length is None:
+        stream = explain_frames(
             frames, model, variables, method=method, target=target, batch_size=batch_size, alpha=alpha, **options
-        ),
-        depth=2 * batch_size,
-    )
+        )
+    else:
+        stream = explain_clips(
+            frames, model, variables, clip_length=clip_length, method=method, target=target, alpha=alpha, **options
+        )
+    explained = prefetch(stream, depth=2 * batch_size)
     try:
         overlays = (e.overlay for e in explained)
         if progress:

@@ -365,3 +365,37 @@ def test_depth_sweep_as_gif(tmp_path):
     assert volumes.write_sweep(tmp_path / "sweep.gif", np.zeros((10, 12, 14)), heatmap, fps=10) == 10
     with Image.open(tmp_path / "sweep.gif") as gif:
         assert gif.n_frames == 10 and gif.size == (14, 12)
+
+
+class TinyClipNet(nn.Module):
+    """A clip model: conv over (T, H, W) -> ReLU "relu1" -> global average pool -> dense (2 classes)."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = Relu(name="relu1")(nn.Conv(4, (3, 3, 3), padding=1, name="conv1")(x))
+        return nn.Dense(2, name="head")(x.mean(axis=(1, 2, 3)))
+
+
+def test_a_clip_model_over_a_video_gives_each_frame_its_own_map(tmp_path):
+    """7 frames in clips of 4: the second clip is filled up with its last frame; every frame's map is
+    its row of Grad-CAM on its clip (the clip built by hand from the library's frame resize)."""
+    from gradcam_jax import images as images_lib
+    from gradcam_jax import video
+
+    frames = list(np.random.default_rng(0).integers(0, 256, (7, 32, 48, 3), dtype=np.uint8))
+    model = TinyClipNet()
+    variables = model.init(jax.random.key(0), np.zeros((1, 4, 12, 16, 3), np.float32))
+    options = dict(layer="relu1", score="logit", relu=True, input_size=(12, 16))
+    got = list(video.explain_clips(frames, model, variables, clip_length=4, target=1, **options))
+    assert len(got) == 7 and all(e.overlay.shape == (32, 48, 3) and e.target == 1 for e in got)
+    inputs = [images_lib.resize(Image.fromarray(f), (12, 16)) for f in frames]
+    by_hand = [np.stack(inputs[:4]), np.stack([*inputs[4:], inputs[-1]])]
+    del options["input_size"]
+    for c, clip in enumerate(by_hand):
+        want = gj.grad_cam(model, variables, clip[None].astype(np.float32), np.array([1]), **options).map[0]
+        for t in range(4 if c == 0 else 3):
+            np.testing.assert_allclose(got[4 * c + t].map, want[t], atol=1e-6)
+    assert not np.allclose(got[0].map, got[1].map)  # per frame, not one map per clip
+    source = video.Source(video.VideoInfo(fps=5.0, frames=7), iter(frames))
+    stats = video.explain_video(source, tmp_path / "clips.mp4", model, variables, clip_length=4, **options)
+    assert stats.frames == 7 and (tmp_path / "clips.mp4").stat().st_size > 0
