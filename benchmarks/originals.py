@@ -132,6 +132,67 @@ def captum_gradient_shap(ctx: Context) -> np.ndarray:
     )
 
 
+PATCH = 32  # pixels: 7 x 7 = 49 features on 224 x 224
+SHAPLEY_PATCH = 56  # 4 x 4 = 16 features: 17 passes per order (captum's are slow)
+SHAPLEY_SAMPLES = 2
+
+
+def patch_mask(ctx: Context, patch: int = PATCH) -> torch.Tensor:
+    """captum's feature mask (1, 1, H, W): the index of each pixel's `patch`-pixel square, row-major."""
+    h, w = ctx.images.shape[1:3]
+    rows, cols = np.arange(h) // patch, np.arange(w) // patch
+    ids = rows[:, None] * (-(-w // patch)) + cols[None, :]
+    return torch.from_numpy(ids).view(1, 1, h, w)
+
+
+def feature_map(attributions: torch.Tensor) -> np.ndarray:
+    """captum's (N, 3, H, W) patch attributions -> (N, H, W): summed over channels (3 times each
+    patch's value, which every channel holds), signed, rescaled."""
+    return rescaled(attributions.detach().sum(dim=1).numpy())
+
+
+def captum_feature_ablation(ctx: Context) -> np.ndarray:
+    """Black baseline (captum's 0), PATCH-pixel patches."""
+    from captum.attr import FeatureAblation
+
+    with torch.no_grad():
+        attributions = FeatureAblation(ctx.net).attribute(
+            ctx.pair, baselines=0.0, target=list(CLASSES), feature_mask=patch_mask(ctx), perturbations_per_eval=7
+        )
+    return feature_map(attributions)
+
+
+def shapley_orders(count: int, samples: int = SHAPLEY_SAMPLES, seed: int = 0) -> list[list[int]]:
+    """The orders of the patches that our `shapley_sampling(key=seed)` draws, drawn here with
+    jax.random as its doc says (split the key in `samples`, one permutation each), for captum."""
+    import jax
+
+    keys = jax.random.split(jax.random.key(seed), samples)
+    return [np.asarray(jax.random.permutation(k, count)).tolist() for k in keys]
+
+
+def captum_shapley_sampling(ctx: Context) -> np.ndarray:
+    """Black baseline, SHAPLEY_PATCH-pixel patches, SHAPLEY_SAMPLES orders: the ones our key 0 draws,
+    handed to captum's permutation generator (so the two sides average the same orders and the
+    comparison is exact; with its own torch.randperm orders they agree only on average)."""
+    from captum.attr import ShapleyValueSampling
+
+    mask = patch_mask(ctx, SHAPLEY_PATCH)
+    explainer = ShapleyValueSampling(ctx.net)
+    orders = shapley_orders(int(mask.max()) + 1)
+    explainer.permutation_generator = lambda features, samples: iter(orders[:samples])
+    with torch.no_grad():
+        attributions = explainer.attribute(
+            ctx.pair,
+            baselines=0.0,
+            target=list(CLASSES),
+            feature_mask=mask,
+            n_samples=SHAPLEY_SAMPLES,
+            perturbations_per_eval=4,
+        )
+    return feature_map(attributions)
+
+
 # ---- pytorch-grad-cam -------------------------------------------------------------------------------
 
 
@@ -252,6 +313,18 @@ ORIGINALS: dict[str, Original] = {
         lambda whole=False: captum_gradient_shap,
         "captum GradientShap",
         sampled=True,
+    ),
+    "feature_ablation": Original(
+        "feature_ablation",
+        {"patch": PATCH, "baseline": "black"},
+        lambda whole=False: captum_feature_ablation,
+        "captum FeatureAblation",
+    ),
+    "shapley_sampling": Original(
+        "shapley_sampling",
+        {"patch": SHAPLEY_PATCH, "baseline": "black", "samples": SHAPLEY_SAMPLES, "key": 0},
+        lambda whole=False: captum_shapley_sampling,
+        "captum ShapleyValueSampling (our orders)",
     ),
     "grad_cam_elementwise": Original("grad_cam_elementwise", {}, pgc("GradCAMElementWise"), "GradCAMElementWise"),
     "eigen_grad_cam": Original("eigen_grad_cam", {}, pgc("EigenGradCAM"), "EigenGradCAM"),

@@ -175,6 +175,8 @@ def method_options(name: str, channels: int) -> dict:
         "shapley_cam": {"layer": "relu2"},
         "is_cam": {"layer": "relu2", "fill": 0.0, "samples": 2},
         "smooth_grad_cam_plus_plus": {"layer": "relu2", "samples": 2},
+        "feature_ablation": {"patch": 2, "baseline": 0.0},
+        "shapley_sampling": {"patch": 2, "baseline": 0.0, "samples": 2},
     }.get(name, {})
 
 

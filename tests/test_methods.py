@@ -409,6 +409,55 @@ def test_gradient_shap_of_a_linear_model_is_input_x_gradient():
     np.testing.assert_array_equal(typed, raw)  # a key and its raw uint32 data are the same key
 
 
+class Linear(nn.Module):
+    """Scores = a dense layer on the flattened pixels: S(x) = sum w * x + b, additive over pixels."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3)(x.reshape(x.shape[0], -1))
+
+
+def test_feature_ablation_and_shapley_sampling_of_a_linear_model_by_hand():
+    # a linear model's score drops by sum over the patch of w * (x - baseline) when the patch goes to
+    # the baseline, and each patch adds that much whatever is already back: every order's Shapley
+    # value is the same number. Patches (4, 3) on 6 x 5: the last row and column of patches are short.
+    x = np.random.default_rng(0).normal(size=(2, 6, 5, 2)).astype(np.float32)
+    variables = Linear().init(jax.random.key(0), x)
+    w = np.asarray(variables["params"]["Dense_0"]["kernel"]).reshape(6, 5, 2, 3)
+    baseline = np.array([0.5, -1.0], np.float32)
+    targets = np.array([[1, 2], [0, 1]], np.int32)
+    expected = np.zeros((2, 2, 6, 5))
+    for b in range(2):
+        for k, c in enumerate(targets[b]):
+            contribution = (w[..., c] * (x[b] - baseline)).sum(axis=-1)  # (6, 5)
+            for y0 in (0, 4):
+                for x0 in (0, 3):
+                    expected[b, k, y0 : y0 + 4, x0 : x0 + 3] = contribution[y0 : y0 + 4, x0 : x0 + 3].sum()
+    signed = np.stack([[np_rescale(m) for m in per_image] for per_image in expected])
+    positive = np.stack([[np_rescale(np.maximum(m, 0)) for m in per_image] for per_image in expected])
+    options = dict(patch=(4, 3), baseline=(0.5, -1.0), batch_size=3)
+    ablation = METHODS["feature_ablation"](Linear(), variables, x, targets, **options)
+    np.testing.assert_allclose(np.asarray(ablation.map), signed, atol=1e-5)
+    relu = METHODS["feature_ablation"](Linear(), variables, x, targets, relu=True, **options)
+    np.testing.assert_allclose(np.asarray(relu.map), positive, atol=1e-5)
+    for key in (0, 5):
+        shapley = METHODS["shapley_sampling"](Linear(), variables, x, targets, samples=3, key=key, **options)
+        np.testing.assert_allclose(np.asarray(shapley.map), signed, atol=1e-5)
+    with pytest.raises(ValueError, match="samples"):
+        METHODS["shapley_sampling"](Linear(), variables, x, targets, samples=0)
+
+
+def test_shapley_sampling_orders_follow_the_key():
+    # on the nonlinear tiny model the value of a patch depends on the patches already back
+    runs = [
+        METHODS["shapley_sampling"](Tiny(), tiny_variables(), IMAGES, TARGETS, patch=1, baseline=0.0, samples=2, key=k)
+        for k in (1, 1, 2)
+    ]
+    once, again, other = (np.asarray(r.map) for r in runs)
+    np.testing.assert_array_equal(once, again)
+    assert not np.allclose(once, other)
+
+
 def per_target(fn):
     """(2, 2, 4, 4) reference maps: fn(A (4, 4, 3) at the ReLU, logits (3,), class) over TARGETS."""
     return for_all(lambda x, k: fn(*np_forward(x)[1:], k))
@@ -525,6 +574,8 @@ TINY_OPTIONS = {
     "shapley_cam": {"layer": "relu", "score": "softmax"},
     "is_cam": {"layer": "relu", "fill": 0.0, "samples": 2},
     "smooth_grad_cam_plus_plus": {"layer": "relu", "samples": 2},
+    "feature_ablation": {"patch": 2, "baseline": 0.0},
+    "shapley_sampling": {"patch": 2, "baseline": 0.0, "samples": 2},
 }
 
 

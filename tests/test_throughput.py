@@ -139,6 +139,8 @@ def test_folder_run_pads_only_to_the_next_bucket(photos, tmp_path):
         ("integrated_gradients", dict(steps=6)),
         ("smoothgrad", dict(samples=6)),
         ("is_cam", dict(layer="relu", samples=2)),  # 3 channels x 2, one flat perturbation axis
+        ("feature_ablation", dict(patch=4)),  # 4 patches
+        ("shapley_sampling", dict(patch=4, samples=2)),  # 2 orders x (4 + 1) steps
     ],
 )
 @pytest.mark.parametrize("images, batch_size, per_pass", [(1, 8, 8), (2, 8, 8), (3, 8, 6), (16, 4, 4), (6, 4, 4)])
@@ -152,7 +154,7 @@ def test_one_pass_holds_at_most_batch_size_images(name, options, images, batch_s
         lambda v, x: method.jitted(model, v, x, target, batch_size=batch_size, **options), variables, x
     )
     assert max(sizes) <= batch_size
-    perturbations = {"occlusion": 4, "score_cam": 3}.get(name, 6)
+    perturbations = {"occlusion": 4, "score_cam": 3, "feature_ablation": 4, "shapley_sampling": 10}.get(name, 6)
     expected = min(per_pass, images * perturbations) if images <= batch_size else batch_size
     assert expected in sizes
 

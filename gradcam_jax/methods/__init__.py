@@ -6,6 +6,7 @@ from gradcam_jax.methods.base import DEFAULT_LAYER, METHODS, Explanation, regist
 from gradcam_jax.methods.cam import cam
 from gradcam_jax.methods.eigen_cam import eigen_cam
 from gradcam_jax.methods.eigen_grad_cam import eigen_grad_cam
+from gradcam_jax.methods.feature_ablation import feature_ablation
 from gradcam_jax.methods.fem import fem
 from gradcam_jax.methods.finer_cam import finer_cam
 from gradcam_jax.methods.generic_attention import generic_attention
@@ -26,6 +27,7 @@ from gradcam_jax.methods.occlusion import occlusion
 from gradcam_jax.methods.saliency import saliency
 from gradcam_jax.methods.score_cam import score_cam
 from gradcam_jax.methods.shapley_cam import shapley_cam
+from gradcam_jax.methods.shapley_sampling import shapley_sampling
 from gradcam_jax.methods.smooth_grad_cam_plus_plus import smooth_grad_cam_plus_plus
 from gradcam_jax.methods.smoothgrad import smoothgrad
 from gradcam_jax.methods.xgrad_cam import xgrad_cam
@@ -39,6 +41,7 @@ __all__ = [
     "cam",
     "eigen_cam",
     "eigen_grad_cam",
+    "feature_ablation",
     "fem",
     "finer_cam",
     "generic_attention",
@@ -60,6 +63,7 @@ __all__ = [
     "saliency",
     "score_cam",
     "shapley_cam",
+    "shapley_sampling",
     "smooth_grad_cam_plus_plus",
     "smoothgrad",
     "xgrad_cam",
