@@ -180,7 +180,7 @@ def captum_shapley_sampling(ctx: Context) -> np.ndarray:
     mask = patch_mask(ctx, SHAPLEY_PATCH)
     explainer = ShapleyValueSampling(ctx.net)
     orders = shapley_orders(int(mask.max()) + 1)
-    explainer.permutation_generator = lambda features, samples: iter(orders[:samples])
+    explainer.permutation_generator = lambda num_features, num_samples: iter(orders[:num_samples])
     with torch.no_grad():
         attributions = explainer.attribute(
             ctx.pair,
