@@ -15,6 +15,7 @@ network (`--whole`, default on).
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import sys
@@ -25,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,6 +235,37 @@ def finer_cam_library(whole: bool = False) -> Callable[[Context], np.ndarray]:
     return run
 
 
+class InModuleOrder(tg.Inception):
+    """The port's inception module with its branches run in the order they are registered (1x1
+    first; the port runs 1x1 last): the same function. pytorch-grad-cam's FullGrad pairs its biases
+    (found in registration order) with the gradients its hooks catch (in the order of the forward
+    pass), so on the port as written it multiplies 1x1's 64 biases by 3x3_reduce's 96 channels and
+    fails."""
+
+    def forward(self, x):
+        b1 = F.relu(self["1x1"](x))
+        b3 = F.relu(self["3x3"](F.relu(self["3x3_reduce"](x))))
+        b5 = F.relu(self["5x5"](F.relu(self["5x5_reduce"](x))))
+        return torch.cat([b1, b3, b5, F.relu(self["pool_proj"](tg.max_pool(x, 3, 1, 1)))], dim=1)
+
+
+def fullgrad_library(whole: bool = False) -> Callable[[Context], np.ndarray]:
+    """pytorch-grad-cam's FullGrad on the whole port (its 57 convolutions; the port has no batch
+    norm), branches in module order (`InModuleOrder`), one call per class, its own cv2 resizes."""
+
+    def run(ctx: Context) -> np.ndarray:
+        from pytorch_grad_cam import FullGrad
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        net = copy.deepcopy(ctx.net)
+        for module in net.modules():
+            if isinstance(module, tg.Inception):
+                module.__class__ = InModuleOrder
+        return np.stack([FullGrad(net, [])(ctx.pair[:1].clone(), [ClassifierOutputTarget(c)])[0] for c in CLASSES])
+
+    return run
+
+
 # ---- torchcam ------------------------------------------------------------------------------------------
 
 TORCHCAM_LAYER = "inception_4a/5x5_reduce"  # 16 channels: the Score-CAM family costs passes per channel
@@ -270,6 +303,42 @@ def torchcam_smooth_grad_cam_plus_plus(ctx: Context) -> np.ndarray:
         with SmoothGradCAMpp(ctx.net, target_layer=layer, num_samples=SMOOTH_SAMPLES) as cam:
             scores = ctx.net(ctx.pair[:1])
             out.append(upsampled(cam(class_idx=c, scores=scores)[0][0].detach().numpy(), ctx.images.shape[1:3]))
+    return np.stack(out)
+
+
+SS_CAM_SAMPLES = 2
+
+
+def ss_cam_noise(channels: int, size: tuple[int, ...], stdev: float, samples: int = SS_CAM_SAMPLES, seed: int = 0):
+    """The mask noise our `ss_cam(key=seed)` draws, drawn here with jax.random as its doc says
+    (draw i = sample * channels + channel: `stdev * normal(fold_in(key, i), (1, *size))`), as
+    torchcam's `(1, channels, *size)` tensor per sample."""
+    import jax
+
+    key = jax.random.key(seed)
+    for s in range(samples):
+        draws = [jax.random.normal(jax.random.fold_in(key, s * channels + c), (1, *size)) for c in range(channels)]
+        yield torch.from_numpy(stdev * np.stack(draws, axis=1))
+
+
+def torchcam_ss_cam(ctx: Context) -> np.ndarray:
+    """torchcam's SSCAM at TORCHCAM_LAYER, SS_CAM_SAMPLES samples, its std 2.0, on the network seen
+    from the mean-subtracted input (masking blends towards the mean pixel: our `fill="mean"`), with
+    its noise distribution's `sample` handing it the noise our key 0 draws (`ss_cam_noise`), so the
+    comparison is exact (with its own draws two runs of torchcam correlate only 0.8 to 0.9)."""
+    from torchcam.methods import SSCAM
+
+    mean = torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
+    model = Centred(ctx.net, mean).eval()
+    layer = ctx.net.get_submodule(TORCHCAM_LAYER.replace("/", "."))
+    out = []
+    for c in CLASSES:
+        with SSCAM(model, target_layer=layer, num_samples=SS_CAM_SAMPLES) as cam:
+            noise = ss_cam_noise(int(layer.out_channels), ctx.images.shape[1:3], cam.std)
+            cam._distrib.sample = lambda shape, noise=noise: next(noise)  # pyright: ignore[reportAttributeAccessIssue]
+            with torch.no_grad():
+                model(ctx.pair[:1] - mean)
+            out.append(upsampled(cam(class_idx=c)[0][0].numpy(), ctx.images.shape[1:3]))
     return np.stack(out)
 
 
@@ -348,6 +417,13 @@ ORIGINALS: dict[str, Original] = {
         lambda whole=False: torchcam_smooth_grad_cam_plus_plus,
         "torchcam SmoothGradCAMpp",
         max_difference=1e-2,  # its own noise draws (small at std 0.3 on 0..255 pixels)
+    ),
+    "fullgrad": Original("fullgrad", {}, fullgrad_library, "FullGrad (branches in module order)"),
+    "ss_cam": Original(
+        "ss_cam",
+        {"layer": TORCHCAM_LAYER, "samples": SS_CAM_SAMPLES, "key": 0},
+        lambda whole=False: torchcam_ss_cam,
+        "torchcam SSCAM (our noise)",
     ),
     "shapley_cam (softmax)": Original(
         "shapley_cam", {"score": "softmax"}, pgc("ShapleyCAM", "softmax"), "ShapleyCAM, softmax target"

@@ -26,6 +26,7 @@ from gradcam_jax.methods import (
     feature_ablation,
     fem,
     finer_cam,
+    fullgrad,
     generic_attention,
     grad_cam,
     grad_cam_elementwise,
@@ -47,6 +48,7 @@ from gradcam_jax.methods import (
     shapley_sampling,
     smooth_grad_cam_plus_plus,
     smoothgrad,
+    ss_cam,
     xgrad_cam,
 )
 from gradcam_jax.overlay import overlay
@@ -102,6 +104,8 @@ __all__ = [
     "smooth_grad_cam_plus_plus",
     "feature_ablation",
     "shapley_sampling",
+    "fullgrad",
+    "ss_cam",
     "targets",
     "channels_first",
     "channels_last",

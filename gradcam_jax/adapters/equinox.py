@@ -105,3 +105,15 @@ def call(static, variables, images, hooks: Sequence[Callable]):
             f"an Equinox model called with state must return (output, state); got {type(returned).__name__}"
         )
     return returned[0]
+
+
+def conv_biases(static, variables) -> dict[str, jax.Array]:
+    """{path: bias (C,)} of every `eqx.nn.Conv` (Conv1d/2d/3d) with a bias in the model, by attribute path."""
+    eqx = sys.modules["equinox"]
+    params = variables[0] if isinstance(variables, tuple) else variables
+    net = eqx.combine(params, static)
+    return {
+        path: m.bias.reshape(-1)  # stored (C, 1, ...) to broadcast over the spatial axes
+        for path, m in submodules(net)
+        if isinstance(m, eqx.nn.Conv) and m.use_bias
+    }

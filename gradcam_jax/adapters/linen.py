@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import flax.linen as nn
+import jax
 
 
 def is_module(model) -> bool:
@@ -40,3 +41,19 @@ def intercepted(hook: Callable):
 def call(model, variables, images):
     """`model.apply(variables, images)` for a linen Module, `model(variables, images)` for a function."""
     return model.apply(variables, images) if is_module(model) else model(variables, images)
+
+
+def conv_biases(model, variables, images) -> dict[str, jax.Array]:
+    """{path: bias (C,)} of every `nn.Conv` (1-D, 2-D or 3-D) with a bias that `model` (a Module or a
+    function calling linen modules) calls on `images`, in call order; the first call of a shared one."""
+    found: dict[str, jax.Array] = {}
+
+    def record(next_fun, args, kwargs, context):
+        module = context.module
+        if context.method_name == "__call__" and module.path and isinstance(module, nn.Conv) and module.use_bias:
+            found.setdefault("/".join(module.path), module.get_variable("params", "bias"))
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+        call(model, variables, images)
+    return found

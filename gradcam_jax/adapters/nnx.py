@@ -63,3 +63,13 @@ TRAINING_MODE = (
     "the NNX model updates its state when called (training mode: BatchNorm statistics, dropout); "
     "call `module.eval()` before `nnx.split(module)`"
 )
+
+
+def conv_biases(graphdef, state) -> dict[str, jax.Array]:
+    """{path: bias (C,)} of every `nnx.Conv` with a bias in the model, by attribute path."""
+    module = nnx.merge(graphdef, state)
+    return {
+        "/".join(map(str, path)): m.bias.value
+        for path, m in nnx.iter_graph(module)
+        if path and isinstance(m, nnx.Conv) and m.bias is not None
+    }

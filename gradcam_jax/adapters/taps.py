@@ -210,6 +210,20 @@ def call_model(model, variables, images):
     )
 
 
+def conv_biases(model, variables, images) -> dict[str, jax.Array]:
+    """{path: bias (C,)} of every convolution with a bias in `model` (linen `nn.Conv`, NNX `nnx.Conv`,
+    Equinox `eqx.nn.Conv`; any number of spatial axes), the layers FullGrad reads. A Keras model is a
+    TypeError; a model with no such convolution gives {}."""
+    model = unwrap(model)
+    if nnx.is_graphdef(model):
+        return nnx.conv_biases(model, variables)
+    if equinox.is_module(model):
+        return equinox.conv_biases(model, variables)
+    if keras.is_model(model):
+        raise TypeError("reading convolution biases is not supported for Keras models; use a linen, NNX or Equinox model")
+    return linen.conv_biases(model, variables, images)
+
+
 def apply_logits(model, variables, images) -> jax.Array:
     """The logits (B, num_classes) of the classifier `model` (`call_model`, then `targets.logits_of`)."""
     return logits_of(call_model(model, variables, images))

@@ -9,6 +9,7 @@ from gradcam_jax.methods.eigen_grad_cam import eigen_grad_cam
 from gradcam_jax.methods.feature_ablation import feature_ablation
 from gradcam_jax.methods.fem import fem
 from gradcam_jax.methods.finer_cam import finer_cam
+from gradcam_jax.methods.fullgrad import fullgrad
 from gradcam_jax.methods.generic_attention import generic_attention
 from gradcam_jax.methods.grad_cam import grad_cam
 from gradcam_jax.methods.grad_cam_elementwise import grad_cam_elementwise
@@ -30,6 +31,7 @@ from gradcam_jax.methods.shapley_cam import shapley_cam
 from gradcam_jax.methods.shapley_sampling import shapley_sampling
 from gradcam_jax.methods.smooth_grad_cam_plus_plus import smooth_grad_cam_plus_plus
 from gradcam_jax.methods.smoothgrad import smoothgrad
+from gradcam_jax.methods.ss_cam import ss_cam
 from gradcam_jax.methods.xgrad_cam import xgrad_cam
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "feature_ablation",
     "fem",
     "finer_cam",
+    "fullgrad",
     "generic_attention",
     "grad_cam",
     "grad_cam_elementwise",
@@ -66,5 +69,6 @@ __all__ = [
     "shapley_sampling",
     "smooth_grad_cam_plus_plus",
     "smoothgrad",
+    "ss_cam",
     "xgrad_cam",
 ]
