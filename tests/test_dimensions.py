@@ -177,6 +177,7 @@ def method_options(name: str, channels: int) -> dict:
         "smooth_grad_cam_plus_plus": {"layer": "relu2", "samples": 2},
         "feature_ablation": {"patch": 2, "baseline": 0.0},
         "shapley_sampling": {"patch": 2, "baseline": 0.0, "samples": 2},
+        "ss_cam": {"layer": "relu2", "fill": 0.0, "samples": 2},
     }.get(name, {})
 
 
@@ -190,6 +191,44 @@ def test_every_method_gives_maps_of_the_input_shape_in_0_1(tiny, name):
     m = np.asarray(result.map)
     assert np.isfinite(m).all() and m.min() >= 0.0 and m.max() <= 1.0, name
     assert m.max() > 0.5, name  # rescaled, not all zero
+
+
+def test_fullgrad_resizes_each_layer_linearly_by_hand():
+    """A signal model with a strided convolution: its layer (length 4) is resized to the input's 8
+    by linear interpolation with half-pixel centres (np.interp at (i + 0.5) / 2 - 0.5, ends held);
+    the gradients come from a hand-written jax.grad of the same network (not through taps)."""
+
+    class Strided(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.relu(nn.Conv(2, (1,), name="conv1")(x))
+            g = nn.relu(nn.Conv(3, (2,), strides=(2,), padding="VALID", name="conv2")(h))
+            return nn.Dense(2, name="head")(g.reshape(x.shape[0], -1))
+
+    x = jax.random.normal(jax.random.key(0), (1, 8, 1))
+    variables = Strided().init(jax.random.key(1), x)
+    variables = jax.tree.map(lambda w: w + 0.5 * jax.random.normal(jax.random.key(2), w.shape), variables)  # biases != 0
+    p = jax.tree.map(np.asarray, variables["params"])
+
+    def logit(x, d1, d2, k):  # x (8, 1); d1 (8, 2), d2 (4, 3): zeros added to the convolutions' outputs
+        h = jax.nn.relu(x @ p["conv1"]["kernel"][0] + p["conv1"]["bias"] + d1)
+        z2 = h[0::2] @ p["conv2"]["kernel"][0] + h[1::2] @ p["conv2"]["kernel"][1] + p["conv2"]["bias"] + d2
+        return jax.nn.relu(z2).reshape(-1) @ p["head"]["kernel"][:, k] + p["head"]["bias"][k]
+
+    def scaled_sum(m):  # (L, C): each channel min-max scaled, summed over channels
+        low, high = m.min(axis=0), m.max(axis=0)
+        return np.where(high > low, (m - low) / np.where(high > low, high - low, 1), 0).sum(axis=1)
+
+    expected = []
+    for k in range(2):
+        gx, g1, g2 = jax.grad(logit, argnums=(0, 1, 2))(x[0], jnp.zeros((8, 2)), jnp.zeros((4, 3)), k)
+        a = scaled_sum(np.abs(p["conv2"]["bias"] * np.asarray(g2)))
+        total = scaled_sum(np.abs(np.asarray(x[0] * gx))) + scaled_sum(np.abs(p["conv1"]["bias"] * np.asarray(g1)))
+        assert np.ptp(a) > 0.1  # the resize matters
+        total = total + np.interp((np.arange(8) + 0.5) / 2 - 0.5, np.arange(4), a)
+        expected.append((total - total.min()) / (total.max() - total.min()))
+    got = gj.fullgrad(Strided(), variables, x, np.array([[0, 1]]))
+    np.testing.assert_allclose(np.asarray(got.map[0]), np.stack(expected), atol=1e-5)
 
 
 def test_occlusion_windows_per_axis_by_hand():

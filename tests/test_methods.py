@@ -548,6 +548,34 @@ def test_is_cam_by_hand():
     np.testing.assert_allclose(np.asarray(got), for_all(is_cam), atol=1e-5)
 
 
+def test_fullgrad_by_hand():
+    # one biased convolution at the input's size (no resize): d logit_k / d z = [z > 0] W[o, k] / 16;
+    # each channel of |x * dx| and of |b * dz| min-max scaled on its own, summed, scaled
+    def fullgrad(x, k):
+        z = np_conv(x)
+        gz = (z > 0) * HEAD[:, k] / 16
+        channels = [np.abs(x * input_grad(x, k))[..., c] for c in range(2)] + [np.abs(CONV_BIAS * gz)[..., o] for o in range(3)]
+        return np_rescale(sum(np_rescale(m) for m in channels))
+
+    assert_maps(explain("fullgrad"), for_all(fullgrad))
+
+
+def test_ss_cam_by_hand():
+    # fill 0: the image times (mask + noise) for each channel and draw, the noise drawn with
+    # jax.random as the doc says (draw i = sample * 3 + channel); logit gains averaged, softmaxed
+    def ss_cam(x, k, b):
+        a, logits = np_forward(x)[1:]
+        masks = (a - a.min(axis=(0, 1))) / (a.max(axis=(0, 1)) - a.min(axis=(0, 1)) + 1e-8)  # (4, 4, 3)
+        key = jax.random.key(5)
+        noise = [[0.5 * np.asarray(jax.random.normal(jax.random.fold_in(key, s * 3 + c), (2, 4, 4)))[b] for c in range(3)] for s in range(2)]  # fmt: skip
+        gains = [np.mean([np_forward((masks[..., c] + noise[s][c])[..., None] * x)[2][k] for s in range(2)]) for c in range(3)]  # fmt: skip
+        return relu_rescale(a @ np_softmax(np.array(gains) - logits[k]))
+
+    expected = np.stack([np.stack([ss_cam(IMAGES[b], int(k), b) for k in TARGETS[b]]) for b in range(2)])
+    got = explain("ss_cam", layer="relu", fill=0.0, samples=2, stdev=0.5, key=5).map
+    np.testing.assert_allclose(np.asarray(got), expected, atol=1e-5)
+
+
 # ---- calling convention ----------------------------------------------------------------------------
 
 
@@ -576,6 +604,7 @@ TINY_OPTIONS = {
     "smooth_grad_cam_plus_plus": {"layer": "relu", "samples": 2},
     "feature_ablation": {"patch": 2, "baseline": 0.0},
     "shapley_sampling": {"patch": 2, "baseline": 0.0, "samples": 2},
+    "ss_cam": {"layer": "relu", "fill": 0.0, "samples": 2},
 }
 
 

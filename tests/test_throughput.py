@@ -141,6 +141,7 @@ def test_folder_run_pads_only_to_the_next_bucket(photos, tmp_path):
         ("is_cam", dict(layer="relu", samples=2)),  # 3 channels x 2, one flat perturbation axis
         ("feature_ablation", dict(patch=4)),  # 4 patches
         ("shapley_sampling", dict(patch=4, samples=2)),  # 2 orders x (4 + 1) steps
+        ("ss_cam", dict(layer="relu", samples=2)),  # 3 channels x 2 draws
     ],
 )
 @pytest.mark.parametrize("images, batch_size, per_pass", [(1, 8, 8), (2, 8, 8), (3, 8, 6), (16, 4, 4), (6, 4, 4)])

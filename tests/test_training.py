@@ -58,6 +58,8 @@ OPTIONS = {
     "smooth_grad_cam_plus_plus": dict(layer="conv2", samples=2, stdev=0.1),
     "feature_ablation": dict(patch=3, baseline=0.5),
     "shapley_sampling": dict(patch=3, baseline=0.5, samples=2),
+    "fullgrad": dict(),
+    "ss_cam": dict(layer="conv2", fill=0.5, samples=2, stdev=0.1),
 }
 
 

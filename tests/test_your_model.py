@@ -306,9 +306,10 @@ def test_equinox_twin_logits_agree(twins):
 METHOD_OPTIONS = {"occlusion": {"mask_size": 4, "stride": 4}, "integrated_gradients": {"steps": 4},
                   "smoothgrad": {"samples": 4}, "score_cam": {"batch_size": 8}, "gradient_shap": {"samples": 2},
                   "is_cam": {"samples": 2, "batch_size": 8}, "smooth_grad_cam_plus_plus": {"samples": 2},
-                  "feature_ablation": {"patch": 4}, "shapley_sampling": {"patch": 4, "samples": 2}}  # fmt: skip
+                  "feature_ablation": {"patch": 4}, "shapley_sampling": {"patch": 4, "samples": 2},
+                  "ss_cam": {"samples": 2, "batch_size": 8}}  # fmt: skip
 LAYERLESS = {"occlusion", "integrated_gradients", "smoothgrad", "guided_backprop", "saliency", "input_x_gradient",
-             "gradient_shap", "feature_ablation", "shapley_sampling"}  # fmt: skip
+             "gradient_shap", "feature_ablation", "shapley_sampling", "fullgrad"}  # fmt: skip
 
 
 @pytest.mark.oldest

@@ -69,7 +69,7 @@ def conv_biases(graphdef, state) -> dict[str, jax.Array]:
     """{path: bias (C,)} of every `nnx.Conv` with a bias in the model, by attribute path."""
     module = nnx.merge(graphdef, state)
     return {
-        "/".join(map(str, path)): m.bias.value
+        "/".join(map(str, path)): m.bias[...]
         for path, m in nnx.iter_graph(module)
         if path and isinstance(m, nnx.Conv) and m.bias is not None
     }
