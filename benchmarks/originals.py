@@ -20,6 +20,7 @@ import platform
 import statistics
 import sys
 import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -261,7 +262,8 @@ def fullgrad_library(whole: bool = False) -> Callable[[Context], np.ndarray]:
         for module in net.modules():
             if isinstance(module, tg.Inception):
                 module.__class__ = InModuleOrder
-        return np.stack([FullGrad(net, [])(ctx.pair[:1].clone(), [ClassifierOutputTarget(c)])[0] for c in CLASSES])
+        targets = [[ClassifierOutputTarget(c)] for c in CLASSES]
+        return np.stack([FullGrad(net, [])(ctx.pair[:1].clone(), t)[0] for t in targets])  # pyright: ignore[reportArgumentType]
 
     return run
 
@@ -330,11 +332,11 @@ def torchcam_ss_cam(ctx: Context) -> np.ndarray:
 
     mean = torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
     model = Centred(ctx.net, mean).eval()
-    layer = ctx.net.get_submodule(TORCHCAM_LAYER.replace("/", "."))
+    layer = typing.cast(torch.nn.Conv2d, ctx.net.get_submodule(TORCHCAM_LAYER.replace("/", ".")))
     out = []
     for c in CLASSES:
         with SSCAM(model, target_layer=layer, num_samples=SS_CAM_SAMPLES) as cam:
-            noise = ss_cam_noise(int(layer.out_channels), ctx.images.shape[1:3], cam.std)
+            noise = ss_cam_noise(layer.out_channels, ctx.images.shape[1:3], cam.std)
             cam._distrib.sample = lambda shape, noise=noise: next(noise)  # pyright: ignore[reportAttributeAccessIssue]
             with torch.no_grad():
                 model(ctx.pair[:1] - mean)

@@ -207,7 +207,8 @@ def test_fullgrad_resizes_each_layer_linearly_by_hand():
 
     x = jax.random.normal(jax.random.key(0), (1, 8, 1))
     variables = Strided().init(jax.random.key(1), x)
-    variables = jax.tree.map(lambda w: w + 0.5 * jax.random.normal(jax.random.key(2), w.shape), variables)  # biases != 0
+    shift = lambda w: w + 0.5 * jax.random.normal(jax.random.key(2), w.shape)  # noqa: E731  # biases off 0
+    variables = jax.tree.map(shift, variables)
     p = jax.tree.map(np.asarray, variables["params"])
 
     def logit(x, d1, d2, k):  # x (8, 1); d1 (8, 2), d2 (4, 3): zeros added to the convolutions' outputs

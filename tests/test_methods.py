@@ -554,7 +554,8 @@ def test_fullgrad_by_hand():
     def fullgrad(x, k):
         z = np_conv(x)
         gz = (z > 0) * HEAD[:, k] / 16
-        channels = [np.abs(x * input_grad(x, k))[..., c] for c in range(2)] + [np.abs(CONV_BIAS * gz)[..., o] for o in range(3)]
+        pixels, layer = np.abs(x * input_grad(x, k)), np.abs(CONV_BIAS * gz)
+        channels = [pixels[..., c] for c in range(2)] + [layer[..., o] for o in range(3)]
         return np_rescale(sum(np_rescale(m) for m in channels))
 
     assert_maps(explain("fullgrad"), for_all(fullgrad))

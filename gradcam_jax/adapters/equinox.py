@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -112,8 +113,9 @@ def conv_biases(static, variables) -> dict[str, jax.Array]:
     eqx = sys.modules["equinox"]
     params = variables[0] if isinstance(variables, tuple) else variables
     net = eqx.combine(params, static)
-    return {
-        path: m.bias.reshape(-1)  # stored (C, 1, ...) to broadcast over the spatial axes
-        for path, m in submodules(net)
-        if isinstance(m, eqx.nn.Conv) and m.use_bias
-    }
+    found: dict[str, jax.Array] = {}
+    for path, module in submodules(net):
+        conv: Any = module  # an eqx.nn.Conv when the test below holds
+        if isinstance(conv, eqx.nn.Conv) and conv.use_bias:
+            found[path] = conv.bias.reshape(-1)  # stored (C, 1, ...) to broadcast over the spatial axes
+    return found

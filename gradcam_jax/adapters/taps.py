@@ -220,7 +220,9 @@ def conv_biases(model, variables, images) -> dict[str, jax.Array]:
     if equinox.is_module(model):
         return equinox.conv_biases(model, variables)
     if keras.is_model(model):
-        raise TypeError("reading convolution biases is not supported for Keras models; use a linen, NNX or Equinox model")
+        raise TypeError(
+            "reading convolution biases is not supported for Keras models; use a linen, NNX or Equinox model"
+        )
     return linen.conv_biases(model, variables, images)
 
 

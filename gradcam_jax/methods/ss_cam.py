@@ -7,7 +7,10 @@ score over noisy copies of each channel's mask:
 with N = `samples` (torchcam's `num_samples`, 35) and `stdev` torchcam's `std` (2.0, in mask
 units). Masks, scores (logits minus the image's), the softmax over channels and the fill are as in
 `is_cam` (torchcam's Score-CAM family). The noise comes from `key` (a `jax.random` key or an int
-seed; the same key gives the same map).
+seed; the same key gives the same map): draw i = sample * C + channel is
+`stdev * jax.random.normal(fold_in(key, i), (B, *spatial))` for the batch's masks of that channel
+(`benchmarks/originals.py` hands the same draws to torchcam). A batch larger than `batch_size` is
+drawn per slice of `batch_size` images.
 
 Cost: `samples` forward passes per channel and image (35840 at `inception_5b-output`), vmapped so
 one pass holds at most `batch_size` whole images (the rule in `methods.common`), under `lax.map`;
