@@ -365,7 +365,11 @@ ORIGINALS: dict[str, Original] = {
         "input_x_gradient", {"baseline": "mean"}, lambda whole=False: captum_input_x_gradient, "captum InputXGradient"
     ),
     "deeplift": Original(
-        "deeplift", {"baseline": "black"}, lambda whole=False: captum_deeplift, "captum DeepLift (ReLU modules)"
+        "deeplift",
+        {"baseline": "black"},
+        lambda whole=False: captum_deeplift,
+        "captum DeepLift (ReLU modules)",
+        peaks_on_the_animal=True,
     ),
     "gradient_shap": Original(
         "gradient_shap",
