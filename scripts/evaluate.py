@@ -130,9 +130,12 @@ def timed(fn, repeats: int, budget: float = 2.0, most: int = 10):
     return result, statistics.median(seconds)
 
 
-def evaluate(model, variables, images, names, steps: int, stops, repeats: int, progress, stored) -> tuple[dict, dict]:
+def evaluate(
+    model, variables, images, names, steps: int, stops, repeats: int, progress, stored, save
+) -> tuple[dict, dict]:
     """({method: figures}, {method: maps (B, H, W)}). `stored`: ({method: figures}, {method: maps})
-    of an earlier run to reuse (empty to run everything)."""
+    of an earlier run to reuse (empty to run everything); `save(figures, maps)` is called after each
+    method, so a long run stopped half-way keeps what it did (`--reuse` goes on from there)."""
     targets = np.asarray(gj.top_k(model, variables, images, 1)[1])[:, 0]
     figures, all_maps = {}, {}
     for name in names:
@@ -172,6 +175,7 @@ def evaluate(model, variables, images, names, steps: int, stops, repeats: int, p
             f["per_image"]["road"] = np.asarray(road).round(4).tolist()
         figures[name] = f
         all_maps[name] = np.asarray(maps)
+        save(figures, all_maps)
         progress.update(1)
     return figures, all_maps
 
@@ -217,11 +221,12 @@ def markdown(figures: dict, photos: list[str], steps: int, stops, machine: str) 
     return "\n".join(lines) + "\n"
 
 
-def grid_png(images: np.ndarray, all_maps: dict, photos: list, titles: list, path: Path, cell: float = 1.2) -> None:
+def grid_png(images: np.ndarray, all_maps: dict, photos: list, titles: list, path: Path) -> None:
     """Methods down, photos across, each map over its photo; saved as a 160-colour PNG (small)."""
     import matplotlib.pyplot as plt
 
     names = list(all_maps)
+    cell = 1.2 if len(names) <= 16 else 0.9  # inches: the whole grid stays a page or two tall
     width, height = cell * len(photos) + 1.3, cell * len(names) + 0.45
     fig, axes = plt.subplots(len(names), len(photos), figsize=(width, height), squeeze=False)
     for row, name in enumerate(names):
@@ -278,27 +283,13 @@ def main(argv=None) -> int:
 
     paths = args.images or default_photos()
     cnn_methods = [n for n in METHODS if n not in ATTENTION_METHODS]
-    names = args.methods or [n for n in ORDER if n in cnn_methods] + sorted(set(cnn_methods) - set(ORDER))
+    every = [n for n in ORDER if n in cnn_methods] + sorted(set(cnn_methods) - set(ORDER))  # the table's order
+    names = args.methods or every
     model, variables = gj.load_googlenet()
     images = np.stack([gj.load_image(p) for p in paths]).astype(np.float32)
     photos = [p.name for p in paths]
     stored = stored_run(args.json, args.maps, photos, args.steps, args.stops) if args.reuse else ({}, {})
-    with tqdm(total=len(names), unit="method", file=sys.stderr) as progress:
-        figures, all_maps = evaluate(
-            model, variables, images, names, args.steps, args.stops, args.repeats, progress, stored
-        )
-    if args.methods and args.reuse:  # the run updates the stored table: keep its other methods, in order
-        order = [n for n in stored[0] if n in stored[1]] + [n for n in names if n not in stored[0]]
-        figures = {n: figures.get(n, stored[0][n]) for n in order}
-        all_maps = {n: all_maps.get(n, stored[1][n]) for n in order}
-    args.maps.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.maps, **all_maps)
-
     targets = np.asarray(gj.top_k(model, variables, images, 1)[1])[:, 0]
-    titles = [f"{p}\n{gj.label(int(t))}" for p, t in zip(photos, targets)]
-    table = markdown(figures, photos, args.steps, args.stops, args.machine)
-    args.md.parent.mkdir(parents=True, exist_ok=True)
-    args.md.write_text(table)
     settings = {
         "photos": photos,
         "classes": [gj.label(int(t)) for t in targets],
@@ -307,7 +298,30 @@ def main(argv=None) -> int:
         "machine": args.machine,
         "jax": jax.__version__,
     }
-    args.json.write_text(json.dumps({"settings": settings, "methods": figures}, indent=2) + "\n")
+    if args.methods:  # named methods run again; the stored others stay in the table
+        stored = ({n: f for n, f in stored[0].items() if n not in names}, stored[1])
+    order = [n for n in every if n in names or (n in stored[0] and n in stored[1])]
+
+    def merged(done: dict, kept: dict) -> dict:
+        return {n: done.get(n, kept.get(n)) for n in order if n in done or n in kept}
+
+    def save(figures: dict, all_maps: dict) -> None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.maps.parent.mkdir(parents=True, exist_ok=True)
+        table = {"settings": settings, "methods": merged(figures, stored[0])}
+        args.json.write_text(json.dumps(table, indent=2) + "\n")
+        np.savez_compressed(args.maps, **merged(all_maps, stored[1]))
+
+    with tqdm(total=len(names), unit="method", file=sys.stderr) as progress:
+        figures, all_maps = evaluate(
+            model, variables, images, names, args.steps, args.stops, args.repeats, progress, stored, save
+        )
+    figures, all_maps = merged(figures, stored[0]), merged(all_maps, stored[1])
+
+    titles = [f"{p}\n{gj.label(int(t))}" for p, t in zip(photos, targets)]
+    table = markdown(figures, photos, args.steps, args.stops, args.machine)
+    args.md.parent.mkdir(parents=True, exist_ok=True)
+    args.md.write_text(table)
     grid_png(images, all_maps, photos, titles, args.grid)
     print(table)
     print(f"-> {args.md}, {args.json}, {args.grid}")
