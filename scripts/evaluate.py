@@ -92,17 +92,17 @@ ORDER = [
     "lime",
     "image_lime",
 ]
-STOPS = ("loss3", "inception_4e", "conv1")
+STOPS = ("loss3", "inception_4e", "conv1")  # classifier only; top half; everything
 # Options for the methods whose defaults cost thousands of forward passes per image (each method runs
 # four times per photo here: once, and once per sanity-check step); stated in the table.
 LIGHT_OPTIONS = {
-    "is_cam": {"layer": "inception_5b-relu_pool_proj", "samples": 4},  # 4 x 128 passes, not 10 x 1024
-    "ss_cam": {"layer": "inception_5b-relu_pool_proj", "samples": 4},
-    "shapley_sampling": {"patch": 32, "samples": 4},  # 4 x 50 passes, not 25 x 197
-    "image_lime": {"samples": 256},
-    "lime": {"samples": 256},
-    "kernel_shap": {"samples": 256},
-}  # classifier only; top half; everything
+    "is_cam": {"layer": "inception_5b-relu_pool_proj", "samples": 2},  # 2 x 128 passes, not 10 x 1024
+    "ss_cam": {"layer": "inception_5b-relu_pool_proj", "samples": 2},  # 2 x 128, not 35 x 1024
+    "shapley_sampling": {"patch": 56, "samples": 4},  # 4 x 17 passes, not 25 x 197
+    "image_lime": {"samples": 128},  # not 2048
+    "lime": {"samples": 128},
+    "kernel_shap": {"samples": 128},
+}
 
 
 def default_photos() -> list[Path]:
