@@ -7,6 +7,8 @@ a table (markdown + JSON) and a figure grid (methods x photos).
 Per method, for the top-1 class of each photo (BVLC GoogLeNet, MATLAB resize to 224 x 224):
 - deletion / insertion AUC (RISE; softmax score, mean-pixel / blurred substrate, `--steps` steps),
 - average drop / increase in confidence (Grad-CAM++),
+- ROAD (Rong et al.; pytorch-grad-cam's defaults): the softmax score's change when the most / least
+  relevant pixels are imputed from their neighbours, averaged over percentiles 10..90,
 - the model-randomisation sanity check (Adebayo et al.): Spearman correlation of the map with the
   map after re-initialising the classifier only, and after re-initialising every layer (cascading
   from the top; `--stops` lists the steps computed, all are saved in the JSON),
@@ -99,12 +101,15 @@ def evaluate(model, variables, images, names, steps: int, stops, repeats: int, p
         deletion = metrics.deletion(model, variables, images, maps, targets, steps=steps)
         insertion = metrics.insertion(model, variables, images, maps, targets, steps=steps)
         confidence = metrics.confidence_change(model, variables, images, maps, targets)
+        road = metrics.road(model, variables, images, maps, targets)
         sanity = metrics.model_randomisation(method, model, variables, images, targets, stops=stops, original_map=maps)
         figures[name] = {
             "deletion_auc": float(np.mean(deletion.auc)),
             "insertion_auc": float(np.mean(insertion.auc)),
             "average_drop_percent": float(confidence.average_drop),
             "increase_percent": float(confidence.increase),
+            "road_most_relevant_first": float(np.mean(road.most_relevant_first_average)),
+            "road_least_relevant_first": float(np.mean(road.least_relevant_first_average)),
             "sanity_spearman": {stop: float(np.mean(c)) for stop, c in zip(sanity.layers, sanity.correlations)},
             "ms_per_image": 1000 * seconds / len(images),
             "per_image": {
@@ -126,17 +131,20 @@ def markdown(figures: dict, photos: list[str], steps: int, stops, machine: str) 
         f"Top-1 class of each of {len(photos)} photos ({', '.join(photos)}), BVLC GoogLeNet, every method "
         f"with its defaults; means over the photos. Deletion/insertion: RISE curves in {steps} steps, softmax "
         f"score. Sanity: Spearman correlation with the map after re-initialising `{first}` (the classifier) "
-        f"and after re-initialising every layer down to `{last}`. Timing: {machine}, all photos in one batch, warm.",
+        f"and after re-initialising every layer down to `{last}`. ROAD: change of the softmax score with the most "
+        f"(MoRF) / least (LeRF) relevant pixels imputed, mean over percentiles 10..90. "
+        f"Timing: {machine}, all photos in one batch, warm.",
         "",
-        "| method | deletion AUC ↓ | insertion AUC ↑ | avg drop % ↓ | increase % ↑ "
+        "| method | deletion AUC ↓ | insertion AUC ↑ | avg drop % ↓ | increase % ↑ | ROAD MoRF ↓ | ROAD LeRF ↑ "
         "| sanity ρ, classifier random ↓ | sanity ρ, all random ↓ | ms / image |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, f in figures.items():
         s = f["sanity_spearman"]
         lines.append(
             f"| `{name}` | {f['deletion_auc']:.3f} | {f['insertion_auc']:.3f} | {f['average_drop_percent']:.1f} | "
-            f"{f['increase_percent']:.0f} | {s[first]:.2f} | {s[last]:.2f} | {f['ms_per_image']:.0f} |"
+            f"{f['increase_percent']:.0f} | {f['road_most_relevant_first']:.3f} | {f['road_least_relevant_first']:.3f} | "
+            f"{s[first]:.2f} | {s[last]:.2f} | {f['ms_per_image']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
