@@ -295,7 +295,8 @@ def noisy_linear_imputation(images, removed, *, noise: float = ROAD_NOISE, key=N
     diagonal, renormalised at the border), solved jointly for all removed pixels (see `_impute_one`;
     to `ROAD_TOLERANCE`), plus `noise` x a standard normal draw of `key` (`jax.random.normal(key,
     images.shape)` at the removed pixels; a key or an int seed, None = 0). float32; jitted, vmapped
-    over the batch."""
+    over the batch. A removed region with no kept pixel next to it has no solution; it gets the
+    mean of the kept pixels (0 where nothing is kept)."""
     images, removed = jnp.asarray(images), jnp.asarray(removed)
     if images.ndim != 4:
         raise ValueError(
@@ -360,7 +361,9 @@ def road(
     (default "softmax") of class `targets` (B,), or a target function's (B,) scores, is compared
     with the untouched image's. Removal i (0..P-1 most, P..2P-1 least relevant first) draws its
     noise with `jax.random.fold_in(key, i)` (`key`: a key or an int seed; None = 0). The 2P
-    imputed batches are vmapped into forward passes of at most `batch_size` images."""
+    imputed batches are vmapped into forward passes of at most `batch_size` images. A constant map
+    (all tied) removes every pixel at every percentile, where the imputation has no solution:
+    pytorch-grad-cam's gives NaN, ours the fill `noisy_linear_imputation` documents (0)."""
     check_maps(maps, images)
     if np.ndim(images) != 4:
         raise ValueError(

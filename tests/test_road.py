@@ -79,6 +79,17 @@ def test_noise_is_our_keys_normal_draw_on_the_removed_pixels_only():
     assert not np.allclose(noisy, metrics.noisy_linear_imputation(image, removed, noise=3.0, key=8))
 
 
+def test_a_region_with_no_kept_neighbour_keeps_the_kept_mean():
+    """No solution there (pytorch-grad-cam's solve gives NaN): the documented fill, finite."""
+    image = np.random.default_rng(3).uniform(0, 255, (2, 12, 10, 3)).astype(np.float32)
+    removed = np.zeros((2, 12, 10), bool)
+    removed[0] = True  # everything: nothing kept, the fill is 0
+    removed[1, :, :9] = True  # columns 0..8 reach column 9, which is kept: solvable
+    got = np.asarray(metrics.noisy_linear_imputation(image, removed, noise=0.0))
+    np.testing.assert_array_equal(got[0], 0.0)
+    np.testing.assert_allclose(got[1], hand_imputation(image[1], removed[1]), atol=1e-2)
+
+
 def test_road_of_a_linear_model_by_hand():
     """logit = sum_i v_i x_i: each score change is v . (imputed - image), imputed by the hand solve."""
     from flax import linen as nn
