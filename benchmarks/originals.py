@@ -132,6 +132,62 @@ def captum_gradient_shap(ctx: Context) -> np.ndarray:
     )
 
 
+class ReLUInception(tg.Inception):
+    """The port's inception module with each ReLU an `nn.ReLU` module of its own, named as Caffe's
+    ReLU layers (`relu_1x1`, ...): captum's DeepLift rescales only the `nn.ReLU` modules it hooks."""
+
+    def __init__(self, cin: int, widths: tuple[int, ...]):
+        super().__init__(cin, widths)
+        for conv in list(self.keys()):
+            self[f"relu_{conv}"] = torch.nn.ReLU()
+
+    def forward(self, x):
+        def conv_relu(conv: str, h: torch.Tensor) -> torch.Tensor:
+            return self[f"relu_{conv}"](self[conv](h))
+
+        branch3 = conv_relu("3x3", conv_relu("3x3_reduce", x))
+        branch5 = conv_relu("5x5", conv_relu("5x5_reduce", x))
+        branch_pool = conv_relu("pool_proj", tg.max_pool(x, 3, 1, 1))
+        return torch.cat([conv_relu("1x1", x), branch3, branch5, branch_pool], dim=1)
+
+
+class ReLUModules(tg.TorchGoogLeNet):
+    """The port with each of its 57 ReLUs an `nn.ReLU` module used once (captum's DeepLift needs
+    that); the same weights and outputs. Its max pools stay functional, as in the port, so captum
+    gives them, as we do, their ordinary gradient (its max-pool rule hooks `nn.MaxPool2d` modules)."""
+
+    def __init__(self, net: tg.TorchGoogLeNet):
+        super().__init__()
+        cin = 192
+        for stage, widths in tg.INCEPTIONS.items():
+            inception = ReLUInception(cin, widths)
+            self.add_module(stage, inception)
+            cin = inception.out_channels
+        self.relus = torch.nn.ModuleList(torch.nn.ReLU() for _ in range(3))  # conv1, conv2 reduce, conv2
+        self.load_state_dict(net.state_dict(), strict=True)
+        self.eval()
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        relu = self.relus
+        x = images.flip(1) - self.bgr_mean
+        x = tg.lrn(tg.max_pool(relu[0](self.conv1["7x7_s2"](x)), 3, 2))
+        x = relu[2](self.conv2["3x3"](relu[1](self.conv2["3x3_reduce"](x))))
+        x = tg.max_pool(tg.lrn(x), 3, 2)
+        for stage in tg.INCEPTIONS:
+            x = self.get_submodule(stage)(x)
+            if stage in ("inception_3b", "inception_4e"):
+                x = tg.max_pool(x, 3, 2)
+        return x
+
+
+def captum_deeplift(ctx: Context) -> np.ndarray:
+    """captum's DeepLift (rescale rule) on the port with ReLU modules (`ReLUModules`), black baseline."""
+    from captum.attr import DeepLift
+
+    net = ReLUModules(ctx.net)
+    return pixel_map(DeepLift(net).attribute(ctx.pair, baselines=0.0, target=list(CLASSES)))
+
+
 PATCH = 32  # pixels: 7 x 7 = 49 features on 224 x 224
 SHAPLEY_PATCH = 56  # 4 x 4 = 16 features: 17 passes per order (captum's are slow)
 SHAPLEY_SAMPLES = 2
@@ -307,6 +363,13 @@ ORIGINALS: dict[str, Original] = {
     "saliency": Original("saliency", {}, lambda whole=False: captum_saliency, "captum Saliency"),
     "input_x_gradient": Original(
         "input_x_gradient", {"baseline": "mean"}, lambda whole=False: captum_input_x_gradient, "captum InputXGradient"
+    ),
+    "deeplift": Original(
+        "deeplift",
+        {"baseline": "black"},
+        lambda whole=False: captum_deeplift,
+        "captum DeepLift (ReLU modules)",
+        peaks_on_the_animal=True,
     ),
     "gradient_shap": Original(
         "gradient_shap",

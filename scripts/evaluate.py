@@ -1,25 +1,34 @@
 """Every explanation method on a set of photos, scored by the metrics of `gradcam_jax.metrics`:
 a table (markdown + JSON) and a figure grid (methods x photos).
 
-    python scripts/evaluate.py [IMG ...] [--methods grad_cam cam ...] [--steps 56]
+    python scripts/evaluate.py [IMG ...] [--methods grad_cam cam ...] [--steps 56] [--reuse]
         [--md docs/evaluation.md] [--json docs/evaluation.json] [--grid docs/images/methods_grid.png]
+        [--maps build/evaluation_maps.npz]
 
 Per method, for the top-1 class of each photo (BVLC GoogLeNet, MATLAB resize to 224 x 224):
 - deletion / insertion AUC (RISE; softmax score, mean-pixel / blurred substrate, `--steps` steps),
 - average drop / increase in confidence (Grad-CAM++),
-- ROAD (Rong et al.; pytorch-grad-cam's defaults): the softmax score's change when the most / least
-  relevant pixels are imputed from their neighbours, averaged over percentiles 10..90,
+- ROAD (Rong et al. 2022, pytorch-grad-cam's `ROADCombined`): the mean over percentiles of
+  (least-relevant-first - most-relevant-first) / 2 of the softmax score, noisy linear imputation,
 - the model-randomisation sanity check (Adebayo et al.): Spearman correlation of the map with the
   map after re-initialising the classifier only, and after re-initialising every layer (cascading
   from the top; `--stops` lists the steps computed, all are saved in the JSON),
 - milliseconds per image: the median of warm (compiled) calls on the whole batch (at least
   `--repeats`, more while they add up to under 2 s), divided by the batch size.
-Each method runs with its defaults (those are what the table is about), all photos in one batch.
+Each method runs with its defaults (those are what the table is about), all photos in one batch,
+except the few in `LIGHT_OPTIONS`, whose defaults cost thousands of forward passes per image.
+The attention methods need a transformer and are left out.
+
+Every method's maps go to `--maps` (an .npz, not for the repository); with `--reuse`, a method
+already in `--json` and `--maps` is not run again: its figures are kept and only metrics it lacks
+(a newer column) are computed from its stored maps, so adding a method or a metric to the table
+costs only that.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -43,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 import gradcam_jax as gj  # noqa: E402
 from gradcam_jax import metrics  # noqa: E402
 from gradcam_jax.methods import METHODS  # noqa: E402
+from gradcam_jax.methods.transformer import ATTENTION_METHODS  # noqa: E402
 from gradcam_jax.overlay import overlay  # noqa: E402
 
 # Order of the table and the grid: the CAM family, then perturbation, then input gradients.
@@ -60,8 +70,39 @@ ORDER = [
     "guided_grad_cam",
     "integrated_gradients",
     "smoothgrad",
+    # the methods the other libraries have (issue 20)
+    "grad_cam_elementwise",
+    "eigen_grad_cam",
+    "ablation_cam",
+    "kpca_cam",
+    "fem",
+    "finer_cam",
+    "shapley_cam",
+    "fullgrad",
+    "smooth_grad_cam_plus_plus",
+    "ss_cam",
+    "is_cam",
+    "saliency",
+    "input_x_gradient",
+    "deeplift",
+    "gradient_shap",
+    "feature_ablation",
+    "shapley_sampling",
+    "kernel_shap",
+    "lime",
+    "image_lime",
 ]
-STOPS = ("loss3", "inception_4e", "conv1")  # classifier only; top half; everything
+STOPS = ("loss3", "inception_4e", "conv1")
+# Options for the methods whose defaults cost thousands of forward passes per image (each method runs
+# four times per photo here: once, and once per sanity-check step); stated in the table.
+LIGHT_OPTIONS = {
+    "is_cam": {"layer": "inception_5b-relu_pool_proj", "samples": 4},  # 4 x 128 passes, not 10 x 1024
+    "ss_cam": {"layer": "inception_5b-relu_pool_proj", "samples": 4},
+    "shapley_sampling": {"patch": 32, "samples": 4},  # 4 x 50 passes, not 25 x 197
+    "image_lime": {"samples": 256},
+    "lime": {"samples": 256},
+    "kernel_shap": {"samples": 256},
+}  # classifier only; top half; everything
 
 
 def default_photos() -> list[Path]:
@@ -89,37 +130,47 @@ def timed(fn, repeats: int, budget: float = 2.0, most: int = 10):
     return result, statistics.median(seconds)
 
 
-def evaluate(model, variables, images, names, steps: int, stops, repeats: int, progress) -> tuple[dict, dict]:
-    """({method: figures}, {method: maps (B, H, W)})."""
+def evaluate(model, variables, images, names, steps: int, stops, repeats: int, progress, stored) -> tuple[dict, dict]:
+    """({method: figures}, {method: maps (B, H, W)}). `stored`: ({method: figures}, {method: maps})
+    of an earlier run to reuse (empty to run everything)."""
     targets = np.asarray(gj.top_k(model, variables, images, 1)[1])[:, 0]
     figures, all_maps = {}, {}
     for name in names:
         progress.set_description(name)
-        method = METHODS[name]
-        result, seconds = timed(lambda method=method: method(model, variables, images, targets), repeats)
-        maps = result.map
-        deletion = metrics.deletion(model, variables, images, maps, targets, steps=steps)
-        insertion = metrics.insertion(model, variables, images, maps, targets, steps=steps)
-        confidence = metrics.confidence_change(model, variables, images, maps, targets)
-        road = metrics.road(model, variables, images, maps, targets)
-        sanity = metrics.model_randomisation(method, model, variables, images, targets, stops=stops, original_map=maps)
-        figures[name] = {
-            "deletion_auc": float(np.mean(deletion.auc)),
-            "insertion_auc": float(np.mean(insertion.auc)),
-            "average_drop_percent": float(confidence.average_drop),
-            "increase_percent": float(confidence.increase),
-            "road_most_relevant_first": float(np.mean(road.most_relevant_first_average)),
-            "road_least_relevant_first": float(np.mean(road.least_relevant_first_average)),
-            "sanity_spearman": {stop: float(np.mean(c)) for stop, c in zip(sanity.layers, sanity.correlations)},
-            "ms_per_image": 1000 * seconds / len(images),
-            "per_image": {
-                "deletion_auc": np.asarray(deletion.auc).round(4).tolist(),
-                "insertion_auc": np.asarray(insertion.auc).round(4).tolist(),
-                "sanity_spearman": {
-                    s: np.asarray(c).round(4).tolist() for s, c in zip(sanity.layers, sanity.correlations)
+        if name in stored[0] and name in stored[1]:
+            f, maps = dict(stored[0][name]), stored[1][name]
+        else:
+            method = functools.partial(METHODS[name], **LIGHT_OPTIONS.get(name, {}))
+            result, seconds = timed(lambda method=method: method(model, variables, images, targets), repeats)
+            maps = result.map
+            deletion = metrics.deletion(model, variables, images, maps, targets, steps=steps)
+            insertion = metrics.insertion(model, variables, images, maps, targets, steps=steps)
+            confidence = metrics.confidence_change(model, variables, images, maps, targets)
+            sanity = metrics.model_randomisation(
+                method, model, variables, images, targets, stops=stops, original_map=maps
+            )
+            f = {
+                "options": LIGHT_OPTIONS.get(name, {}),
+                "deletion_auc": float(np.mean(deletion.auc)),
+                "insertion_auc": float(np.mean(insertion.auc)),
+                "average_drop_percent": float(confidence.average_drop),
+                "increase_percent": float(confidence.increase),
+                "sanity_spearman": {stop: float(np.mean(c)) for stop, c in zip(sanity.layers, sanity.correlations)},
+                "ms_per_image": 1000 * seconds / len(images),
+                "load": os.getloadavg()[0],
+                "per_image": {
+                    "deletion_auc": np.asarray(deletion.auc).round(4).tolist(),
+                    "insertion_auc": np.asarray(insertion.auc).round(4).tolist(),
+                    "sanity_spearman": {
+                        s: np.asarray(c).round(4).tolist() for s, c in zip(sanity.layers, sanity.correlations)
+                    },
                 },
-            },
-        }
+            }
+        if "road" not in f and hasattr(metrics, "road"):
+            road = metrics.road(model, variables, images, maps, targets).combined  # (B,): ROADCombined per image
+            f["road"] = float(np.mean(road))
+            f["per_image"]["road"] = np.asarray(road).round(4).tolist()
+        figures[name] = f
         all_maps[name] = np.asarray(maps)
         progress.update(1)
     return figures, all_maps
@@ -127,24 +178,41 @@ def evaluate(model, variables, images, names, steps: int, stops, repeats: int, p
 
 def markdown(figures: dict, photos: list[str], steps: int, stops, machine: str) -> str:
     first, last = stops[0], stops[-1]
+    light = [
+        f"`{n}` ({', '.join(f'{k}={v!r}' for k, v in f['options'].items())})"
+        for n, f in figures.items()
+        if f.get("options")
+    ]
+    loads = [f["load"] for f in figures.values() if "load" in f]
+    base = figures.get("grad_cam", {}).get("ms_per_image")
+    road = all("road" in f for f in figures.values())
     lines = [
         f"Top-1 class of each of {len(photos)} photos ({', '.join(photos)}), BVLC GoogLeNet, every method "
-        f"with its defaults; means over the photos. Deletion/insertion: RISE curves in {steps} steps, softmax "
-        f"score. Sanity: Spearman correlation with the map after re-initialising `{first}` (the classifier) "
-        f"and after re-initialising every layer down to `{last}`. ROAD: change of the softmax score with the most "
-        f"(MoRF) / least (LeRF) relevant pixels imputed, mean over percentiles 10..90. "
-        f"Timing: {machine}, all photos in one batch, warm.",
+        f"with its defaults" + (f" except {', '.join(light)}" if light else "") + "; means over the photos. "
+        f"Deletion/insertion: RISE curves in {steps} steps, softmax score."
+        + (
+            " ROAD: the mean over percentiles 10-90 of (least- minus most-relevant-first) / 2, softmax score."
+            if road
+            else ""
+        )
+        + f" Sanity: Spearman correlation with the map after re-initialising `{first}` (the classifier) "
+        f"and after re-initialising every layer down to `{last}`. Timing: {machine}, all photos in one batch, warm"
+        + (f", one-minute load {min(loads):.1f} to {max(loads):.1f} while it ran" if loads else "")
+        + "; × is the time over Grad-CAM's.",
         "",
-        "| method | deletion AUC ↓ | insertion AUC ↑ | avg drop % ↓ | increase % ↑ | ROAD MoRF ↓ | ROAD LeRF ↑ "
-        "| sanity ρ, classifier random ↓ | sanity ρ, all random ↓ | ms / image |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| method | deletion AUC ↓ | insertion AUC ↑ | avg drop % ↓ | increase % ↑ "
+        + ("| ROAD ↑ " if road else "")
+        + "| sanity ρ, classifier random ↓ | sanity ρ, all random ↓ | ms / image | × |",
+        "|---|---:|---:|---:|---:|" + ("---:|" if road else "") + "---:|---:|---:|---:|",
     ]
     for name, f in figures.items():
         s = f["sanity_spearman"]
+        times = f"{f['ms_per_image'] / base:.1f}" if base else ""
         lines.append(
             f"| `{name}` | {f['deletion_auc']:.3f} | {f['insertion_auc']:.3f} | {f['average_drop_percent']:.1f} | "
-            f"{f['increase_percent']:.0f} | {f['road_most_relevant_first']:.3f} | {f['road_least_relevant_first']:.3f} | "
-            f"{s[first]:.2f} | {s[last]:.2f} | {f['ms_per_image']:.0f} |"
+            f"{f['increase_percent']:.0f} | "
+            + (f"{f['road']:.3f} | " if road else "")
+            + f"{s[first]:.2f} | {s[last]:.2f} | {f['ms_per_image']:.0f} | {times} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -177,6 +245,20 @@ def grid_png(images: np.ndarray, all_maps: dict, photos: list, titles: list, pat
     picture.save(path, optimize=True)
 
 
+def stored_run(json_path: Path, maps_path: Path, photos: list, steps: int, stops) -> tuple[dict, dict]:
+    """({method: figures}, {method: maps}) of an earlier run with the same photos and settings, for
+    `--reuse`; empty where there is none (or its settings differ)."""
+    if not (json_path.exists() and maps_path.exists()):
+        return {}, {}
+    earlier = json.loads(json_path.read_text())
+    settings = earlier["settings"]
+    if settings["photos"] != photos or settings["steps"] != steps or settings["stops"] != list(stops):
+        print(f"--reuse: {json_path} was made with other photos or settings; running everything", file=sys.stderr)
+        return {}, {}
+    with np.load(maps_path) as maps:
+        return earlier["methods"], {name: maps[name] for name in maps.files}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("images", nargs="*", type=Path, help="photos (default: the five named in the module doc)")
@@ -187,18 +269,30 @@ def main(argv=None) -> int:
     parser.add_argument("--md", type=Path, default=ROOT / "docs" / "evaluation.md")
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "evaluation.json")
     parser.add_argument("--grid", type=Path, default=ROOT / "docs" / "images" / "methods_grid.png")
+    parser.add_argument("--maps", type=Path, default=ROOT / "build" / "evaluation_maps.npz", help="every map (.npz)")
+    parser.add_argument("--reuse", action="store_true", help="keep the methods already in --json and --maps")
     cpu = jax.default_backend() == "cpu"
     machine = f"{os.cpu_count()}-core {platform.machine()} CPU" if cpu else jax.devices()[0].device_kind
     parser.add_argument("--machine", default=machine, help="how the timing machine is named in the table")
     args = parser.parse_args(argv)
 
     paths = args.images or default_photos()
-    names = args.methods or [n for n in ORDER if n in METHODS] + sorted(set(METHODS) - set(ORDER))
+    cnn_methods = [n for n in METHODS if n not in ATTENTION_METHODS]
+    names = args.methods or [n for n in ORDER if n in cnn_methods] + sorted(set(cnn_methods) - set(ORDER))
     model, variables = gj.load_googlenet()
     images = np.stack([gj.load_image(p) for p in paths]).astype(np.float32)
     photos = [p.name for p in paths]
+    stored = stored_run(args.json, args.maps, photos, args.steps, args.stops) if args.reuse else ({}, {})
     with tqdm(total=len(names), unit="method", file=sys.stderr) as progress:
-        figures, all_maps = evaluate(model, variables, images, names, args.steps, args.stops, args.repeats, progress)
+        figures, all_maps = evaluate(
+            model, variables, images, names, args.steps, args.stops, args.repeats, progress, stored
+        )
+    if args.methods and args.reuse:  # the run updates the stored table: keep its other methods, in order
+        order = [n for n in stored[0] if n in stored[1]] + [n for n in names if n not in stored[0]]
+        figures = {n: figures.get(n, stored[0][n]) for n in order}
+        all_maps = {n: all_maps.get(n, stored[1][n]) for n in order}
+    args.maps.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.maps, **all_maps)
 
     targets = np.asarray(gj.top_k(model, variables, images, 1)[1])[:, 0]
     titles = [f"{p}\n{gj.label(int(t))}" for p, t in zip(photos, targets)]

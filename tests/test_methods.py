@@ -375,6 +375,19 @@ def test_smoothgrad_of_a_linear_model_is_its_gradient():
     )
 
 
+def test_smoothgrad_takes_a_key_and_still_its_older_seed():
+    def run(**options):
+        return np.asarray(METHODS["smoothgrad"](Tiny(), tiny_variables(), IMAGES, TARGETS, samples=3, **options).map)
+
+    with pytest.warns(DeprecationWarning, match="key="):
+        older = run(seed=3)
+    np.testing.assert_array_equal(run(key=3), older)
+    np.testing.assert_array_equal(run(), run(key=0))  # the default noise is seed 0's, as before
+    assert not np.allclose(run(key=3), run(key=4))
+    with pytest.raises(ValueError, match="not both"):
+        run(key=1, seed=1)
+
+
 def test_saliency_and_input_x_gradient_by_hand():
     grads = np.stack([np.stack([input_grad(IMAGES[b], int(k)) for k in TARGETS[b]]) for b in range(2)])
     result = explain("saliency")

@@ -46,6 +46,7 @@ OPTIONS = {
     "smoothgrad": dict(samples=2, batch_size=2),
     "saliency": dict(),
     "input_x_gradient": dict(baseline=0.5),
+    "deeplift": dict(baseline=0.5),
     "gradient_shap": dict(samples=2, batch_size=4, baseline=0.5),
     "grad_cam_elementwise": dict(layer="conv2"),
     "eigen_grad_cam": dict(layer="conv2"),

@@ -321,6 +321,18 @@ def test_grad_cam_lays_token_layers_out_by_itself(vit):
     np.testing.assert_allclose(eigen.map, gj.eigen_cam(model, variables, images, layer="blocks_1", reshape=hook).map)
 
 
+@pytest.mark.parametrize("name, options", [("fem", {}), ("ablation_cam", {}), ("score_cam", {"fill": 0.0})])
+def test_activation_methods_lay_token_layers_out_by_itself(vit, name, options):
+    # every method reading a layer's activations goes through `common.layer_outputs`, which lays a
+    # token layer out as Grad-CAM does: the same maps as with the hook written by hand
+    model, variables, images = vit
+    hook = lambda t: tokens_to_grid(t, (4, 6))  # noqa: E731
+    by_itself = gj.METHODS[name](model, variables, images, layer="blocks_1", **options)
+    by_hook = gj.METHODS[name](model, variables, images, layer="blocks_1", reshape=hook, **options)
+    np.testing.assert_allclose(by_itself.map, by_hook.map, atol=1e-6)
+    assert by_itself.map.shape == (2, *images.shape[1:3])
+
+
 def test_default_layer_is_the_last_spatial_map(vit):
     model, variables, images = vit
     assert gj.default_layer(model, variables, images) == "embed"  # the patch embedding: the only grid

@@ -311,8 +311,12 @@ LAYERLESS = {"occlusion", "integrated_gradients", "smoothgrad", "guided_backprop
              "gradient_shap", "feature_ablation", "shapley_sampling"}  # fmt: skip
 
 
+# The attention methods: test_transformers.py. deeplift refuses ReLUs vmapped per image, as EqxCNN's (test_deeplift.py).
+PER_IMAGE_REFUSED = {"deeplift"}
+
+
 @pytest.mark.oldest
-@pytest.mark.parametrize("name", sorted(set(METHODS) - set(ATTENTION_METHODS)))  # those: test_transformers.py
+@pytest.mark.parametrize("name", sorted(set(METHODS) - set(ATTENTION_METHODS) - PER_IMAGE_REFUSED))
 def test_equinox_and_linen_twin_give_the_same_maps(twins, name):
     (static, params), (linen, variables), images = twins
     options = dict(METHOD_OPTIONS.get(name, {}), **({} if name in LAYERLESS else {"layer": "conv2"}))

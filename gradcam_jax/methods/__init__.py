@@ -4,6 +4,7 @@ from gradcam_jax.methods.ablation_cam import ablation_cam
 from gradcam_jax.methods.attention_rollout import attention_rollout
 from gradcam_jax.methods.base import DEFAULT_LAYER, METHODS, Explanation, register
 from gradcam_jax.methods.cam import cam
+from gradcam_jax.methods.deeplift import deeplift
 from gradcam_jax.methods.eigen_cam import eigen_cam
 from gradcam_jax.methods.eigen_grad_cam import eigen_grad_cam
 from gradcam_jax.methods.feature_ablation import feature_ablation
@@ -39,6 +40,7 @@ __all__ = [
     "ablation_cam",
     "attention_rollout",
     "cam",
+    "deeplift",
     "eigen_cam",
     "eigen_grad_cam",
     "feature_ablation",

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from gradcam_jax import maps
-from gradcam_jax.adapters import taps
+from gradcam_jax.adapters import taps, tokens
 from gradcam_jax.googlenet import CAFFE_BGR_MEAN
 from gradcam_jax.gradients import column_cotangents, resolved_scores
 
@@ -102,7 +102,7 @@ def perturbed_scores(model, variables, perturb: Callable, xs, target, batch_size
 
 
 class LayerOutputs(NamedTuple):
-    activations: jax.Array  # (B, *s, C): the layer's output, through `reshape` where given
+    activations: jax.Array  # (B, *s, C): the layer's output, laid out by `reshape` (ViT tokens: their grid)
     scores: jax.Array  # (B, K) float32: the target's scores of the images
     target: Callable  # the target, top-1 classes resolved
     path: str  # the layer's Flax path, for `taps.forward_with_layer`
@@ -111,10 +111,13 @@ class LayerOutputs(NamedTuple):
 
 def layer_outputs(model, variables, images, target, layer: str, reshape: Callable | None = None) -> LayerOutputs:
     """One forward pass: the activations at `layer` and the scores of `target`, for the methods that
-    weigh activations without the layer's gradient (Eigen-CAM, Score-CAM and their kin)."""
+    weigh activations without the layer's gradient (Eigen-CAM, Score-CAM and their kin). A token
+    layer (B, N, C) of images is laid out on its patch grid unless `reshape` is given
+    (`tokens.grid_hook`, the rule `gradients.layer_gradients` follows too)."""
     path, _ = taps.resolve_layer(model, variables, images, layer)
     outputs, raw = taps.forward_with_layer(model, variables, images, path)
     scores, resolved = resolved_scores(target, outputs, images.shape[0])
+    reshape = tokens.grid_hook(reshape, raw.shape, images.shape)
     return LayerOutputs(reshape(raw) if reshape is not None else raw, scores, resolved, path, raw)
 
 

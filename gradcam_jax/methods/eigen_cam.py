@@ -22,9 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from gradcam_jax import maps
-from gradcam_jax.adapters import taps, tokens
-from gradcam_jax.gradients import resolved_scores
 from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
+from gradcam_jax.methods.common import layer_outputs
 
 
 def principal_projection(activations: jax.Array) -> jax.Array:
@@ -57,12 +56,7 @@ def eigen_cam(
 ) -> Explanation:
     """Eigen-CAM maps at `layer`, repeated for each of `targets` (B,) or (B, K) (None: top-1).
     Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1] and the activations."""
-    path, _ = taps.resolve_layer(model, variables, images, layer)
-    outputs, activations = taps.forward_with_layer(model, variables, images, path)
-    reshape = tokens.grid_hook(reshape, activations.shape, images.shape)  # ViT tokens: their grid
-    if reshape is not None:
-        activations = reshape(activations)
-    explained, target = resolved_scores(targets, outputs, images.shape[0])  # (B, K)
+    activations, explained, target, *_ = layer_outputs(model, variables, images, targets, layer, reshape)
     raw = principal_projection(activations)[:, None]  # (B, 1, *s)
     raw = jnp.broadcast_to(raw, (raw.shape[0], explained.shape[1], *raw.shape[2:]))
     return Explanation(maps.finish(raw, images.shape[1:-1], relu), explained, target, activations)

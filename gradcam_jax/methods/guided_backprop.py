@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import flax.linen
 import jax
@@ -68,36 +68,36 @@ def relu_homes() -> list:
 
 
 @contextlib.contextmanager
-def guided_relus() -> Iterator[list]:
-    """Within this context, `jax.nn.relu` / `flax.linen.relu` are guided ReLUs. Yields a list that
-    gets one entry per ReLU call traced, so callers can tell whether any ReLU was swapped."""
+def swapped_relus(relu: Callable[[jax.Array], jax.Array], method: str) -> Iterator[None]:
+    """Within this context, `jax.nn.relu` / `flax.linen.relu` (/ `flax.nnx.relu`) are `relu`; they
+    are restored on leaving. ValueError on leaving if the body traced no call of them (a model whose
+    ReLUs `method` cannot reach: it would silently get plain gradients)."""
     calls: list = []
 
-    def relu(x):
+    def counted(x):
         calls.append(1)
-        return guided_relu(x)
+        return relu(x)
 
     homes = relu_homes()
     originals = [home.relu for home in homes]
     try:
         for home in homes:
-            home.relu = relu
-        yield calls
+            home.relu = counted
+        yield
     finally:
         for home, original in zip(homes, originals):
             home.relu = original
+    if not calls:
+        raise ValueError(
+            f"{method} found no ReLU to swap: the model must call jax.nn.relu or "
+            "flax.linen.relu (through the module attribute, not a name imported earlier)"
+        )
 
 
 def guided_input_gradients(model, variables, images, target) -> InputGradients:
     """`common.input_gradients` with guided ReLUs; ValueError if the model called no swappable ReLU."""
-    with guided_relus() as calls:
-        result = input_gradients(model, variables, images, target)
-    if not calls:
-        raise ValueError(
-            "guided backpropagation found no ReLU to guide: the model must call jax.nn.relu or "
-            "flax.linen.relu (through the module attribute, not a name imported earlier)"
-        )
-    return result
+    with swapped_relus(guided_relu, "guided backpropagation"):
+        return input_gradients(model, variables, images, target)
 
 
 @register("guided_backprop", score="logit")

@@ -25,10 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from gradcam_jax import maps
-from gradcam_jax.adapters import taps, tokens
-from gradcam_jax.gradients import resolved_scores
 from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
-from gradcam_jax.methods.common import fill_value, perturbed_scores, weighted_sum
+from gradcam_jax.methods.common import fill_value, layer_outputs, perturbed_scores, weighted_sum
 
 
 @register("score_cam", score="softmax")
@@ -46,12 +44,7 @@ def score_cam(
 ) -> Explanation:
     """Score-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
     Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1] and the activations."""
-    path, _ = taps.resolve_layer(model, variables, images, layer)
-    outputs, activations = taps.forward_with_layer(model, variables, images, path)
-    reshape = tokens.grid_hook(reshape, activations.shape, images.shape)  # ViT tokens: their grid
-    if reshape is not None:
-        activations = reshape(activations)
-    explained, target = resolved_scores(targets, outputs, images.shape[0])  # (B, K)
+    activations, explained, target, *_ = layer_outputs(model, variables, images, targets, layer, reshape)
     images = maps.float32_or_wider(images)
     background = fill_value(fill, images.shape[-1])
     size = images.shape[1:-1]
