@@ -169,7 +169,7 @@ def evaluate(
                     },
                 },
             }
-        if "road" not in f and hasattr(metrics, "road"):
+        if "road" not in f:
             road = metrics.road(model, variables, images, maps, targets).combined  # (B,): ROADCombined per image
             f["road"] = float(np.mean(road))
             f["per_image"]["road"] = np.asarray(road).round(4).tolist()
