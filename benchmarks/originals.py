@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import platform
 import statistics
 import sys
@@ -252,6 +253,110 @@ def captum_shapley_sampling(ctx: Context) -> np.ndarray:
     return feature_map(attributions)
 
 
+SURROGATE_PATCH = 56  # 4 x 4 = 16 features
+SURROGATE_SAMPLES = 32  # on/off vectors: one forward pass each, per example for captum
+# captum's Lime and KernelShap maps (64 passes of the PyTorch network each, about a minute on the
+# 2-core box) are kept, one value per patch, in this file; `python benchmarks/originals.py --cache`
+# writes it. Our side always runs.
+SURROGATE_CACHE = ROOT / "tests" / "data" / "captum_surrogates.json"
+
+
+def lime_draws(count: int, samples: int = SURROGATE_SAMPLES, seed: int = 0) -> np.ndarray:
+    """The on/off vectors our `lime(key=seed)` draws, drawn here with jax.random as its doc says."""
+    import jax
+
+    return np.asarray(jax.random.bernoulli(jax.random.key(seed), 0.5, (samples, count)))
+
+
+def kernel_shap_draws(count: int, samples: int = SURROGATE_SAMPLES, seed: int = 0) -> np.ndarray:
+    """The on/off vectors our `kernel_shap(key=seed)` draws, drawn here with jax.random as its doc
+    says: all on, all off, then k on (k by the Shapley kernel), the k lowest ranks of a permutation."""
+    import jax
+
+    size_key, order_key = jax.random.split(jax.random.key(seed))
+    k = np.arange(1, count)
+    sizes = 1 + np.asarray(
+        jax.random.categorical(size_key, np.log((count - 1) / (k * (count - k))), shape=(samples - 2,))
+    )
+    rows = [np.ones(count, bool), np.zeros(count, bool)]
+    for size, key in zip(sizes, jax.random.split(order_key, samples - 2)):
+        rows.append(np.asarray(jax.random.permutation(key, count)) < size)
+    return np.stack(rows)
+
+
+def replay(rows: np.ndarray) -> Callable:
+    """A captum perturbation generator giving `rows` as (1, P) interpretable samples, from the start
+    for each example (captum restarts a generator function per example)."""
+
+    def generate(original_inp, **kwargs):
+        for row in rows:
+            yield torch.from_numpy(row.astype(np.int64)).view(1, -1)
+
+    return generate
+
+
+def captum_lime(ctx: Context) -> np.ndarray:
+    """captum's Lime with its defaults (SkLearnLasso(alpha=0.01), cosine kernel of width 1.0), black
+    baseline, SURROGATE_PATCH-pixel patches, SURROGATE_SAMPLES on/off vectors: the ones our key 0
+    draws, handed to captum as its `perturb_func` (so the comparison is exact, not on average)."""
+    from captum.attr import Lime
+
+    mask = patch_mask(ctx, SURROGATE_PATCH)
+    explainer = Lime(ctx.net, perturb_func=replay(lime_draws(int(mask.max()) + 1)))
+    with torch.no_grad():
+        attributions = explainer.attribute(
+            ctx.pair, baselines=0.0, target=list(CLASSES), feature_mask=mask, n_samples=SURROGATE_SAMPLES,
+            perturbations_per_eval=16,
+        )  # fmt: skip
+    return feature_map(attributions)
+
+
+def captum_kernel_shap(ctx: Context) -> np.ndarray:
+    """captum's KernelShap (its Shapley-kernel weights, SkLearnLinearRegression), black baseline,
+    SURROGATE_PATCH-pixel patches, SURROGATE_SAMPLES on/off vectors: the ones our key 0 draws, in place
+    of its own generator (the first two, all on and all off, are what captum's own gives first)."""
+    from captum.attr import KernelShap
+
+    mask = patch_mask(ctx, SURROGATE_PATCH)
+    explainer = KernelShap(ctx.net)
+    explainer.perturb_func = replay(kernel_shap_draws(int(mask.max()) + 1))
+    with torch.no_grad():
+        attributions = explainer.attribute(
+            ctx.pair, baselines=0.0, target=list(CLASSES), feature_mask=mask, n_samples=SURROGATE_SAMPLES,
+            perturbations_per_eval=16,
+        )  # fmt: skip
+    return feature_map(attributions)
+
+
+SURROGATES = {"lime": captum_lime, "kernel_shap": captum_kernel_shap}
+SURROGATE_SETTINGS = {"patch": SURROGATE_PATCH, "samples": SURROGATE_SAMPLES, "key": 0, "classes": list(CLASSES)}
+
+
+def write_surrogate_cache(ctx: Context) -> None:
+    """Run captum's Lime and KernelShap and keep each map's value per patch in SURROGATE_CACHE."""
+    mask = patch_mask(ctx, SURROGATE_PATCH)[0, 0].numpy()
+    firsts = [np.argmax(mask.reshape(-1) == p) for p in range(int(mask.max()) + 1)]  # a pixel of each patch
+    entries = {}
+    for name, run in SURROGATES.items():
+        m = run(ctx).reshape(len(CLASSES), -1)
+        entries[name] = dict(SURROGATE_SETTINGS, values=m[:, firsts].tolist())
+    SURROGATE_CACHE.write_text(json.dumps(entries, indent=1) + "\n")
+
+
+def cached_surrogate(name: str) -> Callable[..., Callable[[Context], np.ndarray]]:
+    """The runner of captum's `name` for ORIGINALS: its maps from SURROGATE_CACHE (checked to be of
+    these settings) or, `whole` (the timed rows), captum run live."""
+
+    def read(ctx: Context) -> np.ndarray:
+        entry = json.loads(SURROGATE_CACHE.read_text())[name]
+        values = np.asarray(entry.pop("values"), np.float32)
+        if entry != SURROGATE_SETTINGS:
+            raise ValueError(f"{SURROGATE_CACHE} holds {entry}; run `python benchmarks/originals.py --cache`")
+        return values[:, patch_mask(ctx, SURROGATE_PATCH)[0, 0].numpy()]
+
+    return lambda whole=False: SURROGATES[name] if whole else read
+
+
 # ---- pytorch-grad-cam -------------------------------------------------------------------------------
 
 
@@ -463,6 +568,19 @@ ORIGINALS: dict[str, Original] = {
         "captum ShapleyValueSampling (our orders)",
         peaks_on_the_animal=True,
     ),
+    "lime": Original(
+        "lime",
+        {"patch": SURROGATE_PATCH, "baseline": "black", "samples": SURROGATE_SAMPLES, "key": 0},
+        cached_surrogate("lime"),
+        "captum Lime (our on/off vectors)",
+        peaks_on_the_animal=True,
+    ),
+    "kernel_shap": Original(
+        "kernel_shap",
+        {"patch": SURROGATE_PATCH, "baseline": "black", "samples": SURROGATE_SAMPLES, "key": 0},
+        cached_surrogate("kernel_shap"),
+        "captum KernelShap (our on/off vectors)",
+    ),
     "grad_cam_elementwise": Original("grad_cam_elementwise", {}, pgc("GradCAMElementWise"), "GradCAMElementWise"),
     "eigen_grad_cam": Original("eigen_grad_cam", {}, pgc("EigenGradCAM"), "EigenGradCAM"),
     "ablation_cam": Original("ablation_cam", {}, pgc("AblationCAM"), "AblationCAM"),
@@ -521,6 +639,9 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", default=sorted(ORIGINALS), choices=sorted(ORIGINALS))
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per side (after one warm-up for ours)")
     parser.add_argument("--no-timing", action="store_true", help="only the agreement figures (no whole-network runs)")
+    parser.add_argument(
+        "--cache", action="store_true", help=f"run captum's Lime and KernelShap into {SURROGATE_CACHE.name}"
+    )
     args = parser.parse_args(argv)
 
     import jax
@@ -530,6 +651,10 @@ def main(argv=None) -> int:
     model, variables = gj.load_googlenet()
     images = gj.load_image(ROOT / "docs" / "images" / "cat_dog.jpg")[None].astype(np.float32)
     ctx = context(images)
+    if args.cache:
+        write_surrogate_cache(ctx)
+        print(f"wrote {SURROGATE_CACHE}")
+        return 0
     both = np.array([CLASSES], np.int32)
     print(f"{platform.processor() or platform.machine()}, jax {jax.__version__} on {jax.default_backend()}", flush=True)
     print("method | original | theirs s (whole network) | ours s | correlation dog / cat (layer resolution)")

@@ -48,7 +48,8 @@ EXAMPLES = ("cat_dog.jpg", "cat.png")  # the bundled photos, in docs/images/
 MAX_COMPARED = 4
 # Methods that take many forward passes: the page says they may take a while and offers Cancel.
 EXPENSIVE = ("score_cam", "occlusion", "integrated_gradients", "smoothgrad", "gradient_shap", "ablation_cam", "is_cam",
-             "feature_ablation", "shapley_sampling", "ss_cam")  # fmt: skip
+             "feature_ablation", "shapley_sampling", "ss_cam", "lime", "kernel_shap",
+             "image_lime")  # fmt: skip
 # System fonts only, so the page fetches nothing from the internet.
 FONTS = ("ui-sans-serif", "system-ui", "sans-serif")
 MONO_FONTS = ("ui-monospace", "Consolas", "monospace")

@@ -178,11 +178,14 @@ def method_options(name: str, channels: int) -> dict:
         "feature_ablation": {"patch": 2, "baseline": 0.0},
         "shapley_sampling": {"patch": 2, "baseline": 0.0, "samples": 2},
         "ss_cam": {"layer": "relu2", "fill": 0.0, "samples": 2},
+        "lime": {"patch": 2, "baseline": 0.0, "samples": 8},
+        "kernel_shap": {"patch": 2, "baseline": 0.0, "samples": 8},
     }.get(name, {})
 
 
-# the attention methods read a transformer's attention: tests/test_transformers.py
-@pytest.mark.parametrize("name", sorted(set(gj.METHODS) - set(ATTENTION_METHODS)))
+# the attention methods read a transformer's attention: tests/test_transformers.py; image_lime takes
+# RGB photos only (tests/test_surrogates.py)
+@pytest.mark.parametrize("name", sorted(set(gj.METHODS) - set(ATTENTION_METHODS) - {"image_lime"}))
 def test_every_method_gives_maps_of_the_input_shape_in_0_1(tiny, name):
     model, variables, x = tiny
     options = method_options(name, x.shape[-1])

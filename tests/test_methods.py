@@ -619,10 +619,14 @@ TINY_OPTIONS = {
     "feature_ablation": {"patch": 2, "baseline": 0.0},
     "shapley_sampling": {"patch": 2, "baseline": 0.0, "samples": 2},
     "ss_cam": {"layer": "relu", "fill": 0.0, "samples": 2},
+    "lime": {"patch": 2, "baseline": 0.0, "samples": 8},
+    "kernel_shap": {"patch": 2, "baseline": 0.0, "samples": 8},
 }
+RGB_ONLY = {"image_lime"}  # these 2-channel images are not photos: tests/test_surrogates.py
 
 
-@pytest.mark.parametrize("name", sorted(set(METHODS) - set(ATTENTION_METHODS)))  # those: test_transformers.py
+# the attention methods: test_transformers.py
+@pytest.mark.parametrize("name", sorted(set(METHODS) - set(ATTENTION_METHODS) - RGB_ONLY))
 def test_calling_convention(name):
     model, variables = Tiny(), tiny_variables()
     options = TINY_OPTIONS.get(name, {})

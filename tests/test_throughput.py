@@ -142,6 +142,8 @@ def test_folder_run_pads_only_to_the_next_bucket(photos, tmp_path):
         ("feature_ablation", dict(patch=4)),  # 4 patches
         ("shapley_sampling", dict(patch=4, samples=2)),  # 2 orders x (4 + 1) steps
         ("ss_cam", dict(layer="relu", samples=2)),  # 3 channels x 2 draws
+        ("kernel_shap", dict(patch=4, samples=6)),  # 6 on/off vectors (lime's passes are the same)
+        ("image_lime", dict(features=4, samples=6)),
     ],
 )
 @pytest.mark.parametrize("images, batch_size, per_pass", [(1, 8, 8), (2, 8, 8), (3, 8, 6), (16, 4, 4), (6, 4, 4)])

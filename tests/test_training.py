@@ -61,6 +61,9 @@ OPTIONS = {
     "shapley_sampling": dict(patch=3, baseline=0.5, samples=2),
     "fullgrad": dict(),
     "ss_cam": dict(layer="conv2", fill=0.5, samples=2, stdev=0.1),
+    "lime": dict(patch=3, baseline=0.5, samples=24),  # more samples than patches: one Lasso solution
+    "kernel_shap": dict(patch=3, baseline=0.5, samples=8),
+    "image_lime": dict(features=4, samples=8, segmentation="grid"),  # superpixels of noise: one segment
 }
 
 

@@ -307,9 +307,12 @@ METHOD_OPTIONS = {"occlusion": {"mask_size": 4, "stride": 4}, "integrated_gradie
                   "smoothgrad": {"samples": 4}, "score_cam": {"batch_size": 8}, "gradient_shap": {"samples": 2},
                   "is_cam": {"samples": 2, "batch_size": 8}, "smooth_grad_cam_plus_plus": {"samples": 2},
                   "feature_ablation": {"patch": 4}, "shapley_sampling": {"patch": 4, "samples": 2},
-                  "ss_cam": {"samples": 2, "batch_size": 8}}  # fmt: skip
+                  "ss_cam": {"samples": 2, "batch_size": 8},
+                  "lime": {"patch": 4, "samples": 8}, "kernel_shap": {"patch": 4, "samples": 8},
+                  "image_lime": {"features": 4, "samples": 8}}  # fmt: skip
 LAYERLESS = {"occlusion", "integrated_gradients", "smoothgrad", "guided_backprop", "saliency", "input_x_gradient",
-             "gradient_shap", "feature_ablation", "shapley_sampling", "fullgrad"}  # fmt: skip
+             "gradient_shap", "feature_ablation", "shapley_sampling", "fullgrad", "lime", "kernel_shap",
+             "image_lime"}  # fmt: skip
 
 
 # The attention methods: test_transformers.py. deeplift refuses ReLUs vmapped per image, as EqxCNN's (test_deeplift.py).

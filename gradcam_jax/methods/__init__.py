@@ -19,12 +19,15 @@ from gradcam_jax.methods.gradient_shap import gradient_shap
 from gradcam_jax.methods.guided_backprop import guided_backprop
 from gradcam_jax.methods.guided_grad_cam import guided_grad_cam
 from gradcam_jax.methods.hires_cam import hires_cam
+from gradcam_jax.methods.image_lime import image_lime
 from gradcam_jax.methods.input_x_gradient import input_x_gradient
 from gradcam_jax.methods.integrated_gradients import integrated_gradients
 from gradcam_jax.methods.is_cam import is_cam
+from gradcam_jax.methods.kernel_shap import kernel_shap
 from gradcam_jax.methods.kpca_cam import kpca_cam
 from gradcam_jax.methods.layer_cam import layer_cam
 from gradcam_jax.methods.legrad import legrad
+from gradcam_jax.methods.lime import lime
 from gradcam_jax.methods.occlusion import occlusion
 from gradcam_jax.methods.saliency import saliency
 from gradcam_jax.methods.score_cam import score_cam
@@ -57,12 +60,15 @@ __all__ = [
     "guided_backprop",
     "guided_grad_cam",
     "hires_cam",
+    "image_lime",
     "input_x_gradient",
     "integrated_gradients",
     "is_cam",
+    "kernel_shap",
     "kpca_cam",
     "layer_cam",
     "legrad",
+    "lime",
     "occlusion",
     "register",
     "saliency",
