@@ -7,6 +7,8 @@ test_originals.py."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -208,6 +210,13 @@ def test_image_lime_refuses_what_is_not_an_rgb_photo():
         gj.image_lime(Linear(), variables, x)
     with pytest.raises(ValueError, match="unknown segmentation"):
         gj.image_lime(Linear(), variables, np.zeros((1, 8, 8, 3), np.float32), segmentation="slic")
+
+
+def test_image_lime_without_scikit_image_says_which_extra(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "skimage" else 1)
+    x = np.zeros((1, 8, 8, 3), np.float32)
+    with pytest.raises(ImportError, match=r"gradcam-jax\[lime\]"):
+        gj.image_lime(Linear(), Linear().init(jax.random.key(0), x), x, samples=4)
 
 
 def superpixel_peak_in(m: np.ndarray, box) -> bool:

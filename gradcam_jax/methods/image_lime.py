@@ -27,6 +27,7 @@ Differentiable with respect to `variables` and `images` (the superpixels are hel
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import jax
@@ -92,6 +93,10 @@ def image_lime(
     if features < 1 or width <= 0:
         raise ValueError(f"features must be at least 1 and width positive; got {features} and {width}")
     check_samples(samples)
+    if segmentation == "superpixels" and importlib.util.find_spec("skimage") is None:  # before the callback
+        raise ImportError(
+            'image_lime\'s superpixels need scikit-image: pip install "gradcam-jax[lime]" (or segmentation="grid")'
+        )
     images = maps.float32_or_wider(images)
     if segmentation == "grid":  # squares of about H / sqrt(features) pixels
         side = round(math.sqrt(features))
