@@ -43,6 +43,30 @@ def channel_mask(activations: jax.Array, channel, size: tuple[int, ...]) -> jax.
     return jax.image.resize(a, (a.shape[0], *size), method="linear")
 
 
+def averaged_mask_cam(
+    model, variables, images, targets, layer, reshape, samples: int, fill, relu: bool, batch_size: int, mask_at
+) -> Explanation:
+    """torchcam's Score-CAM family with `samples` masks per channel (IS-CAM, SS-CAM): perturbation
+    i (channel i % C, sample i // C) sees the images through `mask_at(i, i // C, channel_mask(..., i % C))`,
+    blended towards `fill`; each channel's weight is the softmax over channels of its score gain
+    averaged over its samples; the map is the weighted sum of the activations."""
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1; got {samples}")
+    activations, explained, target, *_ = layer_outputs(model, variables, images, targets, layer, reshape)
+    images = maps.float32_or_wider(images)
+    background = fill_value(fill, images.shape[-1])
+    channels = activations.shape[-1]
+
+    def masked(i):  # the batch through perturbation i's mask: (B, *spatial, C)
+        mask = mask_at(i, i // channels, channel_mask(activations, i % channels, images.shape[1:-1]))
+        return background + mask[..., None] * (images - background)
+
+    scores = perturbed_scores(model, variables, masked, jnp.arange(samples * channels), target, batch_size)
+    gains = scores.reshape(samples, channels, *explained.shape).mean(axis=0) - explained  # (C, B, K)
+    raw = weighted_sum(activations, jax.nn.softmax(jnp.moveaxis(gains, 0, -1), axis=-1))
+    return Explanation(maps.finish(raw, images.shape[1:-1], relu), explained, target, activations)
+
+
 @register("is_cam", score="logit")
 def is_cam(
     model,
@@ -60,19 +84,10 @@ def is_cam(
     """IS-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
     images: ``(B, *spatial, C)``. Returns an `Explanation` with map ``(B, [K,] *spatial)`` float32 in
     [0, 1] and the activations ``(B, *s, C)``."""
-    if samples < 1:
-        raise ValueError(f"samples must be at least 1; got {samples}")
-    activations, explained, target, *_ = layer_outputs(model, variables, images, targets, layer, reshape)
-    images = maps.float32_or_wider(images)
-    background = fill_value(fill, images.shape[-1])
-    channels = activations.shape[-1]
-    multipliers = jnp.cumsum(jnp.arange(1, samples + 1, dtype=images.dtype) / samples)  # torchcam's m_i
 
-    def masked(i):  # the batch through channel i % C's mask, at multiplier i // C: (B, *spatial, C)
-        mask = multipliers[i // channels] * channel_mask(activations, i % channels, images.shape[1:-1])
-        return background + mask[..., None] * (images - background)
+    def mask_at(i, sample, mask):  # torchcam's multiplier m_i = sum_{j <= i} j / N, i = sample + 1
+        return ((sample + 1) * (sample + 2) / (2 * samples)).astype(mask.dtype) * mask
 
-    scores = perturbed_scores(model, variables, masked, jnp.arange(samples * channels), target, batch_size)
-    gains = scores.reshape(samples, channels, *explained.shape).mean(axis=0) - explained  # (C, B, K)
-    raw = weighted_sum(activations, jax.nn.softmax(jnp.moveaxis(gains, 0, -1), axis=-1))
-    return Explanation(maps.finish(raw, images.shape[1:-1], relu), explained, target, activations)
+    return averaged_mask_cam(
+        model, variables, images, targets, layer, reshape, samples, fill, relu, batch_size, mask_at
+    )

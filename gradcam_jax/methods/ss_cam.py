@@ -24,12 +24,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 
-from gradcam_jax import maps
 from gradcam_jax.methods.base import DEFAULT_LAYER, Explanation, register
-from gradcam_jax.methods.common import fill_value, layer_outputs, perturbed_scores, random_key, weighted_sum
-from gradcam_jax.methods.is_cam import channel_mask
+from gradcam_jax.methods.common import random_key
+from gradcam_jax.methods.is_cam import averaged_mask_cam
 
 
 @register("ss_cam", score="logit")
@@ -51,20 +49,11 @@ def ss_cam(
     """SS-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
     images: ``(B, *spatial, C)``. Returns an `Explanation` with map ``(B, [K,] *spatial)`` float32 in
     [0, 1] and the activations ``(B, *s, C)``."""
-    if samples < 1:
-        raise ValueError(f"samples must be at least 1; got {samples}")
-    activations, explained, target, *_ = layer_outputs(model, variables, images, targets, layer, reshape)
-    images = maps.float32_or_wider(images)
-    background = fill_value(fill, images.shape[-1])
-    channels = activations.shape[-1]
     key = random_key(key)
 
-    def masked(i):  # the batch through channel i % C's mask with draw i // C of the noise: (B, *spatial, C)
-        mask = channel_mask(activations, i % channels, images.shape[1:-1])
-        mask = mask + stdev * jax.random.normal(jax.random.fold_in(key, i), mask.shape, mask.dtype)
-        return background + mask[..., None] * (images - background)
+    def mask_at(i, sample, mask):  # perturbation i = sample * C + channel: its own noise draw
+        return mask + stdev * jax.random.normal(jax.random.fold_in(key, i), mask.shape, mask.dtype)
 
-    scores = perturbed_scores(model, variables, masked, jnp.arange(samples * channels), target, batch_size)
-    gains = scores.reshape(samples, channels, *explained.shape).mean(axis=0) - explained  # (C, B, K)
-    raw = weighted_sum(activations, jax.nn.softmax(jnp.moveaxis(gains, 0, -1), axis=-1))
-    return Explanation(maps.finish(raw, images.shape[1:-1], relu), explained, target, activations)
+    return averaged_mask_cam(
+        model, variables, images, targets, layer, reshape, samples, fill, relu, batch_size, mask_at
+    )
