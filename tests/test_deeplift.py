@@ -37,6 +37,7 @@ def pixels(*rows) -> jax.Array:
     return jnp.asarray(rows, jnp.float32).reshape(len(rows), 1, 3, 1)
 
 
+@pytest.mark.oldest
 def test_one_hidden_unit_by_hand():
     """DeepLIFT's gradient is 3 m w, with the unit's multiplier m = (relu(z) - relu(z')) / (z - z'),
     so the attribution is (x - x') 3 m w. Gradient x input has m = relu'(z) instead."""

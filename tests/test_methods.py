@@ -561,6 +561,7 @@ def test_is_cam_by_hand():
     np.testing.assert_allclose(np.asarray(got), for_all(is_cam), atol=1e-5)
 
 
+@pytest.mark.oldest
 def test_fullgrad_by_hand():
     # one biased convolution at the input's size (no resize): d logit_k / d z = [z > 0] W[o, k] / 16;
     # each channel of |x * dx| and of |b * dz| min-max scaled on its own, summed, scaled
@@ -574,6 +575,7 @@ def test_fullgrad_by_hand():
     assert_maps(explain("fullgrad"), for_all(fullgrad))
 
 
+@pytest.mark.oldest
 def test_ss_cam_by_hand():
     # fill 0: the image times (mask + noise) for each channel and draw, the noise drawn with
     # jax.random as the doc says (draw i = sample * 3 + channel); logit gains averaged, softmaxed

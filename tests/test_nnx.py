@@ -162,6 +162,7 @@ def test_every_method_runs_on_nnx_like_on_linen(nnx_model, images):
         options = {"layer": "blocks/1"} if "layer" in accepted else {}
         options |= {"patch": 4} if "patch" in accepted else {}  # 9 patches of the 10 x 10 images
         options |= {"samples": 4} if "samples" in accepted else {}
+        options |= {"segmentation": "grid"} if "segmentation" in accepted else {}  # image_lime, without scikit-image
         got = method(graphdef, state, images, **options)
         want = method(twin, variables, images, **{k: twin_path(v) if k == "layer" else v for k, v in options.items()})
         np.testing.assert_allclose(got.map, want.map, atol=1e-4, err_msg=name)

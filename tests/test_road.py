@@ -45,6 +45,7 @@ def hand_imputation(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     return out
 
 
+@pytest.mark.oldest
 def test_one_removed_pixel_is_the_weighted_mean_of_its_neighbours():
     image = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1) ** 2  # 0 1 4 / 9 16 25 / 36 49 64
     removed = np.zeros((1, 3, 3), bool)
@@ -90,6 +91,7 @@ def test_a_region_with_no_kept_neighbour_keeps_the_kept_mean():
     np.testing.assert_allclose(got[1], hand_imputation(image[1], removed[1]), atol=1e-2)
 
 
+@pytest.mark.oldest
 def test_road_of_a_linear_model_by_hand():
     """logit = sum_i v_i x_i: each score change is v . (imputed - image), imputed by the hand solve."""
     from flax import linen as nn

@@ -118,6 +118,7 @@ def test_lime_is_captums_recipe_with_scikit_learns_lasso():
     assert not np.allclose(np.asarray(other.map), expected, atol=1e-2)  # the key matters
 
 
+@pytest.mark.oldest
 def test_kernel_shap_of_a_linear_model_is_the_exact_shapley_values():
     # S linear: the Shapley value of a patch is sum over it of w * (x - baseline), and the weighted
     # fit recovers it exactly from any draws that determine it. Patches (4, 3) on 6 x 5: 4 features,

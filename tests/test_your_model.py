@@ -309,7 +309,7 @@ METHOD_OPTIONS = {"occlusion": {"mask_size": 4, "stride": 4}, "integrated_gradie
                   "feature_ablation": {"patch": 4}, "shapley_sampling": {"patch": 4, "samples": 2},
                   "ss_cam": {"samples": 2, "batch_size": 8},
                   "lime": {"patch": 4, "samples": 8}, "kernel_shap": {"patch": 4, "samples": 8},
-                  "image_lime": {"features": 4, "samples": 8}}  # fmt: skip
+                  "image_lime": {"features": 4, "samples": 8, "segmentation": "grid"}}  # fmt: skip
 LAYERLESS = {"occlusion", "integrated_gradients", "smoothgrad", "guided_backprop", "saliency", "input_x_gradient",
              "gradient_shap", "feature_ablation", "shapley_sampling", "fullgrad", "lime", "kernel_shap",
              "image_lime"}  # fmt: skip
