@@ -113,20 +113,18 @@ def test_attributions_add_up_to_the_score_difference(shape):
 
 # ---- captum's DeepLift on a PyTorch twin ------------------------------------------------------------
 
-torch = pytest.importorskip("torch")
 
-
-class TorchTwin(torch.nn.Module):
-    """The linen `Twin` in PyTorch, NCHW, every ReLU an `nn.ReLU` module used once (what captum hooks)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1, self.relu1 = torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU()
-        self.conv2, self.relu2 = torch.nn.Conv2d(6, 8, 3, stride=2, padding=1), torch.nn.ReLU()
-        self.head = torch.nn.Linear(8, 5)
-
-    def forward(self, x):
-        return self.head(self.relu2(self.conv2(self.relu1(self.conv1(x)))).mean(dim=(2, 3)))
+def torch_twin():
+    """A PyTorch CNN, NCHW, every ReLU an `nn.ReLU` module used once (what captum hooks), seeded;
+    skips the test without torch (the rest of this file needs no torch)."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Module()
+    net.conv1, net.relu1 = torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU()
+    net.conv2, net.relu2 = torch.nn.Conv2d(6, 8, 3, stride=2, padding=1), torch.nn.ReLU()
+    net.head = torch.nn.Linear(8, 5)
+    net.forward = lambda x: net.head(net.relu2(net.conv2(net.relu1(net.conv1(x)))).mean(dim=(2, 3)))
+    return torch, net.eval()
 
 
 class Twin(nn.Module):
@@ -137,7 +135,7 @@ class Twin(nn.Module):
         return nn.Dense(5, name="head")(x.mean(axis=(1, 2)))
 
 
-def twin_variables(net: TorchTwin) -> dict:
+def twin_variables(net) -> dict:
     """`net`'s weights as `Twin`'s variables: conv OIHW -> HWIO, linear (out, in) -> (in, out)."""
     leaf = lambda t, *axes: jnp.asarray(t.detach().numpy().transpose(*axes))  # noqa: E731
     conv = lambda c: {"kernel": leaf(c.weight, 2, 3, 1, 0), "bias": leaf(c.bias)}  # noqa: E731
@@ -147,8 +145,7 @@ def twin_variables(net: TorchTwin) -> dict:
 
 def test_equals_captums_deeplift_on_a_twin():
     captum = pytest.importorskip("captum.attr")
-    torch.manual_seed(0)
-    net = TorchTwin().eval()
+    torch, net = torch_twin()
     x = np.random.default_rng(0).normal(size=(2, 10, 10, 3)).astype(np.float32)
     baseline = (0.2, -0.1, 0.3)
     targets = np.array([[0, 3], [4, 1]])
