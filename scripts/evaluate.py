@@ -1,7 +1,7 @@
 """Every explanation method on a set of photos, scored by the metrics of `gradcam_jax.metrics`:
 a table (markdown + JSON) and a figure grid (methods x photos).
 
-    python scripts/evaluate.py [IMG ...] [--methods grad_cam cam ...] [--steps 56] [--reuse]
+    python scripts/evaluate.py [IMG ...] [--methods grad_cam cam ...] [--steps 56] [--reuse [--retime]]
         [--md docs/evaluation.md] [--json docs/evaluation.json] [--grid docs/images/methods_grid.png]
         [--maps build/evaluation_maps.npz]
 
@@ -22,7 +22,8 @@ The attention methods need a transformer and are left out.
 Every method's maps go to `--maps` (an .npz, not for the repository); with `--reuse`, a method
 already in `--json` and `--maps` is not run again: its figures are kept and only metrics it lacks
 (a newer column) are computed from its stored maps, so adding a method or a metric to the table
-costs only that.
+costs only that; `--retime` times the kept methods again (one run on a quiet machine gives ratios
+that mean something; the other columns take hours here and may run beside other work).
 """
 
 from __future__ import annotations
@@ -131,19 +132,23 @@ def timed(fn, repeats: int, budget: float = 2.0, most: int = 10):
 
 
 def evaluate(
-    model, variables, images, names, steps: int, stops, repeats: int, progress, stored, save
+    model, variables, images, names, steps: int, stops, repeats: int, progress, stored, save, retime: bool = False
 ) -> tuple[dict, dict]:
     """({method: figures}, {method: maps (B, H, W)}). `stored`: ({method: figures}, {method: maps})
     of an earlier run to reuse (empty to run everything); `save(figures, maps)` is called after each
-    method, so a long run stopped half-way keeps what it did (`--reuse` goes on from there)."""
+    method, so a long run stopped half-way keeps what it did (`--reuse` goes on from there);
+    `retime`: time the stored methods again (their other figures kept)."""
     targets = np.asarray(gj.top_k(model, variables, images, 1)[1])[:, 0]
     figures, all_maps = {}, {}
     for name in names:
         progress.set_description(name)
+        method = functools.partial(METHODS[name], **LIGHT_OPTIONS.get(name, {}))
         if name in stored[0] and name in stored[1]:
             f, maps = dict(stored[0][name]), stored[1][name]
+            if retime:  # the timing again, in one quiet run: the other columns stay
+                _, seconds = timed(lambda method=method: method(model, variables, images, targets), repeats)
+                f |= {"ms_per_image": 1000 * seconds / len(images), "load": os.getloadavg()[0]}
         else:
-            method = functools.partial(METHODS[name], **LIGHT_OPTIONS.get(name, {}))
             result, seconds = timed(lambda method=method: method(model, variables, images, targets), repeats)
             maps = result.map
             deletion = metrics.deletion(model, variables, images, maps, targets, steps=steps)
@@ -276,6 +281,7 @@ def main(argv=None) -> int:
     parser.add_argument("--grid", type=Path, default=ROOT / "docs" / "images" / "methods_grid.png")
     parser.add_argument("--maps", type=Path, default=ROOT / "build" / "evaluation_maps.npz", help="every map (.npz)")
     parser.add_argument("--reuse", action="store_true", help="keep the methods already in --json and --maps")
+    parser.add_argument("--retime", action="store_true", help="with --reuse: time the kept methods again")
     cpu = jax.default_backend() == "cpu"
     machine = f"{os.cpu_count()}-core {platform.machine()} CPU" if cpu else jax.devices()[0].device_kind
     parser.add_argument("--machine", default=machine, help="how the timing machine is named in the table")
@@ -314,7 +320,7 @@ def main(argv=None) -> int:
 
     with tqdm(total=len(names), unit="method", file=sys.stderr) as progress:
         figures, all_maps = evaluate(
-            model, variables, images, names, args.steps, args.stops, args.repeats, progress, stored, save
+            model, variables, images, names, args.steps, args.stops, args.repeats, progress, stored, save, args.retime
         )
     figures, all_maps = merged(figures, stored[0]), merged(all_maps, stored[1])
 
