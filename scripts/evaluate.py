@@ -193,7 +193,6 @@ def markdown(figures: dict, photos: list[str], steps: int, stops, machine: str) 
         if f.get("options")
     ]
     loads = [f["load"] for f in figures.values() if "load" in f]
-    base = figures.get("grad_cam", {}).get("ms_per_image")
     road = all("road" in f for f in figures.values())
     lines = [
         f"Top-1 class of each of {len(photos)} photos ({', '.join(photos)}), BVLC GoogLeNet, every method "
@@ -207,21 +206,20 @@ def markdown(figures: dict, photos: list[str], steps: int, stops, machine: str) 
         + f" Sanity: Spearman correlation with the map after re-initialising `{first}` (the classifier) "
         f"and after re-initialising every layer down to `{last}`. Timing: {machine}, all photos in one batch, warm"
         + (f", one-minute load {min(loads):.1f} to {max(loads):.1f} while it ran" if loads else "")
-        + "; × is the time over Grad-CAM's.",
+        + " (for the time of each as a multiple of Grad-CAM's, in one run: benchmarks/method_cost.py).",
         "",
         "| method | deletion AUC ↓ | insertion AUC ↑ | avg drop % ↓ | increase % ↑ "
         + ("| ROAD ↑ " if road else "")
-        + "| sanity ρ, classifier random ↓ | sanity ρ, all random ↓ | ms / image | × |",
-        "|---|---:|---:|---:|---:|" + ("---:|" if road else "") + "---:|---:|---:|---:|",
+        + "| sanity ρ, classifier random ↓ | sanity ρ, all random ↓ | ms / image |",
+        "|---|---:|---:|---:|---:|" + ("---:|" if road else "") + "---:|---:|---:|",
     ]
     for name, f in figures.items():
         s = f["sanity_spearman"]
-        times = f"{f['ms_per_image'] / base:.1f}" if base else ""
         lines.append(
             f"| `{name}` | {f['deletion_auc']:.3f} | {f['insertion_auc']:.3f} | {f['average_drop_percent']:.1f} | "
             f"{f['increase_percent']:.0f} | "
             + (f"{f['road']:.3f} | " if road else "")
-            + f"{s[first]:.2f} | {s[last]:.2f} | {f['ms_per_image']:.0f} | {times} |"
+            + f"{s[first]:.2f} | {s[last]:.2f} | {f['ms_per_image']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
