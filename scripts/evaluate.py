@@ -230,7 +230,7 @@ def grid_png(images: np.ndarray, all_maps: dict, photos: list, titles: list, pat
 
     names = list(all_maps)
     cell = 1.2 if len(names) <= 16 else 0.9  # inches: the whole grid stays a page or two tall
-    width, height = cell * len(photos) + 1.3, cell * len(names) + 0.45
+    width, height = cell * len(photos) + 1.7, cell * len(names) + 0.45
     fig, axes = plt.subplots(len(names), len(photos), figsize=(width, height), squeeze=False)
     for row, name in enumerate(names):
         for col in range(len(photos)):
@@ -243,7 +243,7 @@ def grid_png(images: np.ndarray, all_maps: dict, photos: list, titles: list, pat
             if row == 0:
                 ax.set_title(titles[col], fontsize=7)
     fig.subplots_adjust(
-        left=1.25 / width, right=0.995, top=1 - 0.4 / height, bottom=0.03 / height, wspace=0.03, hspace=0.03
+        left=1.65 / width, right=0.995, top=1 - 0.4 / height, bottom=0.03 / height, wspace=0.03, hspace=0.03
     )
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=85)
