@@ -294,7 +294,7 @@ def plan_dataset(
     }
     settings = json.loads(json.dumps(settings, default=str))  # as it reads back from settings.json
     done: dict[str, dict] = {}
-    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not overwrite:
+    if out.is_dir() and any(not starting_run_file(p.name) for p in out.iterdir()) and not overwrite:
         if not (out / SETTINGS).is_file():
             raise ValueError(
                 f"{out}: exists and holds no earlier dataset run; choose another output folder or pass --overwrite"
@@ -316,6 +316,13 @@ def plan_dataset(
     ]
     finished = len(mine) - len(todo)
     return DatasetPlan(out, todo, finished, settings, dict(options or {}), overlays, overwrite, process, processes)
+
+
+def starting_run_file(name: str) -> bool:
+    """A file a run writes before settings.json is in place: any process's lock, or settings.json's
+    temporary. Another host that plans in that moment must not take them for someone else's files."""
+    settings = Path(SETTINGS)
+    return name.startswith(LOCK) or (name.startswith(f".{settings.stem}.") and name.endswith(f".tmp{settings.suffix}"))
 
 
 # -- running -------------------------------------------------------------------------------------

@@ -179,6 +179,18 @@ def test_limit_then_rerun_and_changed_settings(folder, reference, googlenet, tmp
         dataset_lib.plan_dataset([folder], folder / "sub", options=OPTIONS)  # a folder of other files
 
 
+def test_a_host_planning_while_another_starts_sees_no_foreign_files(folder, tmp_path):
+    # what the first host has written when the second plans: its lock, then settings.json's temporary
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / dataset_lib.lock_name(0, 2)).touch()
+    (out / ".settings.x1y2.tmp.json").write_text("{")
+    assert len(dataset_lib.plan_dataset([folder], out, options=OPTIONS).todo) == len(NAMES) + 1
+    (out / "notes.txt").touch()
+    with pytest.raises(ValueError, match="holds no earlier dataset run"):
+        dataset_lib.plan_dataset([folder], out, options=OPTIONS)
+
+
 def test_process_share_covers_every_image_once():
     items = list(range(10))
     shares = [dataset_lib.process_share(items, i, 3) for i in range(3)]
