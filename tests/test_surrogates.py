@@ -143,18 +143,22 @@ def test_kernel_shap_of_a_linear_model_is_the_exact_shapley_values():
         gj.kernel_shap(Linear(), variables, x, targets, patch=6)
 
 
-@pytest.mark.parametrize("segmentation", ["grid", "superpixels"])
+# the user's own regions (MATLAB's label matrix): rows of stripes and a disc, label 3 unused
+YY, XX = np.mgrid[:12, :12]
+REGIONS = np.where((YY - 6) ** 2 + (XX - 6) ** 2 < 10, 5, np.where(YY < 4, 0, np.where(XX < 7, 1, 4)))
+
+
+@pytest.mark.parametrize("segmentation", ["grid", "superpixels", "labels"])
 def test_image_lime_of_a_linear_model_is_each_superpixels_contribution(segmentation):
     # S linear and the left-out superpixels at the image's mean pixel: the least-squares coefficient
     # of a superpixel is sum over it of w * (x - mean), whatever the weights
     x = scene(3, 2)
     variables = Linear().init(jax.random.key(0), x)
     w = np.asarray(variables["params"]["Dense_0"]["kernel"]).reshape(12, 12, 3, 3)
-    ids = (
-        superpixels(x, 4)
-        if segmentation == "superpixels"
-        else np.broadcast_to(patch_ids((12, 12), (6, 6)), (2, 12, 12))
-    )
+    if segmentation == "superpixels":
+        ids = superpixels(x, 4)
+    else:
+        ids = np.broadcast_to(REGIONS if segmentation == "labels" else patch_ids((12, 12), (6, 6)), (2, 12, 12))
     assert all(len(np.unique(i)) > 2 for i in ids)
     targets = np.array([[1, 2], [0, 1]], np.int32)
     expected = np.zeros((2, 2, 12, 12))
@@ -162,8 +166,9 @@ def test_image_lime_of_a_linear_model_is_each_superpixels_contribution(segmentat
         for k, c in enumerate(targets[b]):
             contribution = (w[..., c] * (x[b] - x[b].mean(axis=(0, 1)))).sum(axis=-1)
             expected[b, k] = rescaled(np.bincount(ids[b].ravel(), contribution.ravel())[ids[b]])
+    option = REGIONS if segmentation == "labels" else segmentation
     result = gj.image_lime(
-        Linear(), variables, x, targets, score="logit", features=4, samples=40, segmentation=segmentation, key=1
+        Linear(), variables, x, targets, score="logit", features=4, samples=40, segmentation=option, key=1
     )
     np.testing.assert_allclose(np.asarray(result.map), expected, atol=1e-4)
 
@@ -211,6 +216,10 @@ def test_image_lime_refuses_what_is_not_an_rgb_photo():
         gj.image_lime(Linear(), variables, x)
     with pytest.raises(ValueError, match="unknown segmentation"):
         gj.image_lime(Linear(), variables, np.zeros((1, 8, 8, 3), np.float32), segmentation="slic")
+    with pytest.raises(ValueError, match=r"one \(H, W\) = \(8, 8\) array; got shape \(1, 8, 8\)"):
+        gj.image_lime(Linear(), variables, np.zeros((1, 8, 8, 3), np.float32), segmentation=np.zeros((1, 8, 8), int))
+    with pytest.raises(ValueError, match="non-negative integers"):
+        gj.image_lime(Linear(), variables, np.zeros((1, 8, 8, 3), np.float32), segmentation=-np.ones((8, 8), int))
 
 
 def test_image_lime_without_scikit_image_says_which_extra(monkeypatch):

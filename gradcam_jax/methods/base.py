@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradcam_jax import targets as targets_lib
 from gradcam_jax.adapters import taps
@@ -82,6 +83,13 @@ def publish(impl, model, variables, images, target, **options) -> tuple[Explanat
     return result, jnp.isfinite(images).all()
 
 
+def hashable(option):
+    """A static option as jit can hash it: lists as tuples, a concrete array as nested tuples."""
+    if isinstance(option, (np.ndarray, jax.Array)) and is_concrete(option):
+        option = option.tolist()
+    return tuple(hashable(v) for v in option) if isinstance(option, list) else option
+
+
 def register(
     name: str, score: str | None = "logit"
 ) -> Callable[[Callable[..., Explanation]], Callable[..., Explanation]]:
@@ -109,7 +117,7 @@ def register(
             variables = taps.prepare(model, variables)
             images = check_images(images, values=False)
             target = resolve_target(name, score, model, images, targets, options.pop("score", None))
-            options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}  # static: hashable
+            options = {k: hashable(v) for k, v in options.items()}  # static
             result, finite = jitted(model, variables, images, target, **options)
             if is_concrete(finite) and not bool(finite):  # inside the caller's jit/grad: not checked
                 raise ValueError("images contain NaN or Inf values; expected finite pixel values")

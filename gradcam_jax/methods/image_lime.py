@@ -1,6 +1,8 @@
 """LIME on superpixels with MATLAB's `imageLIME` defaults, for RGB photos (B, H, W, 3): cut each image
 into about `features` superpixels (MATLAB's NumFeatures, 49; `segmentation="superpixels"`, SLIC as
-MATLAB's `superpixels`, or `"grid"`, squares of a grid of about `features` cells), draw `samples`
+MATLAB's `superpixels`, `"grid"`, squares of a grid of about `features` cells, or your own regions
+as MATLAB's label-matrix Segmentation: an (H, W) array of non-negative integer labels, the same for
+every image, concrete, as it is a static option), draw `samples`
 on/off vectors (NumSamples, 2048; each superpixel on with probability 1/2), score the image with the
 "off" superpixels replaced by the image's mean pixel, and fit a linear surrogate (MATLAB's
 Model "linear"; weighted least squares with an intercept) of the scores on the on/off vectors, each
@@ -68,6 +70,17 @@ def segment(images: jax.Array, features: int) -> jax.Array:
     )
 
 
+def given_labels(segmentation, shape: tuple[int, ...]) -> np.ndarray:
+    """The user's (H, W) labels (as nested tuples: options are static), checked and broadcast to
+    `shape` (B, H, W): int32 labels >= 0."""
+    labels = np.asarray(segmentation)
+    if labels.dtype.kind not in "iu" or labels.size == 0 or labels.min() < 0:
+        raise ValueError(f"segmentation labels must be non-negative integers; got a {labels.dtype} array")
+    if labels.shape != shape[1:]:
+        raise ValueError(f"segmentation labels must be one (H, W) = {shape[1:]} array; got shape {labels.shape}")
+    return np.broadcast_to(labels, shape).astype(np.int32)
+
+
 @register("image_lime", score="softmax")
 def image_lime(
     model,
@@ -77,7 +90,7 @@ def image_lime(
     *,
     features: int = 49,
     samples: int = 2048,
-    segmentation: str = "superpixels",
+    segmentation: str | np.ndarray = "superpixels",
     width: float = 0.25,
     key=None,
     relu: bool = False,
@@ -88,17 +101,25 @@ def image_lime(
     ``(B, [K,] H, W)`` float32 in [0, 1] and the scores of the images."""
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"image_lime explains RGB images (B, H, W, 3); got shape {tuple(images.shape)}")
-    if segmentation not in SEGMENTATIONS:
-        raise ValueError(f"unknown segmentation {segmentation!r}; choose from {', '.join(SEGMENTATIONS)}")
+    if isinstance(segmentation, str) and segmentation not in SEGMENTATIONS:
+        raise ValueError(
+            f"unknown segmentation {segmentation!r}; choose from {', '.join(SEGMENTATIONS)} or pass a label array"
+        )
     if features < 1 or width <= 0:
         raise ValueError(f"features must be at least 1 and width positive; got {features} and {width}")
     check_samples(samples)
-    if segmentation == "superpixels" and importlib.util.find_spec("skimage") is None:  # before the callback
+    if (
+        isinstance(segmentation, str) and segmentation == "superpixels" and importlib.util.find_spec("skimage") is None
+    ):  # before the callback
         raise ImportError(
             'image_lime\'s superpixels need scikit-image: pip install "gradcam-jax[lime]" (or segmentation="grid")'
         )
     images = maps.float32_or_wider(images)
-    if segmentation == "grid":  # squares of about H / sqrt(features) pixels
+    if not isinstance(segmentation, str):
+        labels = given_labels(segmentation, images.shape[:-1])
+        count = int(labels.max()) + 1
+        labels = jnp.asarray(labels)
+    elif segmentation == "grid":  # squares of about H / sqrt(features) pixels
         side = round(math.sqrt(features))
         cells, grid = patch_features(images.shape[1:3], tuple(-(-n // side) for n in images.shape[1:3]))
         count = int(np.prod(grid))
