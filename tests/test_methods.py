@@ -9,6 +9,8 @@ that pushed back through the ReLU gate [z > 0] and the convolution — all by ha
 
 from __future__ import annotations
 
+import inspect
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -578,16 +580,17 @@ def test_fullgrad_by_hand():
 @pytest.mark.oldest
 def test_ss_cam_by_hand():
     # fill 0: the image times (mask + noise) for each channel and draw, the noise drawn with
-    # jax.random as the doc says (draw i = sample * 3 + channel); logit gains averaged, softmaxed
-    def ss_cam(x, k, b):
+    # jax.random as the doc says (draw i = sample * 3 + channel, one for both images); logit gains
+    # averaged, softmaxed
+    def ss_cam(x, k):
         a, logits = np_forward(x)[1:]
         masks = (a - a.min(axis=(0, 1))) / (a.max(axis=(0, 1)) - a.min(axis=(0, 1)) + 1e-8)  # (4, 4, 3)
         key = jax.random.key(5)
-        noise = [[0.5 * np.asarray(jax.random.normal(jax.random.fold_in(key, s * 3 + c), (2, 4, 4)))[b] for c in range(3)] for s in range(2)]  # fmt: skip
+        noise = [[0.5 * np.asarray(jax.random.normal(jax.random.fold_in(key, s * 3 + c), (4, 4))) for c in range(3)] for s in range(2)]  # fmt: skip
         gains = [np.mean([np_forward((masks[..., c] + noise[s][c])[..., None] * x)[2][k] for s in range(2)]) for c in range(3)]  # fmt: skip
         return relu_rescale(a @ np_softmax(np.array(gains) - logits[k]))
 
-    expected = np.stack([np.stack([ss_cam(IMAGES[b], int(k), b) for k in TARGETS[b]]) for b in range(2)])
+    expected = np.stack([np.stack([ss_cam(IMAGES[b], int(k)) for k in TARGETS[b]]) for b in range(2)])
     got = explain("ss_cam", layer="relu", fill=0.0, samples=2, stdev=0.5, key=5).map
     np.testing.assert_allclose(np.asarray(got), expected, atol=1e-5)
 
@@ -643,6 +646,30 @@ def test_calling_convention(name):
     np.testing.assert_allclose(np.asarray(both.map[:, 0]), np.asarray(flat.map), atol=1e-5)
     m = np.asarray(both.map)
     assert np.isfinite(m).all() and m.min() >= 0 and m.max() <= 1
+
+
+SAMPLED = sorted(name for name in set(METHODS) - RGB_ONLY if "key" in inspect.signature(METHODS[name]).parameters)
+
+
+@pytest.mark.parametrize("name", SAMPLED)
+def test_a_sampled_map_depends_on_the_key_not_on_the_batch(name):
+    # each draw is shared by the batch's images: the map of an image is the same alone, in a batch,
+    # and whatever `batch_size` slices that batch into
+    model, variables = Tiny(), tiny_variables()
+    images = np.concatenate([IMAGES, IMAGES[::-1, ::-1] * 0.5])  # 4 distinct images
+    targets = np.concatenate([TARGETS, TARGETS])
+    options = {**TINY_OPTIONS.get(name, {}), "key": 5}
+    whole = np.asarray(METHODS[name](model, variables, images, targets, **options).map)
+    sliced = np.asarray(METHODS[name](model, variables, images, targets, batch_size=1, **options).map)
+    np.testing.assert_allclose(sliced, whole, atol=1e-5)
+    for b in (0, 3):
+        alone = METHODS[name](model, variables, images[b : b + 1], targets[b : b + 1], **options).map
+        np.testing.assert_allclose(np.asarray(alone)[0], whole[b], atol=1e-5, err_msg=str(b))
+    if (
+        name != "smooth_grad_cam_plus_plus"
+    ):  # its noise moves only gradients, constant under Tiny's mean-pooled linear head
+        other_key = np.asarray(METHODS[name](model, variables, images, targets, **{**options, "key": 6}).map)
+        assert np.abs(other_key - whole).max() > 1e-3  # the key does matter
 
 
 # ---- real photos and both GoogLeNet variants --------------------------------------------------------

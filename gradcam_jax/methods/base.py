@@ -117,7 +117,7 @@ def register(
             variables = taps.prepare(model, variables)
             images = check_images(images, values=False)
             target = resolve_target(name, score, model, images, targets, options.pop("score", None))
-            options = {k: hashable(v) for k, v in options.items()}  # static
+            options = {k: v if k in TRACED_OPTIONS else hashable(v) for k, v in options.items()}  # static
             result, finite = jitted(model, variables, images, target, **options)
             if is_concrete(finite) and not bool(finite):  # inside the caller's jit/grad: not checked
                 raise ValueError("images contain NaN or Inf values; expected finite pixel values")

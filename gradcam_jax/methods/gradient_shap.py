@@ -8,7 +8,8 @@ with n = `samples` (captum's `n_samples`, default 5) and `stdev` in the units th
 (captum's `stdevs`, default 0). `baseline` x' is as for `integrated_gradients` ("black", "mean", a
 number or a per-channel tuple): one reference input where captum draws from a set of them. In
 expectation (stdev 0) it is integrated gradients with the same baseline. The draws come from `key`
-(a `jax.random` key or an int seed; the same key gives the same map); samples are vmapped so one
+(a `jax.random` key or an int seed), one draw for the whole batch, so the same key gives an image
+the same map in any batch and at any `batch_size`; samples are vmapped so one
 forward/backward pass holds at most `batch_size` whole images (the rule in `methods.common`).
 The map reduces the attribution over channels (`reduce`, default "abs_max") and rescales it;
 `Explanation.gradients` holds the mean sampled gradient ``(B, [K,] *spatial, C)``.
@@ -56,12 +57,14 @@ def gradient_shap(
     scores, target = target_scores(model, variables, images, targets)  # top-1 of the clean image
     start = fill_value(baseline, images.shape[-1])
     key = random_key(key)
-    per_image = (images.shape[0],) + (1,) * (images.ndim - 1)
+    shared = (
+        1,
+    ) * images.ndim  # one alpha and one noise draw for the whole batch: a map depends on the key, not the batch
 
     def sample(i):  # one draw: (attribution, gradient), each (B, K, *spatial, C)
         noise_key, alpha_key = jax.random.split(jax.random.fold_in(key, i))
-        noisy = images + stdev * jax.random.normal(noise_key, images.shape, images.dtype)
-        alpha = jax.random.uniform(alpha_key, per_image, images.dtype)
+        noisy = images + stdev * jax.random.normal(noise_key, images.shape[1:], images.dtype)
+        alpha = jax.random.uniform(alpha_key, shared, images.dtype)
         gradients = input_gradients(model, variables, start + alpha * (noisy - start), target).gradients
         return (noisy - start)[:, None] * gradients, gradients
 

@@ -5,7 +5,8 @@ which removes the speckle of a single gradient:
 
 with n = `samples` and `noise` the paper's noise level (10-20% works best there). The noise comes
 from `key` (a `jax.random` key or an int seed, as every sampled method takes it; the default is
-seed 0), so a call is reproducible; `seed=` is the older name of an int key, still accepted. Samples are vmapped so one forward/backward
+seed 0), so a call is reproducible; each draw is shared by the batch's images, so an image's map
+does not depend on its batch or on `batch_size`. `seed=` is the older name of an int key, still accepted. Samples are vmapped so one forward/backward
 pass holds at most `batch_size` whole images (the rule in `methods.common`), and `lax.map` walks
 the chunks. The map reduces the averaged gradient over channels (`reduce`, default "abs_max")
 and rescales it; `Explanation.gradients` holds it.
@@ -53,7 +54,11 @@ def smoothgrad(
     key = random_key(key if seed is None else seed)
 
     def gradient_at(i):
-        e = jax.random.normal(jax.random.fold_in(key, i), images.shape) * sigma[(slice(None), *[None] * len(per_image))]
+        # one draw for the whole batch, so an image's map depends on the key, not on its batch (or slice)
+        e = (
+            jax.random.normal(jax.random.fold_in(key, i), images.shape[1:])
+            * sigma[(slice(None), *[None] * len(per_image))]
+        )
         return input_gradients(model, variables, images + e, target).gradients
 
     mean = jax.lax.map(gradient_at, jnp.arange(samples), batch_size=passes_per_step(batch_size, len(images)))

@@ -8,9 +8,9 @@ with N = `samples` (torchcam's `num_samples`, 35) and `stdev` torchcam's `std` (
 units). Masks, scores (logits minus the image's), the softmax over channels and the fill are as in
 `is_cam` (torchcam's Score-CAM family). The noise comes from `key` (a `jax.random` key or an int
 seed; the same key gives the same map): draw i = sample * C + channel is
-`stdev * jax.random.normal(fold_in(key, i), (B, *spatial))` for the batch's masks of that channel
-(`benchmarks/originals.py` hands the same draws to torchcam). A batch larger than `batch_size` is
-drawn per slice of `batch_size` images.
+`stdev * jax.random.normal(fold_in(key, i), spatial)`, one draw added to every image's mask of that
+channel (`benchmarks/originals.py` hands the same draws to torchcam), so an image's map depends on
+the key, not on the batch it is in or on `batch_size`.
 
 Cost: `samples` forward passes per channel and image (35840 at `inception_5b-output`), vmapped so
 one pass holds at most `batch_size` whole images (the rule in `methods.common`), under `lax.map`;
@@ -52,7 +52,7 @@ def ss_cam(
     key = random_key(key)
 
     def mask_at(i, sample, mask):  # perturbation i = sample * C + channel: its own noise draw
-        return mask + stdev * jax.random.normal(jax.random.fold_in(key, i), mask.shape, mask.dtype)
+        return mask + stdev * jax.random.normal(jax.random.fold_in(key, i), mask.shape[1:], mask.dtype)
 
     return averaged_mask_cam(
         model, variables, images, targets, layer, reshape, samples, fill, relu, batch_size, mask_at
