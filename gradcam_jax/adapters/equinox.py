@@ -108,8 +108,9 @@ def call(static, variables, images, hooks: Sequence[Callable]):
     return returned[0]
 
 
-def conv_biases(static, variables) -> dict[str, jax.Array]:
-    """{path: bias (C,)} of every `eqx.nn.Conv` (Conv1d/2d/3d) with a bias in the model, by attribute path."""
+def bias_layers(static, variables) -> dict[str, jax.Array]:
+    """{path: bias (C,)} of every `eqx.nn.Conv` (Conv1d/2d/3d) with a bias in the model, by attribute
+    path. Batch norms are not read: Equinox keeps their running statistics in a separate State."""
     eqx = sys.modules["equinox"]
     params = variables[0] if isinstance(variables, tuple) else variables
     net = eqx.combine(params, static)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 
 def is_module(model) -> bool:
@@ -43,15 +44,30 @@ def call(model, variables, images):
     return model.apply(variables, images) if is_module(model) else model(variables, images)
 
 
-def conv_biases(model, variables, images) -> dict[str, jax.Array]:
-    """{path: bias (C,)} of every `nn.Conv` (1-D, 2-D or 3-D) with a bias that `model` (a Module or a
-    function calling linen modules) calls on `images`, in call order; the first call of a shared one."""
+def batch_norm_bias(bias, scale, mean, var, epsilon: float) -> jax.Array:
+    """(C,) the bias a batch norm in inference mode adds, (x - mean) * scale / sqrt(var + eps) + bias
+    = x * (...) + [bias - mean * scale / sqrt(var + eps)]: the bracket, as FullGrad folds it."""
+    return bias - mean * scale / jnp.sqrt(var + epsilon)
+
+
+def bias_layers(model, variables, images) -> dict[str, jax.Array]:
+    """{path: bias (C,)} of every `nn.Conv` (1-D, 2-D or 3-D) with a bias and every `nn.BatchNorm`
+    with a bias over the last axis (its folded bias, `batch_norm_bias`, from the running statistics)
+    that `model` (a Module or a function calling linen modules) calls on `images`, in call order; the
+    first call of a shared one."""
     found: dict[str, jax.Array] = {}
 
     def record(next_fun, args, kwargs, context):
         module = context.module
-        if context.method_name == "__call__" and module.path and isinstance(module, nn.Conv) and module.use_bias:
-            found.setdefault("/".join(module.path), module.get_variable("params", "bias"))
+        if context.method_name == "__call__" and module.path:
+            path = "/".join(module.path)
+            if isinstance(module, nn.Conv) and module.use_bias:
+                found.setdefault(path, module.get_variable("params", "bias"))
+            elif isinstance(module, nn.BatchNorm) and module.use_bias and module.axis in (-1, (-1,)):
+                scale = module.get_variable("params", "scale") if module.use_scale else 1.0
+                mean, var = (module.get_variable("batch_stats", name) for name in ("mean", "var"))
+                bias = module.get_variable("params", "bias")
+                found.setdefault(path, batch_norm_bias(bias, scale, mean, var, module.epsilon))
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(record):

@@ -22,6 +22,7 @@ from flax import errors as flax_errors
 from flax import nnx
 
 from gradcam_jax.adapters.hooks import hooked_calls
+from gradcam_jax.adapters.linen import batch_norm_bias
 
 
 def is_graphdef(model) -> bool:
@@ -65,11 +66,16 @@ TRAINING_MODE = (
 )
 
 
-def conv_biases(graphdef, state) -> dict[str, jax.Array]:
-    """{path: bias (C,)} of every `nnx.Conv` with a bias in the model, by attribute path."""
-    module = nnx.merge(graphdef, state)
-    return {
-        "/".join(map(str, path)): m.bias[...]
-        for path, m in nnx.iter_graph(module)
-        if path and isinstance(m, nnx.Conv) and m.bias is not None
-    }
+def bias_layers(graphdef, state) -> dict[str, jax.Array]:
+    """{path: bias (C,)} of every `nnx.Conv` with a bias and every `nnx.BatchNorm` with a bias over
+    the last axis (its folded bias, `linen.batch_norm_bias`, from the running statistics) in the
+    model, by attribute path."""
+    found: dict[str, jax.Array] = {}
+    for path, m in nnx.iter_graph(nnx.merge(graphdef, state)):
+        name = "/".join(map(str, path))
+        if path and isinstance(m, nnx.Conv) and m.bias is not None:
+            found[name] = m.bias[...]
+        elif path and isinstance(m, nnx.BatchNorm) and m.bias is not None and m.axis in (-1, (-1,)):
+            scale = m.scale[...] if m.scale is not None else 1.0
+            found[name] = batch_norm_bias(m.bias[...], scale, m.mean[...], m.var[...], m.epsilon)
+    return found

@@ -210,20 +210,21 @@ def call_model(model, variables, images):
     )
 
 
-def conv_biases(model, variables, images) -> dict[str, jax.Array]:
-    """{path: bias (C,)} of every convolution with a bias in `model` (linen `nn.Conv`, NNX `nnx.Conv`,
-    Equinox `eqx.nn.Conv`; any number of spatial axes), the layers FullGrad reads. A Keras model is a
-    TypeError; a model with no such convolution gives {}."""
+def bias_layers(model, variables, images) -> dict[str, jax.Array]:
+    """{path: bias (C,)} of the layers FullGrad reads: every convolution with a bias (linen `nn.Conv`,
+    NNX `nnx.Conv`, Equinox `eqx.nn.Conv`; any number of spatial axes) and, in linen and NNX, every
+    batch norm with a bias, folded with its running statistics. A Keras model is a TypeError; a
+    model with none of these gives {}."""
     model = unwrap(model)
     if nnx.is_graphdef(model):
-        return nnx.conv_biases(model, variables)
+        return nnx.bias_layers(model, variables)
     if equinox.is_module(model):
-        return equinox.conv_biases(model, variables)
+        return equinox.bias_layers(model, variables)
     if keras.is_model(model):
         raise TypeError(
             "reading convolution biases is not supported for Keras models; use a linen, NNX or Equinox model"
         )
-    return linen.conv_biases(model, variables, images)
+    return linen.bias_layers(model, variables, images)
 
 
 def apply_logits(model, variables, images) -> jax.Array:

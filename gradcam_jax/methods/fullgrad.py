@@ -1,16 +1,20 @@
 """FullGrad (Srinivas & Fleuret, NeurIPS 2019), as pytorch-grad-cam 1.5.7's `FullGrad`: the input
-gradient and the gradient at every biased convolution, each times what it multiplies, summed:
+gradient and the gradient at every biased convolution and batch norm, each times what it
+multiplies, summed:
 
     map = normalise( sum_c N(|x_c * dS/dx_c|) + sum_layers U( sum_c N(|b_c * dS/dz_c|) ) )
 
-where z is a convolution's output, b its bias, N min-max scales one channel over its positions
+where z is a layer's output, b its bias (a batch norm's folded with its running statistics,
+beta - mean * gamma / sqrt(var + eps), as pytorch-grad-cam's `get_bias_data`), N min-max scales one channel over its positions
 (constant -> 0) and U upsamples a layer's sum to the input size, linearly along each axis (cv2's
 bilinear in 2-D, as pytorch-grad-cam's). Each channel is scaled before the resize, and a linear
 resize commutes with the channel sum, so one resize per layer gives the original's sum of resized
 channels. Scores are logits (`score="logit"`, pytorch-grad-cam's `ClassifierOutputTarget`). There
-is no layer to choose: every convolution with a bias is read (`taps.conv_biases`: linen `nn.Conv`,
+is no layer to choose: every convolution with a bias is read (`taps.bias_layers`: linen `nn.Conv`,
 NNX `nnx.Conv`, Equinox `eqx.nn.Conv`, 1-D, 2-D or 3-D; a layer called twice is read at its first
-call). pytorch-grad-cam also reads BatchNorm2d's folded bias; batch-norm layers are not read here.
+call), and every batch norm with a bias over the channel (last) axis, as pytorch-grad-cam reads
+`BatchNorm2d`: linen `nn.BatchNorm` and NNX `nnx.BatchNorm` (Equinox keeps batch-norm statistics in
+a separate State, so its batch norms are not read).
 
 Cost: one forward pass and one backward pass per target column, like `saliency`.
 
@@ -41,9 +45,12 @@ def fullgrad(model, variables, images, targets=None) -> Explanation:
     """FullGrad maps of `targets` (B,) or (B, K) (None: top-1); see the module doc.
     images: ``(B, *spatial, C)``. Returns an `Explanation` with map ``(B, [K,] *spatial)`` float32
     in [0, 1]."""
-    biases = taps.conv_biases(model, variables, images)
+    biases = taps.bias_layers(model, variables, images)
     if not biases:
-        raise ValueError("fullgrad reads convolutions with a bias (nn.Conv, nnx.Conv, eqx.nn.Conv); the model has none")
+        raise ValueError(
+            "fullgrad reads convolutions and batch norms with a bias (nn.Conv, nnx.Conv, eqx.nn.Conv, "
+            "nn.BatchNorm, nnx.BatchNorm); the model has none"
+        )
     shapes = taps.layer_shapes(model, variables, images)
     size = images.shape[1:-1]
 
