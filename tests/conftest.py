@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
+import jax
 import matplotlib
 import numpy as np
 import pytest
@@ -11,6 +15,20 @@ import pytest
 matplotlib.use("Agg")
 
 import gradcam_jax as gj  # noqa: E402
+
+# XLA's compiled programs shared by this run's processes (both xdist workers, which inherit the
+# variable, and the subprocesses some tests start): a fresh folder per run, removed at its end by
+# the process that made it. A JAX_COMPILATION_CACHE_DIR you set is used as it is.
+MADE_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    MADE_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="gradcam-jax-tests-xla-")
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+
+
+def pytest_unconfigure(config):
+    if MADE_CACHE:
+        shutil.rmtree(MADE_CACHE, ignore_errors=True)
+
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "docs" / "images"  # cat.png and cat_dog.jpg, committed with their licence notes
