@@ -14,9 +14,7 @@ import argparse
 import functools
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -25,22 +23,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from evaluate import LIGHT_OPTIONS, ORDER  # noqa: E402  # pyright: ignore[reportMissingImports]  # scripts/evaluate.py
+from evaluate import LIGHT_OPTIONS, ORDER, timed  # noqa: E402  # pyright: ignore[reportMissingImports]  # scripts/evaluate.py
 
 import gradcam_jax as gj  # noqa: E402
 from gradcam_jax.methods import METHODS  # noqa: E402
 from gradcam_jax.methods.transformer import ATTENTION_METHODS  # noqa: E402
-
-
-def median_seconds(fn, repeats: int) -> float:
-    """Median wall time of `repeats` warm calls of `fn`, after one (compiling) call."""
-    jax.block_until_ready(fn())
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
 
 
 def main(argv=None) -> int:
@@ -61,7 +48,7 @@ def main(argv=None) -> int:
     for name in names:
         options = LIGHT_OPTIONS.get(name, {})
         method = functools.partial(METHODS[name], model, variables, images, targets, **options)
-        seconds = median_seconds(method, args.repeats)
+        _, seconds = timed(method, args.repeats, budget=0)  # exactly `repeats` warm calls
         base = base or seconds  # grad_cam comes first
         shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
         print(f"| `{name}` | {shown} | {1000 * seconds:.0f} | {seconds / base:.1f} |", flush=True)

@@ -5,8 +5,8 @@ multiplies, summed:
     map = normalise( sum_c N(|x_c * dS/dx_c|) + sum_layers U( sum_c N(|b_c * dS/dz_c|) ) )
 
 where z is a layer's output, b its bias (a batch norm's folded with its running statistics,
-beta - mean * gamma / sqrt(var + eps), as pytorch-grad-cam's `get_bias_data`), N min-max scales one channel over its positions
-(constant -> 0) and U upsamples a layer's sum to the input size, linearly along each axis (cv2's
+beta - mean * gamma / sqrt(var + eps), as pytorch-grad-cam's `get_bias_data`), N min-max scales
+one channel over its positions (constant -> 0) and U upsamples a layer's sum to the input size, linearly along each axis (cv2's
 bilinear in 2-D, as pytorch-grad-cam's). Each channel is scaled before the resize, and a linear
 resize commutes with the channel sum, so one resize per layer gives the original's sum of resized
 channels. Scores are logits (`score="logit"`, pytorch-grad-cam's `ClassifierOutputTarget`). There

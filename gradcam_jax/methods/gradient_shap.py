@@ -57,9 +57,8 @@ def gradient_shap(
     scores, target = target_scores(model, variables, images, targets)  # top-1 of the clean image
     start = fill_value(baseline, images.shape[-1])
     key = random_key(key)
-    shared = (
-        1,
-    ) * images.ndim  # one alpha and one noise draw for the whole batch: a map depends on the key, not the batch
+    # one alpha and one noise draw for the whole batch: an image's map depends on the key, not the batch
+    shared = (1,) * images.ndim
 
     def sample(i):  # one draw: (attribution, gradient), each (B, K, *spatial, C)
         noise_key, alpha_key = jax.random.split(jax.random.fold_in(key, i))

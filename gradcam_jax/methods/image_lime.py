@@ -101,25 +101,24 @@ def image_lime(
     ``(B, [K,] H, W)`` float32 in [0, 1] and the scores of the images."""
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"image_lime explains RGB images (B, H, W, 3); got shape {tuple(images.shape)}")
-    if isinstance(segmentation, str) and segmentation not in SEGMENTATIONS:
+    named = segmentation if isinstance(segmentation, str) else None  # None: the user's label array
+    if named is not None and named not in SEGMENTATIONS:
         raise ValueError(
             f"unknown segmentation {segmentation!r}; choose from {', '.join(SEGMENTATIONS)} or pass a label array"
         )
     if features < 1 or width <= 0:
         raise ValueError(f"features must be at least 1 and width positive; got {features} and {width}")
     check_samples(samples)
-    if (
-        isinstance(segmentation, str) and segmentation == "superpixels" and importlib.util.find_spec("skimage") is None
-    ):  # before the callback
+    if named == "superpixels" and importlib.util.find_spec("skimage") is None:  # before the callback
         raise ImportError(
             'image_lime\'s superpixels need scikit-image: pip install "gradcam-jax[lime]" (or segmentation="grid")'
         )
     images = maps.float32_or_wider(images)
-    if not isinstance(segmentation, str):
+    if named is None:
         labels = given_labels(segmentation, images.shape[:-1])
         count = int(labels.max()) + 1
         labels = jnp.asarray(labels)
-    elif segmentation == "grid":  # squares of about H / sqrt(features) pixels
+    elif named == "grid":  # squares of about H / sqrt(features) pixels
         side = round(math.sqrt(features))
         cells, grid = patch_features(images.shape[1:3], tuple(-(-n // side) for n in images.shape[1:3]))
         count = int(np.prod(grid))
