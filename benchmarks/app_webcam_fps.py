@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/...` from anywhere
 import gradcam_jax as gj  # noqa: E402
 from benchmarks.video_fps import pan_frames  # noqa: E402
-from gradcam_jax import app  # noqa: E402
+from gradcam_jax import app
 
 PHOTOS = Path(__file__).resolve().parent.parent / "docs" / "images"
 
@@ -93,7 +93,7 @@ def main() -> None:
     method(model, variables, x).map.block_until_ready()
     alone = frames_per_second(frames, lambda _: method(model, variables, x).map.block_until_ready())
     heatmap = np.asarray(method(model, variables, x).map[0])
-    drawing = frames_per_second(frames, lambda frame: gj.overlay(frame, heatmap))
+    drawing = frames_per_second(frames, lambda frame: gj.blend(frame, heatmap))
     print(
         f"live, {args.method}, {size[0]}x{size[1]} frames: per-frame function {live:.1f} frames/s "
         f"(method alone {alone:.1f}/s, overlay alone {drawing:.1f}/s)"

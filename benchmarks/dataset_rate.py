@@ -45,9 +45,9 @@ from PIL import Image  # noqa: E402
 
 import gradcam_jax as gj  # noqa: E402
 from gradcam_jax import dataset as dataset_lib  # noqa: E402
-from gradcam_jax import images as images_lib  # noqa: E402
-from gradcam_jax import outputs  # noqa: E402
-from gradcam_jax.overlay import overlay  # noqa: E402
+from gradcam_jax._src import images as images_lib  # noqa: E402
+from gradcam_jax._src import outputs  # noqa: E402
+from gradcam_jax.overlay import blend  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parent.parent / "docs" / "images"
 SIZE = (500, 375)  # width, height
@@ -101,7 +101,7 @@ def host_cost_ms(paths: list[Path], out: Path) -> tuple[float, float, float, flo
         original = images_lib.read_image(path)
         images_lib.resize(original, (224, 224), "none")
         t1 = time.perf_counter()
-        picture = overlay(np.asarray(original), heatmap, 0.5)
+        picture = blend(np.asarray(original), heatmap, 0.5)
         t2 = time.perf_counter()
         outputs.save_picture(out / f"{i}.png", picture)
         t3 = time.perf_counter()

@@ -26,8 +26,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gradcam_jax as gj  # noqa: E402
-from gradcam_jax import gradients, targets  # noqa: E402
-from gradcam_jax.adapters import taps  # noqa: E402
+from gradcam_jax import targets
+from gradcam_jax._src import gradients
+from gradcam_jax._src.adapters import taps  # noqa: E402
 
 
 def main(argv=None):

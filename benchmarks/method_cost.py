@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from evaluate import LIGHT_OPTIONS, ORDER, timed  # noqa: E402  # pyright: ignore[reportMissingImports]  # scripts/evaluate.py
 
 import gradcam_jax as gj  # noqa: E402
+from gradcam_jax._src.methods.transformer import ATTENTION_METHODS  # noqa: E402
 from gradcam_jax.methods import METHODS  # noqa: E402
-from gradcam_jax.methods.transformer import ATTENTION_METHODS  # noqa: E402
 
 
 def main(argv=None) -> int:

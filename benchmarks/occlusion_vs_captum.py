@@ -39,7 +39,7 @@ import jax  # noqa: E402
 import torch  # noqa: E402
 
 import gradcam_jax as gj  # noqa: E402
-from gradcam_jax.methods.common import MEAN_PIXEL  # noqa: E402
+from gradcam_jax._src.methods.common import MEAN_PIXEL  # noqa: E402
 from gradcam_jax.metrics import spearman  # noqa: E402
 
 WINDOW, STRIDE = 45, 23

@@ -45,7 +45,7 @@ def our_draws(key, percentiles: Sequence[int], images: np.ndarray, maps: np.ndar
     import jax
 
     from gradcam_jax import metrics
-    from gradcam_jax.methods.common import random_key
+    from gradcam_jax._src.methods.common import random_key
 
     count = len(percentiles)
     for first, offset in ((False, count), (True, 0)):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradcam_jax.weights import bundled_path, read_variables
+from gradcam_jax.models.weights import bundled_path, read_variables
 
 # Per-channel mean of Caffe's ILSVRC-2012 mean image, BGR (restated here on purpose: a reference
 # that imported it from the code under test could not catch a wrong value there).

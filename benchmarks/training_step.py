@@ -2,7 +2,7 @@
 
     python benchmarks/training_step.py [--batch 32] [--classes 10] [--repeats 20]
 
-The model is the toy CNN of scripts/train_right_reasons.py (`gradcam_jax.toy.ToyCNN`, 32x32 RGB
+The model is the toy CNN of scripts/train_right_reasons.py (`gradcam_jax.toys.classifier.ToyCNN`, 32x32 RGB
 scenes) with a `--classes`-way head, so that K classes can be explained per image. Steps compared,
 each jitted and timed after a warm-up call (median of `--repeats`):
 
@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradcam_jax import grad_cam, toy
+from gradcam_jax import grad_cam
+from gradcam_jax.toys import classifier as toy
 from gradcam_jax.training import input_gradient_penalty, outside_share
 
 

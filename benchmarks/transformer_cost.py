@@ -29,7 +29,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gradcam_jax as gj  # noqa: E402
-from gradcam_jax import toy_vit  # noqa: E402
+from gradcam_jax.toys import vit as toy_vit
 
 VIT_S16 = toy_vit.ToyViT(image_size=(224, 224), patch=16, dim=384, depth=12, heads=6, mlp_ratio=4, num_classes=1000)
 

@@ -72,7 +72,7 @@ def main() -> None:
         decode = rate(args.frames, lambda: sum(1 for _ in video.read_video(clip)[1]))
         encode = rate(args.frames, lambda: video.write_video(Path(tmp) / "copy.mp4", frames, args.fps))
         maps = np.random.default_rng(0).random((len(frames), *size), dtype=np.float32)
-        draw = rate(args.frames, lambda: [gj.overlay(f, m) for f, m in zip(frames, maps)])
+        draw = rate(args.frames, lambda: [gj.blend(f, m) for f, m in zip(frames, maps)])
         print(
             f"decode alone: {decode:7.1f} frames/s   encode alone: {encode:7.1f} frames/s   "
             f"overlay alone: {draw:7.1f} frames/s"

@@ -29,7 +29,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gradcam_jax as gj  # noqa: E402
-from gradcam_jax import toy_nd  # noqa: E402
+from gradcam_jax.toys import nd as toy_nd
 
 
 def main(argv=None):

@@ -32,16 +32,16 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from gradcam_jax import choices, outputs
-from gradcam_jax import images as images_lib
-from gradcam_jax import labels as labels_lib
-from gradcam_jax.adapters import taps
-from gradcam_jax.classify import top_k
-from gradcam_jax.googlenet import INPUT_SIZE
-from gradcam_jax.methods import METHODS
-from gradcam_jax.methods.transformer import method_names
-from gradcam_jax.overlay import overlay
-from gradcam_jax.scores import SCORES
+from gradcam_jax._src import choices, outputs
+from gradcam_jax._src import images as images_lib
+from gradcam_jax._src.adapters import taps
+from gradcam_jax._src.classify import top_k
+from gradcam_jax._src.methods import METHODS
+from gradcam_jax._src.methods.transformer import method_names
+from gradcam_jax._src.overlay import blend
+from gradcam_jax._src.scores import SCORES
+from gradcam_jax.models import imagenet as labels_lib
+from gradcam_jax.models.googlenet import INPUT_SIZE
 from gradcam_jax.video import explain_frames
 
 EXAMPLES = ("cat_dog.jpg", "cat.png")  # the bundled photos, in docs/images/
@@ -112,7 +112,9 @@ class Explorer:
         every = taps.layer_shapes(self.model, variables, probe)  # {path: shape}, in call order
         offered = [taps.resolve_layer(self.model, variables, probe, name)[0] for name in layers or ()]
         self.layers = {path: every[path] for path in offered} if layers else every
-        default = taps.resolve_layer(self.model, variables, probe, None)[0]  # GoogLeNet: DEFAULT_LAYER's
+        default = taps.resolve_layer(self.model, variables, probe, None)[
+            0
+        ]  # the model's own (GoogLeNet: inception_5b-output)
         self.default_layer = default if default in self.layers else next(reversed(self.layers))
         self.methods = method_names(METHODS, self.model, variables, probe)  # attention methods where it has some
 
@@ -158,7 +160,7 @@ class Explorer:
         original = np.asarray(photo_rgb)
         return [
             Panel(
-                overlay(original, m, alpha),
+                blend(original, m, alpha),
                 m,
                 int(c),
                 float(s),

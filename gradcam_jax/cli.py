@@ -26,19 +26,20 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from gradcam_jax import batching, labels, outputs
 from gradcam_jax import dataset as dataset_lib
-from gradcam_jax import images as images_lib
 from gradcam_jax import video as video_lib
-from gradcam_jax.adapters import taps
-from gradcam_jax.choices import check_alpha, method_options, per_class
-from gradcam_jax.classify import top_k
-from gradcam_jax.googlenet import INPUT_SIZE
-from gradcam_jax.methods import DEFAULT_LAYER, METHODS
-from gradcam_jax.methods.transformer import method_names
-from gradcam_jax.overlay import overlay
-from gradcam_jax.scores import SCORES
-from gradcam_jax.weights import VARIANTS, load_googlenet
+from gradcam_jax._src import batching, outputs
+from gradcam_jax._src import images as images_lib
+from gradcam_jax._src.adapters import taps
+from gradcam_jax._src.choices import check_alpha, method_options, per_class
+from gradcam_jax._src.classify import top_k
+from gradcam_jax._src.methods import METHODS
+from gradcam_jax._src.methods.transformer import method_names
+from gradcam_jax._src.overlay import blend
+from gradcam_jax._src.scores import SCORES
+from gradcam_jax.models import imagenet as labels
+from gradcam_jax.models.googlenet import INPUT_SIZE
+from gradcam_jax.models.weights import VARIANTS, load_googlenet
 
 
 class Parser(argparse.ArgumentParser):
@@ -52,7 +53,7 @@ def fail(message: str) -> None:
 
 class Batches:
     """Images from `paths` in float32 batches of up to `batch_size`; unreadable files are reported
-    and skipped. A short batch is padded only to the next bucket (`gradcam_jax.batching`), so one
+    and skipped. A short batch is padded only to the next bucket (`gradcam_jax._src.batching`), so one
     photo costs one image; `len(batch_paths)` says how many rows are real.
     """
 
@@ -180,7 +181,7 @@ def run_explain(args) -> int:
             backdrop = np.asarray(original) if args.crop == "none" else images[b].astype(np.uint8)
             for k, cls in enumerate(classes or [None]):
                 png, npy = plan[path, cls]
-                outputs.save_png(png, overlay(backdrop, maps[b, k], args.alpha))
+                outputs.save_png(png, blend(backdrop, maps[b, k], args.alpha))
                 if npy is not None:
                     outputs.save_npy(npy, maps[b, k].astype(np.float32))
                 c = int(chosen[b, k])
@@ -285,7 +286,9 @@ def run_video(args) -> int:
 
 def method_arguments(p) -> None:
     p.add_argument("--method", choices=method_names(METHODS), default="grad_cam")  # GoogLeNet: no attention
-    p.add_argument("--layer", default=DEFAULT_LAYER, help=f"layer name or Flax path (default {DEFAULT_LAYER})")
+    p.add_argument(
+        "--layer", default=None, help="layer name or Flax path (default: the model's own, inception_5b-output)"
+    )
     # None: not given, so each method keeps its paper's default (Score-CAM's ReLU, IG's logit, ...)
     p.add_argument(
         "--score", choices=SCORES, default=None, help="softmax (MATLAB) or logit (the paper); default: the method's"
@@ -404,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_app(args) -> int:
-    from gradcam_jax import app  # Gradio is optional: imported only for this command
+    from gradcam_jax import app
 
     app.require_gradio()
     return app.launch(*model_and_variables(args), host=args.host, port=args.port)

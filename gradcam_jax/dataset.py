@@ -23,7 +23,7 @@ directly is named by its stem):
 `load_maps(out)` gives back (outputs, classes, maps) whatever the layout.
 
 Parallelism: each batch, padded (by repeating an image) only up to the next bucket, a multiple of
-the local device count (`gradcam_jax.batching`), is put on a 1-D `Mesh` of the local devices as
+the local device count (`gradcam_jax._src.batching`), is put on a 1-D `Mesh` of the local devices as
 `NamedSharding(mesh, P("data"))`, with the variables replicated; the jitted method then runs data
 parallel (XLA partitions it along the batch; images never interact, so the devices never talk). Under `jax.distributed`, process i of n
 takes images i, i+n, i+2n, ... of the sorted list on its own devices: hosts never wait for each other.
@@ -59,12 +59,13 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from PIL import Image
 
-from gradcam_jax import batching, labels, outputs
-from gradcam_jax import images as images_lib
-from gradcam_jax.adapters import taps
-from gradcam_jax.googlenet import INPUT_SIZE
-from gradcam_jax.methods import METHODS
-from gradcam_jax.overlay import overlay
+from gradcam_jax._src import batching, outputs
+from gradcam_jax._src import images as images_lib
+from gradcam_jax._src.adapters import taps
+from gradcam_jax._src.methods import METHODS
+from gradcam_jax._src.overlay import blend
+from gradcam_jax.models import imagenet as labels
+from gradcam_jax.models.googlenet import INPUT_SIZE
 
 SETTINGS = "settings.json"
 MAPS = "maps"
@@ -380,7 +381,7 @@ def write_files(out: Path, files: list[tuple[str | None, str | None]], maps, bac
         if npy is not None:
             outputs.save_npy(out / npy, heatmap.astype(np.float32))
         if picture is not None:
-            outputs.save_picture(out / picture, overlay(backdrop, heatmap, alpha))
+            outputs.save_picture(out / picture, blend(backdrop, heatmap, alpha))
 
 
 def host_processes(workers: int | None = None) -> concurrent.futures.ProcessPoolExecutor:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax import maps
-from gradcam_jax.adapters import taps
+from gradcam_jax._src import maps
+from gradcam_jax._src.adapters import taps
 
 
 def outside_share(explanations: jax.Array, allowed: jax.Array) -> jax.Array:

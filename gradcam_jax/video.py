@@ -31,12 +31,12 @@ import jax
 import numpy as np
 from PIL import Image
 
-from gradcam_jax import batching, outputs
-from gradcam_jax import images as images_lib
-from gradcam_jax import maps as maps_lib
-from gradcam_jax.googlenet import INPUT_SIZE
-from gradcam_jax.methods import METHODS
-from gradcam_jax.overlay import overlay
+from gradcam_jax._src import batching, outputs
+from gradcam_jax._src import images as images_lib
+from gradcam_jax._src import maps as maps_lib
+from gradcam_jax._src.methods import METHODS
+from gradcam_jax._src.overlay import blend
+from gradcam_jax.models.googlenet import INPUT_SIZE
 
 # Containers whose muxers take H.264, the codec written.
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi")
@@ -221,7 +221,7 @@ def model_inputs(
 
 def batched(pairs: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int) -> Iterator[tuple[list, np.ndarray]]:
     """(frames, inputs float32 (rows, 224, 224, 3)) per batch of up to `batch_size` frames. A short
-    last batch is padded only to the next bucket (`gradcam_jax.batching`); `len(frames)` rows are real."""
+    last batch is padded only to the next bucket (`gradcam_jax._src.batching`); `len(frames)` rows are real."""
     chunk: list = []
     for pair in pairs:
         chunk.append(pair)
@@ -302,7 +302,7 @@ def explain_frames(
         for batch, (maps, stretched, targets, scores) in explained_batches(batched(inputs, batch_size), explain):
             for b, frame in enumerate(batch):
                 # `overlay` upsamples only where sizes differ: here the map is already at the frame's size
-                yield ExplainedFrame(overlay(frame, stretched[b], alpha), maps[b], int(targets[b]), float(scores[b]))
+                yield ExplainedFrame(blend(frame, stretched[b], alpha), maps[b], int(targets[b]), float(scores[b]))
     finally:
         inputs.close()
 
@@ -353,7 +353,7 @@ def explain_clips(
             maps, stretched, targets, scores = (np.asarray(a) for a in explain(clip, chunk[0].shape[:2]))
             for t, frame in enumerate(chunk):
                 yield ExplainedFrame(
-                    overlay(frame, stretched[0, t], alpha), maps[0, t], int(targets[0]), float(scores[0])
+                    blend(frame, stretched[0, t], alpha), maps[0, t], int(targets[0]), float(scores[0])
                 )
     finally:
         inputs.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gradcam_jax.overlay import montage
+from gradcam_jax._src.overlay import montage
 
 VOLUME_SUFFIXES = (".npy", ".nii", ".nii.gz")
 
@@ -77,6 +77,6 @@ def write_sweep(
         first, *rest = (Image.fromarray(f) for f in frames)
         first.save(path, save_all=True, append_images=rest, duration=round(1000 / fps), loop=0)
         return len(frames)
-    from gradcam_jax import video  # the video writer and its imageio import only for videos
+    from gradcam_jax import video
 
     return video.write_video(path, frames, fps)

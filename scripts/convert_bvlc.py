@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gradcam_jax.googlenet import INPUT_SIZE, BVLCGoogLeNet  # noqa: E402
-from gradcam_jax.weights import write_variables  # noqa: E402
+from gradcam_jax.models.googlenet import INPUT_SIZE, BVLCGoogLeNet  # noqa: E402
+from gradcam_jax.models.weights import write_variables  # noqa: E402
 
 
 def verified_blobs(src: Path) -> dict[str, Path]:

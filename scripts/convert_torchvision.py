@@ -25,8 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gradcam_jax.googlenet import TorchvisionGoogLeNet  # noqa: E402
-from gradcam_jax.weights import check_structure, write_variables  # noqa: E402
+from gradcam_jax.models.googlenet import TorchvisionGoogLeNet  # noqa: E402
+from gradcam_jax.models.weights import check_structure, write_variables  # noqa: E402
 
 BRANCHES = {
     "branch1": "1x1",

@@ -52,9 +52,9 @@ sys.path.insert(0, str(ROOT))
 
 import gradcam_jax as gj  # noqa: E402
 from gradcam_jax import metrics  # noqa: E402
+from gradcam_jax._src.methods.transformer import ATTENTION_METHODS  # noqa: E402
 from gradcam_jax.methods import METHODS  # noqa: E402
-from gradcam_jax.methods.transformer import ATTENTION_METHODS  # noqa: E402
-from gradcam_jax.overlay import overlay  # noqa: E402
+from gradcam_jax.overlay import blend  # noqa: E402
 
 # Order of the table and the grid: the CAM family, then perturbation, then input gradients.
 ORDER = [
@@ -235,7 +235,7 @@ def grid_png(images: np.ndarray, all_maps: dict, photos: list, titles: list, pat
     for row, name in enumerate(names):
         for col in range(len(photos)):
             ax = axes[row, col]
-            ax.imshow(overlay(images[col].astype(np.uint8), all_maps[name][col], 0.5))
+            ax.imshow(blend(images[col].astype(np.uint8), all_maps[name][col], 0.5))
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:

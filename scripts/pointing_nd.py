@@ -1,4 +1,4 @@
-"""The pointing game on toy volumes and toy signals (`gradcam_jax.toy_nd`), with CNNs trained here:
+"""The pointing game on toy volumes and toy signals (`gradcam_jax.toys.nd`), with CNNs trained here:
 prints the share of held-out samples whose map peaks on the object, per method, against random
 maps, and (with --pictures) draws the docs' pictures: the planes and a montage of a volume, a
 signal figure.
@@ -17,9 +17,10 @@ import jax
 import numpy as np
 from PIL import Image
 
-from gradcam_jax import toy, toy_nd
 from gradcam_jax.methods import grad_cam
 from gradcam_jax.overlay import montage, planes, signal
+from gradcam_jax.toys import classifier as toy
+from gradcam_jax.toys import nd as toy_nd
 
 KINDS = {
     # kind: (model, data, training steps, batch, learning rate)

@@ -6,7 +6,7 @@
 
 Prints the accuracy, and per method (attention rollout, generic attention, LeGrad, Grad-CAM on the
 last block's tokens, random maps) the pointing share and the deletion/insertion AUCs
-(`gradcam_jax.toy_vit.evaluate`). `--save` writes the trained weights, which tests/test_toy_vit.py
+(`gradcam_jax.toys.vit.evaluate`). `--save` writes the trained weights, which tests/test_toy_vit.py
 reads (so the test does not train).
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flax import serialization
 
-from gradcam_jax import toy_vit
+from gradcam_jax.toys import vit as toy_vit
 
 ROOT = Path(__file__).resolve().parent.parent
 

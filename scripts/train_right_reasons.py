@@ -2,7 +2,7 @@
 
     python scripts/train_right_reasons.py [--seeds 0 1 2] [--steps 400] [--figure docs/images/right_reasons.png]
 
-Training scenes (`gradcam_jax.toy.make_shortcut_batch`): a grey square, circle or cross on noise,
+Training scenes (`gradcam_jax.toys.classifier.make_shortcut_batch`): a grey square, circle or cross on noise,
 and a small corner patch whose colour gives the class away; test scenes: the patch colour is random.
 Two toy CNNs per seed, trained alike (optax Adam, gradient norm clipped) on the same batches:
 
@@ -31,9 +31,10 @@ import optax
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from gradcam_jax import grad_cam, toy  # noqa: E402
-from gradcam_jax.adapters import taps  # noqa: E402
-from gradcam_jax.overlay import overlay  # noqa: E402
+from gradcam_jax import grad_cam
+from gradcam_jax._src.adapters import taps  # noqa: E402
+from gradcam_jax.overlay import blend  # noqa: E402
+from gradcam_jax.toys import classifier as toy
 from gradcam_jax.training import outside_share  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +86,7 @@ def figure(test: toy.ShortcutBatch, plain: Scores, penalised: Scores, table: str
         axes[0, i].imshow(image.astype(np.uint8))
         axes[0, i].set_title(f"{toy.SHAPES[int(test.labels[i])]}", fontsize=9)
         for row, result in ((1, plain), (2, penalised)):
-            axes[row, i].imshow(overlay(image, result.maps[i], alpha=0.5))
+            axes[row, i].imshow(blend(image, result.maps[i], alpha=0.5))
             axes[row, i].contour(np.asarray(test.masks[i]), levels=[0.5], colors="white", linewidths=0.8)
             axes[row, i].set_title(f"says {toy.SHAPES[int(result.predictions[i])]}", fontsize=9)
     for ax in axes.flat:

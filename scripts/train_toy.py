@@ -2,7 +2,7 @@
 
     python scripts/train_toy.py [--steps 400] [--seed 0] [--figure docs/images/toy_pointing_game.png]
 
-A thin CLI over `gradcam_jax.toy` (the model, the data made on the fly, the train loop, the score).
+A thin CLI over `gradcam_jax.toys.classifier` (the model, the data made on the fly, the train loop, the score).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from gradcam_jax import toy  # noqa: E402
-from gradcam_jax.overlay import overlay  # noqa: E402
+from gradcam_jax.overlay import blend  # noqa: E402
+from gradcam_jax.toys import classifier as toy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def figure(report: toy.Report, count: int = 8):
     for i, ax in zip(shown, axes.flat):
         image = np.asarray(batch.images[i, ..., 0])
         grey = np.clip((image - image.min()) / (image.max() - image.min()) * 255, 0, 255)
-        ax.imshow(overlay(np.repeat(grey[..., None], 3, -1), np.asarray(report.maps[i]), alpha=0.45))
+        ax.imshow(blend(np.repeat(grey[..., None], 3, -1), np.asarray(report.maps[i]), alpha=0.45))
         ax.contour(np.asarray(batch.masks[i]), levels=[0.5], colors="white", linewidths=1.0)
         ax.plot(peaks[i, 1], peaks[i, 0], marker="+", color="black", markersize=11, markeredgewidth=2.2)
         ax.plot(peaks[i, 1], peaks[i, 0], marker="+", color="white", markersize=9, markeredgewidth=1.0)

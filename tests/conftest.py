@@ -68,7 +68,7 @@ CAT_BOX = (140, 224, 20, 200)
 
 @pytest.fixture(scope="session")
 def toy_classifier():
-    """(model, variables, losses): `gradcam_jax.toy`'s CNN trained once per session (seed 0, 400 steps of 32)."""
-    from gradcam_jax import toy
+    """(model, variables, losses): `gradcam_jax.toys.classifier`'s CNN trained once per session (seed 0, 400 steps of 32)."""
+    from gradcam_jax.toys import classifier as toy
 
     return toy.train(seed=0, steps=400, batch=32)  # ~26 s on the 2-core dev box (batch 64: ~56 s)

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 import gradcam_jax as gj
-from gradcam_jax import googlenet
-from gradcam_jax.adapters import taps
-from gradcam_jax.adapters.tokens import tokens_to_grid
+from gradcam_jax._src.adapters import taps
+from gradcam_jax._src.adapters.tokens import tokens_to_grid
+from gradcam_jax.models import googlenet
 
 ROOT = Path(__file__).resolve().parent.parent
 

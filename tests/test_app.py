@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 import gradcam_jax as gj
-from gradcam_jax import choices, cli
-from gradcam_jax import images as images_lib
+from gradcam_jax import cli
+from gradcam_jax._src import choices
+from gradcam_jax._src import images as images_lib
 from tests.app_server import app_url  # noqa: F401  (a fixture)
 from tests.conftest import PHOTOS
 from tests.test_reliability import png_header_only
@@ -54,7 +55,7 @@ def expected_overlays(model, variables, method, targets, **options):
     x = gj.load_image(CAT_DOG)[None].astype(np.float32)
     options = choices.method_options(gj.METHODS[method], argparse.Namespace(**{**DEFAULTS, **options}))
     maps = np.asarray(gj.METHODS[method](model, variables, x, np.array([targets], np.int32), **options).map[0])
-    return [(m, gj.overlay(np.asarray(images_lib.read_image(CAT_DOG)), m)) for m in maps]
+    return [(m, gj.blend(np.asarray(images_lib.read_image(CAT_DOG)), m)) for m in maps]
 
 
 def test_classify_gives_the_top5_of_the_python_api(client, googlenet, cat_dog):

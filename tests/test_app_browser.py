@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import gradcam_jax as gj
-from gradcam_jax import images as images_lib
+from gradcam_jax._src import images as images_lib
 from tests.app_server import app_url  # noqa: F401  (a fixture)
 from tests.conftest import DOG_BOX, PHOTOS
 
@@ -117,7 +117,7 @@ def test_upload_and_click_a_class_shows_the_python_apis_overlay(page, googlenet)
     x = gj.load_image(CAT_DOG)[None].astype(np.float32)
     heatmap = gj.grad_cam(*googlenet, x, np.array([BULL_MASTIFF])).map[0]
     np.testing.assert_array_equal(
-        shown_image(page, "#overlay img"), gj.overlay(np.asarray(images_lib.read_image(CAT_DOG)), heatmap)
+        shown_image(page, "#overlay img"), gj.blend(np.asarray(images_lib.read_image(CAT_DOG)), heatmap)
     )
     if os.environ.get("GRADCAM_JAX_APP_SCREENSHOT"):
         page.screenshot(path=os.environ["GRADCAM_JAX_APP_SCREENSHOT"], full_page=True)

@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 
 import gradcam_jax as gj
-from gradcam_jax import images as images_lib
-from gradcam_jax import toy
-from gradcam_jax.adapters import taps
+from gradcam_jax._src import images as images_lib
+from gradcam_jax._src.adapters import taps
+from gradcam_jax.toys import classifier as toy
 
 pytest.importorskip("gradio", reason="the app needs the app extra: pip install -e '.[app]'")
-from gradcam_jax import app  # noqa: E402
+from gradcam_jax import app
 from tests.test_app_browser import CHROMIUM, browser, shown_image  # noqa: E402, F401  (browser: a fixture)
 
 TOY_SIZE = (toy.IMAGE_SIZE, toy.IMAGE_SIZE)
@@ -93,7 +93,7 @@ def test_the_page_serves_your_model_with_its_class_names(browser, toy_url, toy_c
     # the same map as the Python API's on the model's own input (the toy's default layer, softmax score)
     x = grey_unit(images_lib.load_image(photo, TOY_SIZE)[None].astype(np.float32))
     heatmap = gj.grad_cam(model, variables, x, np.array([other]), layer=taps.default_layer(model, variables, x)).map[0]
-    expected = gj.overlay(np.asarray(images_lib.read_image(photo)), heatmap)
+    expected = gj.blend(np.asarray(images_lib.read_image(photo)), heatmap)
     assert np.abs(shown_image(page, "#overlay img").astype(int) - expected).max() <= 1
     assert requested and all(url.startswith(toy_url) for url in requested), "the page fetched from elsewhere"
     context.close()

@@ -21,10 +21,11 @@ from PIL import Image
 import gradcam_jax as gj
 from gradcam_jax import cli
 from gradcam_jax import dataset as dataset_lib
-from gradcam_jax.methods import DEFAULT_LAYER
 from tests.conftest import PHOTOS, ROOT
 
-OPTIONS = dict(layer=DEFAULT_LAYER, score="softmax", relu=False)  # the CLI's defaults, so both share compiled code
+OPTIONS = dict(
+    layer="inception_5b-output", score="softmax", relu=False
+)  # the CLI's defaults, so both share compiled code
 NAMES = ["cd0", "cd1", "cd2", "cd3", "cd4", "sub/cat0", "sub/cat1", "sub/cat2"]  # sorted, as listed
 ATOL = 1e-4  # per-device batches of another size may round differently in the last bits
 

@@ -15,10 +15,11 @@ from PIL import Image
 from scipy import ndimage
 
 import gradcam_jax as gj
-from gradcam_jax import maps, metrics, volumes
-from gradcam_jax.methods.occlusion import occlusion_grid
-from gradcam_jax.methods.transformer import ATTENTION_METHODS
-from gradcam_jax.overlay import montage, overlay, planes, signal, window
+from gradcam_jax import metrics, volumes
+from gradcam_jax._src import maps
+from gradcam_jax._src.methods.occlusion import occlusion_grid
+from gradcam_jax._src.methods.transformer import ATTENTION_METHODS
+from gradcam_jax.overlay import blend, montage, planes, signal, window
 
 LETTERS = {1: "W", 2: "HW", 3: "DHW"}
 
@@ -358,7 +359,7 @@ def test_planes_cut_through_the_peak():
     heatmap = blob()
     picture = planes(volume, heatmap, alpha=1.0, gap=2)
     assert picture.dtype == np.uint8 and picture.shape == (12, 14 + 2 + 14 + 2 + 12, 3)
-    red = overlay(np.zeros((1, 1, 3)), np.ones((1, 1)), alpha=1.0)[0, 0]  # the top of the colour map
+    red = blend(np.zeros((1, 1, 3)), np.ones((1, 1)), alpha=1.0)[0, 0]  # the top of the colour map
     # each plane shows the peak: (h, w) = (8, 5) in the first, (d, w) = (3, 5) in the second, (d, h) = (3, 8)
     for row, col in [(8, 5), (3, 16 + 5), (3, 32 + 8)]:
         np.testing.assert_array_equal(picture[row, col], red)
@@ -370,8 +371,8 @@ def test_montage_lays_out_every_nth_slice():
     heatmap = blob()
     picture = montage(np.zeros((10, 12, 14)), heatmap, axis=0, every=3, gap=1)  # slices 0, 3, 6, 9
     assert picture.shape == (2 * 12 + 1, 2 * 14 + 1, 3)
-    np.testing.assert_array_equal(picture[:12, :14], overlay(np.zeros((12, 14, 3)), heatmap[0]))
-    np.testing.assert_array_equal(picture[13:, 15:], overlay(np.zeros((12, 14, 3)), heatmap[9]))
+    np.testing.assert_array_equal(picture[:12, :14], blend(np.zeros((12, 14, 3)), heatmap[0]))
+    np.testing.assert_array_equal(picture[13:, 15:], blend(np.zeros((12, 14, 3)), heatmap[9]))
     sideways = montage(np.zeros((10, 12, 14)), heatmap, axis=2, every=5, columns=2)  # slices 0, 5, 10
     assert sideways.shape == (2 * 10 + 2, 2 * 12 + 2, 3)
 
@@ -424,8 +425,8 @@ class TinyClipNet(nn.Module):
 def test_a_clip_model_over_a_video_gives_each_frame_its_own_map(tmp_path):
     """7 frames in clips of 4: the second clip is filled up with its last frame; every frame's map is
     its row of Grad-CAM on its clip (the clip built by hand from the library's frame resize)."""
-    from gradcam_jax import images as images_lib
     from gradcam_jax import video
+    from gradcam_jax._src import images as images_lib
 
     frames = list(np.random.default_rng(0).integers(0, 256, (7, 32, 48, 3), dtype=np.uint8))
     model = TinyClipNet()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import gradcam_jax as gj
-from gradcam_jax.adapters import taps
+from gradcam_jax._src.adapters import taps
 
 torch = pytest.importorskip("torch")
 pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import gradcam_jax as gj
-from gradcam_jax import googlenet
+from gradcam_jax.models import googlenet
 from tests.conftest import ROOT, sample_photo
 
 SHARED = ROOT.parent / "shared" / "bvlc_googlenet"
@@ -156,7 +156,7 @@ def test_batch_equals_single_calls_and_jit_equals_eager(googlenet, cat, cat_dog)
 
 
 def test_classify_compiles_once_per_input_shape(googlenet, cat, cat_dog):
-    from gradcam_jax.classify import _top_k
+    from gradcam_jax._src.classify import _top_k
 
     model, variables = googlenet
     # batches of 7 and 6: shapes no other test uses, so the count does not depend on test order
@@ -188,7 +188,7 @@ def test_converted_file_holds_every_caffe_blob_unchanged():
     """The shipped file against the raw blobs: every value, transposed as documented."""
     if not SHARED.is_dir():
         pytest.skip("../shared/bvlc_googlenet is not beside this checkout")
-    params = gj.weights.read_variables(gj.weights.bundled_path())["params"]
+    params = gj.models.weights.read_variables(gj.models.weights.bundled_path())["params"]
     count = 0
     for line in (SHARED / "SHA256SUMS.txt").read_text().splitlines():
         name = line.split()[1]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import gradcam_jax as gj
-from gradcam_jax import maps
+from gradcam_jax._src import maps
 from tests.conftest import CAT_BOX, DOG_BOX
 
 MASTIFF, TIGER_CAT = 243, 282
@@ -54,7 +54,7 @@ def test_gradients_at_a_deeper_layer_equal_finite_differences(googlenet, cat_dog
     output through the model itself and difference the forward passes, in float64 (in float32 the
     logits' rounding, ~1e-5, is a few percent of a difference of ~1e-4 and depends on how XLA's CPU
     threads split the reductions)."""
-    from gradcam_jax.adapters import taps
+    from gradcam_jax._src.adapters import taps
 
     model, variables = googlenet
     result = gj.grad_cam(model, variables, cat_dog, np.array([TIGER_CAT]), layer="inception_4e-output", score="logit")
@@ -192,16 +192,16 @@ def test_bfloat16_images_work(googlenet, cat_dog):
 def test_overlay_blends_with_matlab_alpha():
     image = np.full((10, 12, 3), 100, np.uint8)
     heatmap = np.linspace(0, 1, 120, dtype=np.float32).reshape(10, 12)
-    np.testing.assert_array_equal(gj.overlay(image, heatmap, alpha=0.0), image)
+    np.testing.assert_array_equal(gj.blend(image, heatmap, alpha=0.0), image)
     import matplotlib
 
     jet = np.round(matplotlib.colormaps["jet"](heatmap)[..., :3] * 255)
-    np.testing.assert_allclose(gj.overlay(image, heatmap, alpha=1.0), jet, atol=1)
-    half = gj.overlay(image, heatmap)
+    np.testing.assert_allclose(gj.blend(image, heatmap, alpha=1.0), jet, atol=1)
+    half = gj.blend(image, heatmap)
     np.testing.assert_allclose(half, 0.5 * image + 0.5 * jet, atol=1)
-    assert gj.overlay(np.zeros((40, 48, 3)), heatmap).shape == (40, 48, 3)  # map resized to the photo
+    assert gj.blend(np.zeros((40, 48, 3)), heatmap).shape == (40, 48, 3)  # map resized to the photo
     with pytest.raises(ValueError, match="alpha"):
-        gj.overlay(image, heatmap, alpha=1.5)
+        gj.blend(image, heatmap, alpha=1.5)
 
 
 @pytest.mark.parametrize("size", [(7, 7), (224, 224)])

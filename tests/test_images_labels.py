@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 import gradcam_jax as gj
-from gradcam_jax import images, labels
+from gradcam_jax._src import images
+from gradcam_jax.models import imagenet as labels
 
 
 def saved(tmp_path, image: Image.Image, name: str, **kwargs):

@@ -15,8 +15,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import gradcam_jax as gj  # noqa: E402
-from gradcam_jax import metrics, toy  # noqa: E402
+from gradcam_jax import metrics
 from gradcam_jax.methods import METHODS  # noqa: E402
+from gradcam_jax.toys import classifier as toy
 
 keras = pytest.importorskip("keras")
 

@@ -12,7 +12,8 @@ torchcam_methods = pytest.importorskip("torchcam.methods")
 vision_transformer = pytest.importorskip("torchvision.models.vision_transformer")
 
 import gradcam_jax as gj  # noqa: E402
-from gradcam_jax import maps, toy_vit  # noqa: E402
+from gradcam_jax._src import maps  # noqa: E402
+from gradcam_jax.toys import vit as toy_vit  # noqa: E402
 
 DIM, HEADS, CLASSES = 32, 2, 5
 

@@ -19,9 +19,9 @@ import pytest
 from conftest import CAT_BOX, DOG_BOX
 
 import gradcam_jax as gj
+from gradcam_jax._src.methods.occlusion import interpolation_matrix, occlusion_grid
+from gradcam_jax._src.methods.transformer import ATTENTION_METHODS
 from gradcam_jax.methods import METHODS
-from gradcam_jax.methods.occlusion import interpolation_matrix, occlusion_grid
-from gradcam_jax.methods.transformer import ATTENTION_METHODS
 
 DOG, CAT = 243, 282  # "bull mastiff", "tiger cat"
 
@@ -292,7 +292,7 @@ def test_occlusion_default_mask_value_is_the_mean_pixel():
     # An image that *is* the mean pixel everywhere: occluding it changes nothing, so every drop is
     # 0 and the map is the constant-map convention: zeros.
     model, variables = Tiny(), tiny_variables()
-    images = np.broadcast_to(np.asarray(gj.googlenet.CAFFE_BGR_MEAN[::-1], np.float32), (1, 8, 8, 3))
+    images = np.broadcast_to(np.asarray(gj.models.CAFFE_BGR_MEAN[::-1], np.float32), (1, 8, 8, 3))
     variables = {"params": {**variables["params"], "conv": {"kernel": jnp.ones((3, 3, 3, 3)), "bias": jnp.zeros(3)}}}
     result = METHODS["occlusion"](model, variables, images, mask_size=4, stride=4)
     assert np.asarray(result.map).max() == 0.0

@@ -14,8 +14,8 @@ import pytest
 from flax import nnx
 
 import gradcam_jax as gj
-from gradcam_jax.adapters import taps
-from gradcam_jax.methods.transformer import ATTENTION_METHODS
+from gradcam_jax._src.adapters import taps
+from gradcam_jax._src.methods.transformer import ATTENTION_METHODS
 
 # --- the NNX model, as a user writes it (no sow, no perturb) -------------------------------------
 

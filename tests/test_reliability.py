@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import gradcam_jax as gj
-from gradcam_jax import cli, images, maps, outputs
+from gradcam_jax import cli
+from gradcam_jax._src import images, maps, outputs
 from tests.conftest import PHOTOS
 
 RNG = np.random.default_rng(0)

@@ -17,8 +17,8 @@ import pytest
 from conftest import CAT_BOX, DOG_BOX
 
 import gradcam_jax as gj
-from gradcam_jax.methods.image_lime import superpixels
-from gradcam_jax.methods.surrogate import lasso, least_squares
+from gradcam_jax._src.methods.image_lime import superpixels
+from gradcam_jax._src.methods.surrogate import lasso, least_squares
 
 DOG, CAT = 243, 282  # "bull mastiff", "tiger cat"
 

@@ -27,9 +27,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import gradcam_jax as gj
-from gradcam_jax import batching, choices, cli, outputs
+from gradcam_jax import cli
 from gradcam_jax import dataset as dataset_lib
-from gradcam_jax.methods import DEFAULT_LAYER, METHODS
+from gradcam_jax._src import batching, choices, outputs
+from gradcam_jax.methods import METHODS
 from tests.conftest import PHOTOS, ROOT
 from tests.test_methods import Tiny  # conv -> ReLU layer "relu" (3 channels) -> mean -> dense
 
@@ -243,7 +244,7 @@ def test_a_failed_write_stops_with_one_line_and_the_rerun_resumes(photos, tmp_pa
 def test_cli_leaves_each_methods_own_score_and_relu_alone():
     parse = cli.build_parser().parse_args
     assert choices.method_options(METHODS["score_cam"], parse(["explain", "x.jpg", "--method", "score_cam"])) == {
-        "layer": DEFAULT_LAYER
+        "layer": "inception_5b-output"
     }
     given_ = choices.method_options(METHODS["score_cam"], parse(["explain", "x.jpg", "--score", "logit", "--relu"]))
     assert given_["score"] == "logit" and given_["relu"] is True

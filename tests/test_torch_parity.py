@@ -13,7 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import gradcam_jax as gj  # noqa: E402
-from gradcam_jax import googlenet, maps  # noqa: E402
+from gradcam_jax._src import maps  # noqa: E402
+from gradcam_jax.models import googlenet  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/ lives in the source tree
 from conftest import sample_photo  # noqa: E402

@@ -18,8 +18,8 @@ torchvision = pytest.importorskip("torchvision")
 from conftest import sample_photo  # noqa: E402
 
 import gradcam_jax as gj  # noqa: E402
-from gradcam_jax import maps  # noqa: E402
-from gradcam_jax.weights import WeightsError, check_structure  # noqa: E402
+from gradcam_jax._src import maps  # noqa: E402
+from gradcam_jax.models.weights import WeightsError, check_structure  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "convert_torchvision.py"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

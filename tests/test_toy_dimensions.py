@@ -1,5 +1,5 @@
 """Explanations point at the evidence in 3-D and 1-D: a volume CNN and a signal CNN trained here
-(`gradcam_jax.toy_nd`), the pointing game on held-out samples for the CAM family, occlusion and
+(`gradcam_jax.toys.nd`), the pointing game on held-out samples for the CAM family, occlusion and
 integrated gradients, against random maps (scripts/pointing_nd.py prints the figures)."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from gradcam_jax import toy, toy_nd
+from gradcam_jax.toys import classifier as toy
+from gradcam_jax.toys import nd as toy_nd
 
 MARGIN = 0.4  # a method must hit this much more often than random maps (which hit about the object's share)
 

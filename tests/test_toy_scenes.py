@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import gradcam_jax as gj
-from gradcam_jax import targets, toy, toy_scenes
+from gradcam_jax import targets
+from gradcam_jax.toys import classifier as toy
+from gradcam_jax.toys import scenes as toy_scenes
 
 
 @pytest.fixture(scope="module")

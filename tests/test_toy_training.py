@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradcam_jax import toy
+from gradcam_jax.toys import classifier as toy
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from gradcam_jax import maps, toy, toy_vit
+from gradcam_jax._src import maps
+from gradcam_jax.toys import classifier as toy
+from gradcam_jax.toys import vit as toy_vit
 
 WEIGHTS = Path(__file__).resolve().parent / "data" / "toy_vit.msgpack"
 # Pointing share above random maps' that each method keeps with room to spare (docs/transformers.md has

@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradcam_jax import toy
+from gradcam_jax._src.methods.transformer import ATTENTION_METHODS
 from gradcam_jax.methods import METHODS
-from gradcam_jax.methods.transformer import ATTENTION_METHODS
+from gradcam_jax.toys import classifier as toy
 from gradcam_jax.training import input_gradient_penalty, outside_share
 from tests.conftest import ROOT
 

@@ -18,10 +18,12 @@ import pytest
 from flax import nnx
 
 import gradcam_jax as gj
-from gradcam_jax import maps, toy, toy_vit
-from gradcam_jax.adapters import attention, tokens
-from gradcam_jax.adapters.tokens import tokens_to_grid
-from gradcam_jax.methods.transformer import ATTENTION_METHODS
+from gradcam_jax._src import maps
+from gradcam_jax._src.adapters import attention, tokens
+from gradcam_jax._src.adapters.tokens import tokens_to_grid
+from gradcam_jax._src.methods.transformer import ATTENTION_METHODS
+from gradcam_jax.toys import classifier as toy
+from gradcam_jax.toys import vit as toy_vit
 
 ATOL = 2e-5
 

@@ -20,7 +20,6 @@ import pytest
 from PIL import Image
 
 from gradcam_jax import cli, video
-from gradcam_jax.methods import DEFAULT_LAYER
 from tests.conftest import DOG_BOX, PHOTOS
 
 # imageio starts ffmpeg by fork + exec from the tests' own reads and writes; JAX warns of any fork
@@ -31,8 +30,8 @@ WINDOW = (400, 300)  # (w, h) in photo pixels
 OFFSETS = np.linspace(240, 0, FRAMES).round().astype(int)  # window's left edge, panning left
 BULL_MASTIFF = 243
 # What the CLI passes (its defaults made explicit): the library calls below share its compiled code.
-PAPER = dict(layer=DEFAULT_LAYER, score="logit", relu=True)  # the paper's Grad-CAM: "where is the dog"
-MATLAB = dict(layer=DEFAULT_LAYER, score="softmax", relu=False)
+PAPER = dict(layer="inception_5b-output", score="logit", relu=True)  # the paper's Grad-CAM: "where is the dog"
+MATLAB = dict(layer="inception_5b-output", score="softmax", relu=False)
 # DOG_BOX is in the photo resized to 224x224; in the photo's own pixels:
 DOG_X = (DOG_BOX[2] * 640 / 224, DOG_BOX[3] * 640 / 224)
 DOG_Y = (DOG_BOX[0] * 480 / 224, DOG_BOX[1] * 480 / 224)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gradcam_jax as gj
-from gradcam_jax import weights
+from gradcam_jax.models import weights
 
 
 @pytest.fixture(scope="module")

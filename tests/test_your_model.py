@@ -19,8 +19,8 @@ import pytest
 
 import gradcam_jax as gj
 from gradcam_jax import metrics, targets
+from gradcam_jax._src.methods.transformer import ATTENTION_METHODS
 from gradcam_jax.methods import METHODS
-from gradcam_jax.methods.transformer import ATTENTION_METHODS
 
 # --- a linen ResNet as in flax's examples/imagenet: `train` switches BatchNorm --------------------
 

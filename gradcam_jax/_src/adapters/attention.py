@@ -1,0 +1,345 @@
+"""Attention taps: read, and perturb, the post-softmax attention probabilities of an unmodified model.
+
+The transformer methods (`attention_rollout`, `generic_attention`, `legrad`) need each self-attention
+submodule's probabilities A (B, heads, queries, keys) and the gradient of a score with respect to
+them. They come from the layer taps' mechanism: while an `attention_tap` is open, the function that
+turns queries and keys into probabilities is wrapped, records A for the attention submodule running
+now, by its path (`"encoder/block0/attn"`), and adds a perturbation `delta`; the gradient with
+respect to `delta` at zero is the gradient with respect to A. The model's code does not change.
+
+Supported attention modules: linen `nn.MultiHeadDotProductAttention` (and `nn.SelfAttention`,
+`nn.MultiHeadAttention`), NNX `nnx.MultiHeadAttention` and Equinox `eqx.nn.MultiheadAttention`,
+each with its default `attention_fn`. A module given a custom `attention_fn` that never calls its
+library's `dot_product_attention_weights` (a fused kernel) is not seen: pass the default while
+explaining. The submodule path comes from linen's interceptor, or for NNX and Equinox from
+`adapters.hooks` (the hooked call that is running). A module called on different query and key/value
+inputs is cross-attention; the methods refuse it as a block. (Inputs are compared by identity: an
+Equinox block calling `attn(x, x, x)` is self-attention, `jax.vmap(attn)(x, x, x)` is not seen as such,
+since vmap hands each argument its own tracer; call the attention inside the vmapped function.)
+
+What this relies on inside Flax and Equinox (checked against flax 0.12.8 and equinox 0.13.8; nothing
+else in the library does) is in `_WEIGHTS`, `_framed_call` and `_watched_weights` below:
+- each library's default `dot_product_attention` looks up the module-level function
+  `dot_product_attention_weights` by name when called, and that function returns the post-softmax
+  probabilities (batch..., heads, queries, keys) (Equinox: (queries, keys), vmapped over heads);
+- NNX's `dot_product_attention` takes the fused `jax.nn.dot_product_attention` unless it is given a
+  `module`, which `MultiHeadAttention` passes when called with `sow_weights=True`: the tap passes it,
+  then drops the `module` argument on the way into the weights function, so nothing is sown and the
+  module's state is unchanged.
+While a tap is open these attributes are replaced, under `adapters.hooks`' lock, and restored after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gradcam_jax._src.adapters import hooks, internals, taps
+
+# (module, attribute): the probability functions wrapped while a tap is open. Each library's default
+# attention calls its module's global `dot_product_attention_weights` by name at call time.
+_WEIGHTS = (
+    ("flax.linen.attention", "dot_product_attention_weights"),
+    ("flax.nnx.nn.attention", "dot_product_attention_weights"),
+    ("equinox.nn._attention", "dot_product_attention_weights"),
+)
+
+ATTENTION_MODULES = "linen nn.MultiHeadDotProductAttention, nnx.MultiHeadAttention, eqx.nn.MultiheadAttention"
+
+
+class Frame(NamedTuple):
+    """An attention submodule inside its call: its path, whether its queries, keys and values are
+    one input (self-attention), and whether the `module` argument the weights function gets was
+    put there by this file (NNX, to avoid the fused path) and must not sow."""
+
+    path: str
+    self_attention: bool
+    drop_module: bool = False
+
+
+class _Frames(threading.local):
+    def __init__(self):
+        self.stack: list[Frame] = []
+
+
+_frames = _Frames()
+
+
+@contextlib.contextmanager
+def _inside(frame: Frame) -> Iterator[None]:
+    _frames.stack.append(frame)
+    try:
+        yield
+    finally:
+        _frames.stack.pop()
+
+
+def is_self_attention(query, key=None, value=None) -> bool:
+    """Whether keys and values (None: the query, as linen and NNX default them) are the query itself."""
+    key = query if key is None else key
+    value = key if value is None else value
+    return key is query and value is query
+
+
+class AttentionTapped(taps.Tapped):
+    """A layer tap that also sees attention: `probabilities[path]` (B, heads, queries, keys) of every
+    attention submodule in call order, `self_attention[path]`, and the layer outputs as `Tapped`.
+    `perturb_attention[path]` is added to that submodule's probabilities; the outputs of the layers
+    in `detach` go on through the model without gradient (recorded with theirs): LeGrad's
+    per-block scores then reach only their own block's attention."""
+
+    def __init__(
+        self,
+        layers: Iterable[str] | None = (),
+        perturb_attention: Mapping[str, jax.Array] | None = None,
+        detach: Iterable[str] = (),
+    ):
+        super().__init__(layers, {})
+        self.perturb_attention = dict(perturb_attention or {})
+        self.detach = set(detach)
+        self.probabilities: dict[str, jax.Array] = {}
+        self.self_attention: dict[str, bool] = {}
+
+    def see(self, path: str, out):
+        out = super().see(path, out)
+        return jax.lax.stop_gradient(out) if path in self.detach else out
+
+    def see_attention(self, frame: Frame, probabilities):
+        """Record the probabilities of the submodule in `frame` (its first call only); return them,
+        perturbed if asked."""
+        if frame.path in self.probabilities:
+            return probabilities
+        seen, levels = internals.unbatch(probabilities, self.entry_trace)  # Equinox: per image and head
+        if seen.ndim != 4:
+            raise TypeError(
+                f"attention {frame.path!r} gives probabilities of shape {tuple(seen.shape)}; "
+                "expected (batch, heads, queries, keys)"
+            )
+        self.probabilities[frame.path] = seen
+        self.self_attention[frame.path] = frame.self_attention
+        if frame.path in self.perturb_attention:
+            delta = self.perturb_attention[frame.path].astype(probabilities.dtype)
+            probabilities = probabilities + internals.rebatch(delta, levels)
+        return probabilities
+
+
+@contextlib.contextmanager
+def attention_tap(
+    layers: Iterable[str] | None = (),
+    perturb_attention: Mapping[str, jax.Array] | None = None,
+    detach: Iterable[str] = (),
+) -> Iterator[AttentionTapped]:
+    """Within this context, models run by `taps.call_model` record their attention probabilities (and
+    the outputs of `layers`, every output if None) into the yielded `AttentionTapped`."""
+    tapped = AttentionTapped(layers, perturb_attention, detach)
+    with _watching(), taps.opened(tapped), nn.intercept_methods(_linen_frames):
+        yield tapped
+
+
+def _linen_frames(next_fun, args, kwargs, context):
+    """Linen interceptor: a `MultiHeadDotProductAttention` call runs inside its `Frame`."""
+    module = context.module
+    if context.method_name != "__call__" or not isinstance(module, nn.MultiHeadDotProductAttention):
+        return next_fun(*args, **kwargs)
+    query = args[0] if args else kwargs.get("inputs_q")
+    key = args[1] if len(args) > 1 else kwargs.get("inputs_k", kwargs.get("inputs_kv"))
+    value = args[2] if len(args) > 2 else kwargs.get("inputs_v", kwargs.get("inputs_kv"))
+    with _inside(Frame("/".join(module.path), is_self_attention(query, key, value))):
+        return next_fun(*args, **kwargs)
+
+
+def _framed_call(original: Callable, force_unfused: bool) -> Callable:
+    """An NNX or Equinox attention class's `__call__`, run inside its `Frame` when it is a submodule
+    of the model running now (`hooks.path_of`)."""
+
+    def call(self, *args, **kwargs):
+        path = hooks.path_of(self)
+        if path is None:
+            return original(self, *args, **kwargs)
+        query, key, value = (*args, None, None, None)[:3]
+        forced = force_unfused and not kwargs.get("sow_weights", False)
+        if forced:
+            kwargs = {**kwargs, "sow_weights": True}  # NNX: the path that computes the probabilities
+        with _inside(Frame(path, is_self_attention(query, key, value), forced)):
+            return original(self, *args, **kwargs)
+
+    return call
+
+
+def _watched_weights(original: Callable) -> Callable:
+    """`original` (a library's `dot_product_attention_weights`), its result passed to the open
+    attention taps with the attention submodule running now."""
+    signature = inspect.signature(original)
+
+    def weights(*args, **kwargs):
+        frame = _frames.stack[-1] if _frames.stack else None
+        if frame is None:
+            return original(*args, **kwargs)
+        if frame.drop_module:  # sow_weights was ours: the library must not sow
+            bound = signature.bind(*args, **kwargs)
+            bound.arguments["module"] = None
+            args, kwargs = bound.args, bound.kwargs
+        probabilities = original(*args, **kwargs)
+        for tapped in taps.open_taps():
+            if isinstance(tapped, AttentionTapped):
+                probabilities = tapped.see_attention(frame, probabilities)
+        return probabilities
+
+    return weights
+
+
+_depth = 0  # open `_watching` contexts (under hooks' lock): only the outermost patches
+
+
+@contextlib.contextmanager
+def _watching() -> Iterator[None]:
+    """Wrap the probability functions and the NNX/Equinox attention classes' `__call__` (restored on
+    exit), under `hooks`' lock as its class patches are."""
+    global _depth
+    with hooks._PATCH_LOCK:
+        patches = _patches() if _depth == 0 else []
+        saved = [(owner, name, vars(owner).get(name)) for owner, name, _ in patches]
+        _depth += 1
+        try:
+            for owner, name, value in patches:
+                _set(owner, name, value)
+            yield
+        finally:
+            _depth -= 1
+            for owner, name, value in reversed(saved):
+                _set(owner, name, value)
+
+
+def _set(owner, name: str, value) -> None:
+    """Set (None: delete) attribute `name` of a module or class (a class's own, not its bases')."""
+    if isinstance(owner, type):
+        if value is None:
+            type.__delattr__(owner, name)
+        else:
+            type.__setattr__(owner, name, value)
+    else:
+        setattr(owner, name, value)
+
+
+def _patches() -> list[tuple[object, str, Callable]]:
+    """(owner, attribute, replacement) for every library loaded now (Equinox only if imported)."""
+    patches: list[tuple[object, str, Callable]] = []
+    for module_name, name in _WEIGHTS:
+        if module_name.startswith("equinox") and "equinox" not in sys.modules:
+            continue
+        module = importlib.import_module(module_name)
+        patches.append((module, name, _watched_weights(getattr(module, name))))
+    from flax import nnx
+
+    classes = [(nnx.MultiHeadAttention, True)]  # True: force the unfused path (see the module doc)
+    if "equinox" in sys.modules:
+        classes.append((sys.modules["equinox"].nn.MultiheadAttention, False))
+    for cls, force_unfused in classes:
+        original = hooks.instance_call(cls)
+        assert original is not None  # both define __call__
+        patches.append((cls, "__call__", _framed_call(original, force_unfused)))
+    return patches
+
+
+# --- what the methods need: the attention submodules, the blocks holding them -----------------------
+
+
+class AttentionLayout(NamedTuple):
+    """What a model's forward pass shows, without running it (`jax.eval_shape`)."""
+
+    probabilities: dict[str, jax.ShapeDtypeStruct]  # attention path -> (B, heads, queries, keys), call order
+    self_attention: dict[str, bool]  # attention path -> whether it is self-attention
+    outputs: dict[str, jax.ShapeDtypeStruct]  # every submodule's output, by path, in call order
+    model_outputs: object  # the shapes of what the model returns
+
+
+class Block(NamedTuple):
+    path: str  # the block (its output: the tokens LeGrad scores)
+    attention: str  # the self-attention submodule inside it
+
+
+def attention_layout(model, variables, images) -> AttentionLayout:
+    """The attention submodules of `model` on `images`, and every submodule's output shape."""
+    order: dict[str, list] = {}
+
+    def run(variables, images):
+        with attention_tap(None) as tapped:
+            model_outputs = taps.call_model(model, variables, images)
+        order.update(attention=list(tapped.probabilities), outputs=list(tapped.outputs))
+        order["self"] = [tapped.self_attention[p] for p in tapped.probabilities]
+        return tapped.probabilities, tapped.outputs, model_outputs
+
+    probabilities, outputs, model_outputs = jax.eval_shape(run, variables, images)  # dicts come back sorted
+    return AttentionLayout(
+        {p: probabilities[p] for p in order["attention"]},
+        dict(zip(order["attention"], order["self"])),
+        {p: outputs[p] for p in order["outputs"]},
+        model_outputs,
+    )
+
+
+def resolve_blocks(layout: AttentionLayout, blocks: Iterable[str] | None = None) -> tuple[Block, ...]:
+    """The blocks to explain: `blocks` (paths; '-' may stand for '/'), each holding one
+    self-attention submodule (or naming it), or by default the parent of every self-attention
+    submodule in call order (the submodule itself where its parent holds several or is the model).
+    One ValueError, listing the valid blocks, for anything else."""
+    selfs = [p for p, own in layout.self_attention.items() if own]
+    if not layout.probabilities:
+        raise ValueError(f"the model has no attention submodule ({ATTENTION_MODULES}, default attention_fn)")
+    if not selfs:
+        raise ValueError(f"the model's attention submodules are all cross-attention: {', '.join(layout.probabilities)}")
+
+    def inside(block: str) -> list[str]:
+        return [p for p in layout.probabilities if p == block or p.startswith(block + "/")]
+
+    def parent_block(attention: str) -> Block:
+        parent = attention.rpartition("/")[0]
+        if parent and parent in layout.outputs and inside(parent) == [attention]:
+            return Block(parent, attention)
+        return Block(attention, attention)
+
+    default = tuple(parent_block(p) for p in selfs)
+    if blocks is None:
+        return default
+    if isinstance(blocks, str):
+        blocks = (blocks,)
+    valid = ", ".join(b.path for b in default)
+    resolved = []
+    for name in blocks:
+        path = next((p for p in taps.candidate_paths(name) if p in layout.outputs or inside(p)), None)
+        found = inside(path) if path is not None else []
+        own = [p for p in found if layout.self_attention[p]]
+        if not found:
+            raise ValueError(f"block {name!r} holds no attention submodule; valid blocks: {valid}")
+        if not own:
+            raise ValueError(f"block {name!r} holds cross-attention only ({', '.join(found)}); valid blocks: {valid}")
+        if len(own) > 1:
+            raise ValueError(f"block {name!r} holds {len(own)} self-attention submodules; name one: {', '.join(own)}")
+        resolved.append(Block(path, own[0]))  # pyright: ignore[reportArgumentType]  # path is set when found
+    return tuple(resolved)
+
+
+def forward(model, variables, images, perturb_attention=None, layers=(), detach=()):
+    """(the model's outputs, the `AttentionTapped` of one forward pass)."""
+    with attention_tap(layers, perturb_attention, detach) as tapped:
+        outputs = taps.call_model(model, variables, images)
+    return outputs, tapped
+
+
+def has_attention(model, variables, images) -> bool:
+    """Whether `model` has a self-attention submodule the transformer methods can read."""
+    return any(attention_layout(model, variables, images).self_attention.values())
+
+
+def zeros_like(shapes: Mapping[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
+    """Zero perturbations for the probabilities with these shapes."""
+    return {p: jnp.zeros(s.shape, s.dtype) for p, s in shapes.items()}

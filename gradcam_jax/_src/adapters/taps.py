@@ -1,0 +1,294 @@
+"""Layer taps: read, and perturb, the output of any submodule of an unmodified Flax model.
+
+Every explanation method needs "the activation at layer L" and "the gradient of a score with
+respect to it". Both come from one mechanism: `flax.linen.intercept_methods` wraps each
+submodule's `__call__` while `model.apply` runs, records the output of the submodule at path L,
+and adds a perturbation `delta` to it. The gradient with respect to `delta` at zero is the
+gradient with respect to the activation, and nothing in the model's code has to change.
+
+A layer is named by its Flax path (`"backbone/stage3/block1"`, `"Conv_2"`); MATLAB-style names
+with `-` for `/` (`"inception_5b-output"`) are accepted too. A submodule called more than once
+is tapped at its first call.
+
+`call_model` is the one place models are called. A model is any of:
+- a linen `Module`: `model.apply(variables, images)`;
+- any function `model(variables, images)`, e.g. `lambda v, x: resnet.apply(v, x, train=False)`:
+  linen submodules called inside it are tapped by their paths as above;
+- an NNX `GraphDef` with its `State` as variables (`nnx.split(module)`; `adapters.nnx`);
+- the static half of an Equinox model with its arrays as variables (`eqx.partition`;
+  `adapters.equinox`), or with `(arrays, state)` for a model with state;
+- a Keras 3 model (JAX backend) with None (its own weights) or `(trainable, non_trainable)` values
+  as variables (`adapters.keras`).
+NNX and Equinox submodules are tapped by attribute path (`"blocks/0/conv"`), Keras layers by name
+(`"backbone/conv5"`), with the same `Tapped`.
+
+Layer outputs are seen in the library's layout, batch first and channels last (B, h, w, C); (B, l, C)
+and (B, d, h, w, C) for signal and volume models. A
+submodule the model calls under its own `jax.vmap` (one image at a time) is tapped per image and
+its outputs are stacked back into a batch; a channel-first output (`(C, *s)` per image, any number of
+spatial axes, Equinox's default) is moved to channels-last, and perturbations are moved back. `channels_first(model)` /
+`channels_last(model)` say which layout a model's layers use (default: last, first for Equinox).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from gradcam_jax._src.adapters import equinox, internals, keras, linen, nnx
+from gradcam_jax._src.targets import logits_of
+
+
+class UnknownLayerError(ValueError):
+    """A layer name that is not the path of any submodule; the message lists the valid ones."""
+
+    def __init__(self, layer: str, valid: Iterable[str]):
+        valid = list(valid)
+        super().__init__(f"unknown layer {layer!r}; valid layers ('-' may stand for '/'): {', '.join(valid)}")
+        self.layer, self.valid = layer, valid
+
+
+def candidate_paths(layer: str) -> tuple[str, ...]:
+    """The Flax paths a layer name may denote: itself, then its MATLAB reading ('-' for '/')."""
+    alias = layer.replace("-", "/")
+    return (layer,) if alias == layer else (layer, alias)
+
+
+class Tapped:
+    """What one `tap` context sees: outputs of the requested layers, and every path called."""
+
+    def __init__(self, layers: Iterable[str] | None, perturb: Mapping[str, jax.Array]):
+        self.capture_all = layers is None
+        self.perturb = dict(perturb)
+        self._names_at: dict[str, list[str]] = {}
+        for name in [*(layers or ()), *self.perturb]:
+            for path in candidate_paths(name):
+                self._names_at.setdefault(path, []).append(name)
+        self.outputs: dict[str, jax.Array] = {}
+        self.paths: list[str] = []
+        self.channel_first = False  # set by `call_model` for the model being run
+        self.entry_trace = internals.current_trace()  # vmaps opened later are the model's own
+
+    def see(self, path: str, out):
+        """Record the output `out` of the submodule at `path`; return it, perturbed if asked."""
+        if path in self.paths:
+            return out  # a shared submodule: only its first call is tapped
+        self.paths.append(path)
+        # each name once, and only if no exact path matched it already
+        names = [name for name in dict.fromkeys(self._names_at.get(path, ())) if name not in self.outputs]
+        if not (names or (self.capture_all and isinstance(out, jax.Array))):
+            return out
+        if not hasattr(out, "shape"):
+            raise TypeError(f"layer {names[0]!r} outputs {type(out).__name__}, not an array")
+        seen, levels = internals.unbatch(out, self.entry_trace)
+        seen = jnp.moveaxis(seen, 1, -1) if self.channel_first and seen.ndim >= 3 else seen
+        if self.capture_all:
+            self.outputs[path] = seen
+        for name in names:
+            self.outputs[name] = seen
+            if name in self.perturb:
+                delta = self.perturb[name].astype(out.dtype)
+                delta = jnp.moveaxis(delta, -1, 1) if self.channel_first and delta.ndim >= 3 else delta
+                out = out + internals.rebatch(delta, levels)
+        return out
+
+    def by_name(self, layers: Iterable[str]) -> dict[str, jax.Array]:
+        """`{name: activation}` for `layers`; `UnknownLayerError` for any that was never called."""
+        for name in layers:
+            if name not in self.outputs:
+                raise UnknownLayerError(name, self.paths)
+        return {name: self.outputs[name] for name in layers}
+
+
+@contextlib.contextmanager
+def tap(layers: Iterable[str] | None = (), perturb: Mapping[str, jax.Array] | None = None) -> Iterator[Tapped]:
+    """Within this context, `model.apply` records the outputs of `layers` (every array output if
+    None) and adds `perturb[name]` to the output of layer `name`. Read them from the yielded
+    `Tapped` once `apply` returns."""
+    with opened(Tapped(layers, perturb or {})) as tapped:
+        yield tapped
+
+
+@contextlib.contextmanager
+def opened(tapped: Tapped) -> Iterator[Tapped]:
+    """`tapped` (a `Tapped` or a subclass: `adapters.attention`) sees the models run in this context."""
+    _open.taps.append(tapped)  # NNX and Equinox models read the open taps here (`call_model`)
+    try:
+        with linen.intercepted(tapped.see):  # linen submodules, wherever they run while this is open
+            yield tapped
+    finally:
+        _open.taps.remove(tapped)
+
+
+def open_taps() -> tuple[Tapped, ...]:
+    """The `tap` contexts open in this thread, outermost first."""
+    return tuple(_open.taps)
+
+
+class _OpenTaps(threading.local):
+    """The `tap` contexts open in this thread, outermost first (per thread, like linen's interceptors)."""
+
+    def __init__(self):
+        self.taps: list[Tapped] = []
+
+
+_open = _OpenTaps()
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """A model whose layer outputs are channel-first (`channels_first`) or -last (`channels_last`)."""
+
+    model: object
+    channel_first: bool
+
+
+def channels_first(model) -> Layout:
+    """`model`, with its layers' outputs read as channel-first: `(C, *s)` per image, `(B, C, *s)`."""
+    return Layout(model, True)
+
+
+def channels_last(model) -> Layout:
+    """`model`, with its layers' outputs read as channel-last (B, h, w, C): the default but for Equinox."""
+    return Layout(model, False)
+
+
+def unwrap(model):
+    """The model inside a `Layout` wrapper (itself otherwise)."""
+    return model.model if isinstance(model, Layout) else model
+
+
+def check_model(model) -> None:
+    """A clear TypeError, before any tracing, for a model passed in a form that cannot be static
+    under `jit`: an unsplit NNX module, an unpartitioned Equinox model."""
+    model = unwrap(model)
+    nnx.check_not_module(model)
+    if equinox.is_module(model):
+        equinox.check_partitioned(model)
+
+
+def prepare(model, variables):
+    """`check_model` and the variables checked (an Equinox model with state needs `(params, state)`),
+    then the variables to trace: a Keras model's own weights for None (read now, at the public call,
+    so a model trained further is explained with its new weights)."""
+    check_model(model)
+    if equinox.is_module(unwrap(model)):
+        equinox.check_variables(unwrap(model), variables)
+    return keras.prepare(unwrap(model), variables) if keras.is_model(unwrap(model)) else variables
+
+
+def call_model(model, variables, images):
+    """Run `model` (see the module doc for the kinds) on `images` and return what it returns; the one
+    place models are called. Open `tap` contexts see its submodules' outputs."""
+    channel_first = False
+    if isinstance(model, Layout):
+        model, channel_first = model.model, model.channel_first
+    elif equinox.is_module(model):
+        channel_first = True
+    elif keras.is_model(model):
+        channel_first = keras.channel_first()
+    for tapped in _open.taps:
+        tapped.channel_first = channel_first
+    hooks = [t.see for t in _open.taps]
+    if nnx.is_graphdef(model):
+        return nnx.call(model, variables, images, hooks)
+    if equinox.is_module(model):
+        return equinox.call(model, variables, images, hooks)
+    if keras.is_model(model):
+        return keras.call(model, variables, images, hooks)
+    nnx.check_not_module(model)
+    if linen.is_module(model) or callable(model):
+        return linen.call(model, variables, images)
+    raise TypeError(
+        f"model must be a linen Module, a function (variables, images) -> outputs, an NNX GraphDef "
+        f"(nnx.split), an Equinox module (eqx.partition) or a Keras model; got {type(model).__name__}"
+    )
+
+
+def bias_layers(model, variables, images) -> dict[str, jax.Array]:
+    """{path: bias (C,)} of the layers FullGrad reads: every convolution with a bias (linen `nn.Conv`,
+    NNX `nnx.Conv`, Equinox `eqx.nn.Conv`; any number of spatial axes) and, in linen and NNX, every
+    batch norm with a bias, folded with its running statistics. A Keras model is a TypeError; a
+    model with none of these gives {}."""
+    model = unwrap(model)
+    if nnx.is_graphdef(model):
+        return nnx.bias_layers(model, variables)
+    if equinox.is_module(model):
+        return equinox.bias_layers(model, variables)
+    if keras.is_model(model):
+        raise TypeError(
+            "reading convolution biases is not supported for Keras models; use a linen, NNX or Equinox model"
+        )
+    return linen.bias_layers(model, variables, images)
+
+
+def apply_logits(model, variables, images) -> jax.Array:
+    """The logits (B, num_classes) of the classifier `model` (`call_model`, then `targets.logits_of`)."""
+    return logits_of(call_model(model, variables, images))
+
+
+def layer_shapes(model, variables, images) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shape and dtype of every submodule output, by Flax path, in call order (no FLOPs spent)."""
+
+    order: list[str] = []
+
+    def run(variables, images):
+        with tap(None) as tapped:
+            call_model(model, variables, images)
+        order.extend(tapped.outputs)
+        return tapped.outputs
+
+    shapes = jax.eval_shape(run, variables, images)  # a dict comes back with its keys sorted
+    return {path: shapes[path] for path in order}
+
+
+def is_spatial_map(shape: tuple[int, ...], image_shape: tuple[int, ...]) -> bool:
+    """Whether a layer output of `shape` is a feature map (B, h, w, C), h*w > 1, of (B, H, W, C)
+    images: h <= H, w <= W, and strides H/h and W/w within a factor 2 of each other (which rules
+    out an attention's (B, tokens, heads, depth) projections)."""
+    if len(shape) != 4 or len(image_shape) != 4 or shape[1] * shape[2] <= 1:
+        return False
+    h, w, height, width = shape[1], shape[2], image_shape[1], image_shape[2]
+    if h > height or w > width:
+        return False
+    strides = (height / h, width / w)
+    return max(strides) / min(strides) < 2
+
+
+def default_layer(model, variables, images) -> str:
+    """The layer explained when `layer=None` (every layer method's default): the layer the model names
+    itself, as a `default_layer` attribute (GoogLeNet: "inception_5b-output", MATLAB's), else the last
+    submodule whose output is a spatial map (B, h, w, C) with h*w > 1 (torchcam's automatic layer;
+    `is_spatial_map`). ValueError saying to pass `layer` when there is none."""
+    named = getattr(unwrap(model), "default_layer", None)
+    if isinstance(named, str):
+        return named
+    shapes = layer_shapes(model, variables, images)
+    spatial = [path for path, s in shapes.items() if is_spatial_map(s.shape, images.shape)]
+    if not spatial:
+        raise ValueError("no submodule outputs a spatial map (B, h, w, C) with h*w > 1; pass `layer` (a path)")
+    return spatial[-1]
+
+
+def resolve_layer(model, variables, images, layer: str | None) -> tuple[str, jax.ShapeDtypeStruct]:
+    """(Flax path, output shape) of `layer` (None: `default_layer`); `UnknownLayerError` listing
+    valid paths otherwise."""
+    if layer is None:
+        layer = default_layer(model, variables, images)
+    shapes = layer_shapes(model, variables, images)
+    for path in candidate_paths(layer):
+        if path in shapes:
+            return path, shapes[path]
+    raise UnknownLayerError(layer, shapes)
+
+
+def forward_with_layer(model, variables, images, path: str, delta: jax.Array | None = None):
+    """(the model's outputs, activation at `path`), with `delta` added to that activation if given."""
+    with tap([path], {path: delta} if delta is not None else None) as tapped:
+        outputs = call_model(model, variables, images)
+    return outputs, tapped.outputs[path]

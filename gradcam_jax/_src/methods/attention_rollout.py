@@ -1,0 +1,85 @@
+"""Attention rollout (Abnar & Zuidema, "Quantifying Attention Flow in Transformers", ACL 2020).
+
+Per block, the attention probabilities are fused over heads (mean by default; "max", "min"), the
+lowest `discard` fraction of the fused matrix's entries set to 0, the residual connection added as
+`0.5 A + 0.5 I`, and the rows renormalised; the product over blocks, from first to last, says how
+much each token's input reaches each token's output. The map is the class token's row over the
+patches (`transformer.class_row`). Class-agnostic: every target gets the same map; the scores are
+still the targets' own. One forward pass, no gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import jax
+import jax.numpy as jnp
+
+from gradcam_jax._src import maps
+from gradcam_jax._src.adapters import attention
+from gradcam_jax._src.gradients import resolved_scores
+from gradcam_jax._src.methods.base import Explanation, register
+from gradcam_jax._src.methods.transformer import class_row, on_grid, token_setup
+
+HEAD_FUSIONS = ("mean", "max", "min")
+
+
+def fuse_heads(probabilities: jax.Array, how: str) -> jax.Array:
+    """(B, heads, N, N) -> (B, N, N) by the mean, max or min over heads."""
+    return {"mean": jnp.mean, "max": jnp.max, "min": jnp.min}[how](probabilities, axis=1)
+
+
+def discard_lowest(fused: jax.Array, fraction: float) -> jax.Array:
+    """(B, N, N) with the lowest `fraction` of each matrix's entries set to 0."""
+    flat = fused.reshape(fused.shape[0], -1)
+    drop = int(flat.shape[1] * fraction)
+    if drop == 0:
+        return fused
+    ranks = jnp.argsort(jnp.argsort(flat, axis=1), axis=1)
+    return jnp.where(ranks < drop, 0.0, flat).reshape(fused.shape)
+
+
+def rollout(probabilities: list[jax.Array], head_fusion: str = "mean", discard: float = 0.0) -> jax.Array:
+    """(B, N, N) rollout of the blocks' (B, heads, N, N) probabilities, first block first."""
+    result = None
+    for a in probabilities:
+        a = discard_lowest(fuse_heads(maps.float32_or_wider(a), head_fusion), discard)
+        a = 0.5 * a + 0.5 * jnp.eye(a.shape[-1], dtype=a.dtype)
+        a = a / a.sum(axis=-1, keepdims=True)
+        result = a if result is None else a @ result
+    assert result is not None  # token_setup found at least one block
+    return result
+
+
+@register("attention_rollout")
+def attention_rollout(
+    model,
+    variables,
+    images,
+    targets=None,
+    *,
+    blocks: Iterable[str] | None = None,
+    prefix_tokens: int = 1,
+    grid: tuple[int, int] | None = None,
+    head_fusion: str = "mean",
+    discard: float = 0.0,
+) -> Explanation:
+    """Attention-rollout maps of a ViT; see the module doc. The same map for every target (B,) or
+    (B, K) (None: top-1), whose scores (logits by default) come with it.
+
+    blocks: paths of the transformer blocks (default: every block holding a self-attention
+    submodule, in call order); prefix_tokens: class and register tokens ahead of the patches;
+    grid: (h, w) of the patches (default: from the token count and the image's aspect ratio).
+    Returns an `Explanation` with maps (B, [K,] H, W) float32 in [0, 1].
+    """
+    if head_fusion not in HEAD_FUSIONS:
+        raise ValueError(f"unknown head_fusion {head_fusion!r}; choose from {', '.join(HEAD_FUSIONS)}")
+    if not 0.0 <= discard < 1.0:
+        raise ValueError(f"discard must be in [0, 1); got {discard}")
+    setup = token_setup(model, variables, images, blocks, prefix_tokens, grid)
+    outputs, tapped = attention.forward(model, variables, images)
+    scores, resolved = resolved_scores(targets, outputs, images.shape[0])
+    joint = rollout([tapped.probabilities[b.attention] for b in setup.blocks], head_fusion, discard)
+    raw = on_grid(class_row(joint, setup.prefix), setup)  # (B, h, w)
+    raw = jnp.broadcast_to(raw[:, None], (raw.shape[0], scores.shape[1], *raw.shape[1:]))
+    return Explanation(maps.finish(raw, images.shape[1:-1]), scores, resolved)

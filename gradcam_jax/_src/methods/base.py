@@ -1,0 +1,148 @@
+"""What every explanation method shares: its result type, its calling convention, its registry.
+
+A method is written as `impl(model, variables, images, target, *, options...)` on checked inputs,
+where `target` is a function of the model's outputs giving (B,) or (B, K) scores
+(`gradcam_jax._src.targets`), and returns an `Explanation` with a K axis whose `targets` field holds
+the target it explained (top-1 classes resolved). `@register(name, score=...)` turns it into the
+public function `method(model, variables, images, targets=None, *, score=..., **options)`:
+
+- `targets` may be class indices (B,) or (B, K), None (top-1), or any target function; indices
+  become `targets.classes(indices, score)`, with the method's default `score` unless one is given;
+  `score` with a target function is an error (the function is the score);
+- inputs are checked (a clear ValueError before any tracing; NaN/Inf inside the compiled program);
+- the core is jitted once per input shape, with the model and the keyword options static, except
+  `key` (a `jax.random` key or an int seed, traced: a new key does not recompile);
+- the K axis is dropped where the target gives (B,) scores (one class per image, top-1, a
+  function returning (B,)), and `Explanation.targets` becomes the class indices (None for a function).
+- a method with a `batch_size` option (images per forward pass) runs a batch larger than that in
+  slices (`common.in_slices`) when its target is class indices, so its memory follows `batch_size`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradcam_jax._src import targets as targets_lib
+from gradcam_jax._src.adapters import taps
+from gradcam_jax._src.inputs import check_images, is_concrete
+from gradcam_jax._src.methods.common import in_slices
+
+TRACED_OPTIONS = ("key",)  # keyword options passed to the jitted core as arrays, not as static values
+
+
+class Explanation(NamedTuple):
+    """map: `(B, *spatial)` or `(B, K, *spatial)` float32 in [0, 1] at the input resolution: (B, H, W)
+    for images (B, H, W, C), (B, L) for signals, (B, D, H, W) for volumes and clips.
+    scores: (B,) or (B, K) float32, the scores explained. targets: the class indices, the same
+    shape, int32 (None for a target function). activations: `(B, *s, C)` at the layer ((B, h, w, C)
+    for images), and gradients: `(B, [K,] *s, C)`, where the method has them."""
+
+    map: jax.Array
+    scores: jax.Array
+    targets: jax.Array | Callable | None  # inside a method's core: the target object it explained
+    activations: jax.Array | None = None
+    gradients: jax.Array | None = None
+
+
+METHODS: dict[str, Callable[..., Explanation]] = {}
+
+
+def drop_k(result: Explanation) -> Explanation:
+    """Remove the K axis (of size 1) from every per-target field."""
+    take = lambda x: None if x is None else x[:, 0]  # noqa: E731
+    return result._replace(
+        map=take(result.map), scores=take(result.scores), targets=take(result.targets), gradients=take(result.gradients)
+    )
+
+
+def gives_one_score(model, variables, images, target) -> bool:
+    """Whether `target` gives (B,) scores rather than (B, K); decided at trace time."""
+    if isinstance(target, targets_lib.Classes):
+        return target.indices is None or target.indices.ndim == 1
+    shape = jax.eval_shape(lambda t, v, x: t(taps.call_model(model, v, x)), target, variables, images)
+    return len(getattr(shape, "shape", ())) == 1
+
+
+def publish(impl, model, variables, images, target, **options) -> tuple[Explanation, jax.Array]:
+    """The jitted core: `impl`, then the K axis and the targets field as the user asked; and
+    whether every pixel was finite (checked in the same program, so no extra pass or sync)."""
+    result = impl(model, variables, images, target, **options)
+    explained = result.targets
+    indices = explained.indices.reshape(images.shape[0], -1) if isinstance(explained, targets_lib.Classes) else None
+    result = result._replace(targets=indices)
+    if gives_one_score(model, variables, images, target):
+        result = drop_k(result)
+    return result, jnp.isfinite(images).all()
+
+
+def hashable(option):
+    """A static option as jit can hash it: lists as tuples, a concrete array as nested tuples."""
+    if isinstance(option, (np.ndarray, jax.Array)) and is_concrete(option):
+        option = option.tolist()
+    return tuple(hashable(v) for v in option) if isinstance(option, list) else option
+
+
+def register(
+    name: str, score: str | None = "logit"
+) -> Callable[[Callable[..., Explanation]], Callable[..., Explanation]]:
+    """Decorator: publish `impl` as a checked, jitted explanation method under `name`. `score` is
+    the default class score of its class targets ("softmax" or "logit"); None for a method that
+    has no choice (CAM: logits), which then refuses a `score` option."""
+
+    def decorate(impl):
+        parameters = inspect.signature(impl).parameters
+        static = [p.name for p in parameters.values() if p.kind is p.KEYWORD_ONLY and p.name not in TRACED_OPTIONS]
+        core = impl
+        if "batch_size" in parameters:
+
+            def core(model, variables, images, target, **options):
+                # class indices are per image and may be sliced with the images; a target function may
+                # hold arrays that are not per image (a concept, a shared mask), so its batch runs whole
+                if not isinstance(target, targets_lib.Classes):
+                    return impl(model, variables, images, target, **options)
+                size = options.get("batch_size", parameters["batch_size"].default)
+                return in_slices(lambda x, t: impl(model, variables, x, t, **options), size, images, target)
+
+        jitted = jax.jit(functools.partial(publish, core), static_argnames=("model", *static))
+
+        def method(model, variables, images, targets=None, **options) -> Explanation:
+            variables = taps.prepare(model, variables)
+            images = check_images(images, values=False)
+            target = resolve_target(name, score, model, images, targets, options.pop("score", None))
+            options = {k: v if k in TRACED_OPTIONS else hashable(v) for k, v in options.items()}  # static
+            result, finite = jitted(model, variables, images, target, **options)
+            if is_concrete(finite) and not bool(finite):  # inside the caller's jit/grad: not checked
+                raise ValueError("images contain NaN or Inf values; expected finite pixel values")
+            return result
+
+        functools.update_wrapper(method, impl)  # name, doc and signature (with the options) of `impl`
+        method.jitted = jitted  # pyright: ignore[reportAttributeAccessIssue]  # the compiled core, for `._cache_size()`
+        method.impl = impl  # pyright: ignore[reportAttributeAccessIssue]  # the K-axis core, for use inside another trace
+        method.default_score = score  # pyright: ignore[reportAttributeAccessIssue]
+        METHODS[name] = method
+        return method
+
+    return decorate
+
+
+def resolve_target(name: str, default_score: str | None, model, images, targets, score: str | None):
+    """The target object for `targets` (see the module doc); ValueError/TypeError for a `score`
+    that does not apply."""
+    if score is not None and default_score is None:
+        raise TypeError(f"{name} has no score option: it explains logits")
+    if targets_lib.is_function(targets):
+        if isinstance(targets, targets_lib.Classes):
+            if score is not None and score != targets.score:
+                raise ValueError(f"score={score!r} conflicts with the target's own score {targets.score!r}")
+        elif score is not None:
+            raise ValueError("score applies to class targets; a target function is its own score")
+    return targets_lib.as_target(
+        targets, images.shape[0], score or default_score or "logit", getattr(taps.unwrap(model), "num_classes", None)
+    )

@@ -1,0 +1,68 @@
+"""Generic attention relevancy (Chefer, Gur & Wolf, "Generic Attention-model Explainability for
+Interpreting Bi-Modal and Encoder-Decoder Transformers", ICCV 2021), self-attention rule.
+
+    R = I;  for each block in order:  R <- R + mean_h[(dA ⊙ A)^+] R
+
+A (B, heads, N, N) are the block's attention probabilities and dA the gradient of the target score
+with respect to them (`adapters.attention`: a zero perturbation of A, differentiated). The map is
+the class token's row of R over the patches (`transformer.class_row`). One forward pass and one
+backward pass per target column; any target function works (e.g. `targets.similarity` for an
+image-text match), class targets are scored by their logit by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import jax
+import jax.numpy as jnp
+
+from gradcam_jax._src import maps
+from gradcam_jax._src.adapters import attention
+from gradcam_jax._src.gradients import column_cotangents, resolved_scores
+from gradcam_jax._src.methods.base import Explanation, register
+from gradcam_jax._src.methods.transformer import TokenSetup, class_row, on_grid, token_setup
+
+
+def attention_gradients(model, variables, images, target, setup: TokenSetup):
+    """({attention path: (B, heads, N, N) probabilities}, {path: (B, K, heads, N, N) gradients of
+    each target column w.r.t. them}, (B, K) scores, the target with top-1 resolved) for the chosen
+    blocks: one forward pass, one vmapped backward pass per column."""
+
+    def all_scores(deltas):
+        outputs, tapped = attention.forward(model, variables, images, deltas)
+        scores, resolved = resolved_scores(target, outputs, images.shape[0])
+        return scores, ({p: tapped.probabilities[p] for p in deltas}, resolved)
+
+    scores, vjp, (probabilities, resolved) = jax.vjp(all_scores, attention.zeros_like(setup.shapes), has_aux=True)
+    (gradients,) = jax.vmap(vjp, out_axes=1)(column_cotangents(scores))
+    return probabilities, gradients, scores, resolved
+
+
+@register("generic_attention")
+def generic_attention(
+    model,
+    variables,
+    images,
+    targets=None,
+    *,
+    blocks: Iterable[str] | None = None,
+    prefix_tokens: int = 1,
+    grid: tuple[int, int] | None = None,
+) -> Explanation:
+    """Chefer et al.'s relevancy maps of `targets` (B,) or (B, K) (None: top-1; class targets scored
+    by their logit unless `score="softmax"`; any target function) for a ViT; see the module doc.
+
+    blocks, prefix_tokens, grid: as `attention_rollout`. Returns an `Explanation` with maps
+    (B, [K,] H, W) float32 in [0, 1].
+    """
+    setup = token_setup(model, variables, images, blocks, prefix_tokens, grid)
+    probabilities, gradients, scores, resolved = attention_gradients(model, variables, images, targets, setup)
+    n = next(iter(setup.shapes.values())).shape[-1]
+    relevance = jnp.broadcast_to(jnp.eye(n, dtype=jnp.float32), (*scores.shape, n, n))
+    for block in setup.blocks:
+        a = maps.float32_or_wider(probabilities[block.attention])[:, None]  # (B, 1, heads, N, N)
+        cam = jax.nn.relu(maps.float32_or_wider(gradients[block.attention]) * a).mean(axis=2)
+        relevance = relevance + cam @ relevance
+    raw = on_grid(class_row(relevance, setup.prefix), setup)  # (B, K, h, w)
+    return Explanation(maps.finish(raw, images.shape[1:-1]), scores, resolved)
