@@ -26,7 +26,8 @@ else in the library does) is in `_WEIGHTS`, `_framed_call` and `_watched_weights
   `module`, which `MultiHeadAttention` passes when called with `sow_weights=True`: the tap passes it,
   then drops the `module` argument on the way into the weights function, so nothing is sown and the
   module's state is unchanged.
-While a tap is open these attributes are replaced, under `adapters.hooks`' lock, and restored after.
+While a tap is open these attributes are replaced through `patching.patched` (for the thread that
+opened it only; restored when the last thread using them is done).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gradcam_jax._src import patching
 from gradcam_jax._src.adapters import hooks, internals, taps
 
 # (module, attribute): the probability functions wrapped while a tap is open. Each library's default
@@ -175,6 +177,16 @@ def _framed_call(original: Callable, force_unfused: bool) -> Callable:
     return call
 
 
+def _framed_unfused(original: Callable) -> Callable:
+    """`_framed_call` for NNX (forced off the fused path; see the module doc)."""
+    return _framed_call(original, True)
+
+
+def _framed(original: Callable) -> Callable:
+    """`_framed_call` for Equinox."""
+    return _framed_call(original, False)
+
+
 def _watched_weights(original: Callable) -> Callable:
     """`original` (a library's `dot_product_attention_weights`), its result passed to the open
     attention taps with the attention submodule running now."""
@@ -197,56 +209,24 @@ def _watched_weights(original: Callable) -> Callable:
     return weights
 
 
-_depth = 0  # open `_watching` contexts (under hooks' lock): only the outermost patches
+def _watching() -> contextlib.AbstractContextManager:
+    """Wrap the probability functions and the NNX/Equinox attention classes' `__call__` in this thread
+    (restored on exit). The wraps are these module functions, so a nested tap wraps nothing twice."""
+    return patching.all_patched(_patches())
 
 
-@contextlib.contextmanager
-def _watching() -> Iterator[None]:
-    """Wrap the probability functions and the NNX/Equinox attention classes' `__call__` (restored on
-    exit), under `hooks`' lock as its class patches are."""
-    global _depth
-    with hooks._PATCH_LOCK:
-        patches = _patches() if _depth == 0 else []
-        saved = [(owner, name, vars(owner).get(name)) for owner, name, _ in patches]
-        _depth += 1
-        try:
-            for owner, name, value in patches:
-                _set(owner, name, value)
-            yield
-        finally:
-            _depth -= 1
-            for owner, name, value in reversed(saved):
-                _set(owner, name, value)
-
-
-def _set(owner, name: str, value) -> None:
-    """Set (None: delete) attribute `name` of a module or class (a class's own, not its bases')."""
-    if isinstance(owner, type):
-        if value is None:
-            type.__delattr__(owner, name)
-        else:
-            type.__setattr__(owner, name, value)
-    else:
-        setattr(owner, name, value)
-
-
-def _patches() -> list[tuple[object, str, Callable]]:
-    """(owner, attribute, replacement) for every library loaded now (Equinox only if imported)."""
-    patches: list[tuple[object, str, Callable]] = []
+def _patches() -> list[tuple[object, str, Callable[[Callable], Callable]]]:
+    """(owner, attribute, wrap) for every library loaded now (Equinox only if imported)."""
+    patches: list[tuple[object, str, Callable[[Callable], Callable]]] = []
     for module_name, name in _WEIGHTS:
         if module_name.startswith("equinox") and "equinox" not in sys.modules:
             continue
-        module = importlib.import_module(module_name)
-        patches.append((module, name, _watched_weights(getattr(module, name))))
+        patches.append((importlib.import_module(module_name), name, _watched_weights))
     from flax import nnx
 
-    classes = [(nnx.MultiHeadAttention, True)]  # True: force the unfused path (see the module doc)
+    patches.append((nnx.MultiHeadAttention, "__call__", _framed_unfused))
     if "equinox" in sys.modules:
-        classes.append((sys.modules["equinox"].nn.MultiheadAttention, False))
-    for cls, force_unfused in classes:
-        original = hooks.instance_call(cls)
-        assert original is not None  # both define __call__
-        patches.append((cls, "__call__", _framed_call(original, force_unfused)))
+        patches.append((sys.modules["equinox"].nn.MultiheadAttention, "__call__", _framed))
     return patches
 
 

@@ -1,8 +1,9 @@
 """Hooks on submodule calls for model libraries without linen's `intercept_methods` (NNX, Equinox).
 
 While a model runs inside `hooked_calls`, the `__call__` of each submodule's class is wrapped (as
-`nnx.capture(..., method_outputs=...)` does) and restored right after. The wrapper hands each
-submodule's output, with its path (`"blocks/1/conv"`), to every `hook(path, output) -> output`
+`nnx.capture(..., method_outputs=...)` does) through `patching.patched`: for the calling thread
+only, and restored when the last thread using it is done. The wrapper hands each submodule's
+output, with its path (`"blocks/1/conv"`), to every `hook(path, output) -> output`
 (`taps.Tapped.see`), which may record it and add a perturbation. Only the given submodule
 instances are hooked (by identity), and only their outermost call (not a `super().__call__`).
 """
@@ -10,12 +11,11 @@ instances are hooked (by identity), and only their outermost call (not a `super(
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-# Classes are patched while one model runs; the lock keeps two threads tracing at once from
-# restoring each other's wrappers.
-_PATCH_LOCK = threading.RLock()
+from gradcam_jax._src import patching
 
 
 class _Running(threading.local):
@@ -40,10 +40,7 @@ def path_of(module) -> str | None:
 def instance_call(cls):
     """The `__call__` that instances of `cls` run (None if they are not callable), unpatched:
     `cls.__call__` itself would find the metaclass's for a class without one."""
-    for base in cls.__mro__:
-        if "__call__" in base.__dict__:
-            return base.__dict__["__call__"]
-    return None
+    return patching.original(cls, "__call__")
 
 
 @contextlib.contextmanager
@@ -71,18 +68,9 @@ def hooked_calls(named: Sequence[tuple[str, object]], hooks: Sequence[Callable])
 
         return watched
 
-    with _PATCH_LOCK:
-        originals = {cls: (cls.__dict__.get("__call__"), instance_call(cls)) for cls in classes}
+    with patching.all_patched((cls, "__call__", functools.partial(watch, cls)) for cls in classes):
+        _running.paths.append(paths)
         try:
-            for cls, (_, resolved) in originals.items():
-                type.__setattr__(cls, "__call__", watch(cls, resolved))
-            _running.paths.append(paths)
             yield
         finally:
-            if _running.paths and _running.paths[-1] is paths:
-                _running.paths.pop()
-            for cls, (own, _) in originals.items():
-                if own is None:
-                    type.__delattr__(cls, "__call__")
-                else:
-                    type.__setattr__(cls, "__call__", own)
+            _running.paths = [p for p in _running.paths if p is not paths]

@@ -5,16 +5,16 @@ every ReLU's backward pass letting through only positive gradients at positive i
 
 The guided ReLU is a `jax.custom_vjp`, swapped in only while these methods trace the model: the
 ReLU *functions* `jax.nn.relu` and `flax.linen.relu` (and `flax.nnx.relu` when NNX is loaded) are
-replaced for the duration of the trace and restored afterwards, so the model and every other
-method stay untouched. This catches ReLUs written as `nn.relu(x)` / `jax.nn.relu(x)` in any
-module — function-style or wrapped in a module (GoogLeNet's `ReLU`), any depth, any model.
+replaced for the duration of the trace, in the tracing thread only (`patching.patched`: code
+running in other threads meanwhile, another explanation included, calls the ordinary ReLU), and
+restored afterwards, so the model and every other method stay untouched. This catches ReLUs
+written as `nn.relu(x)` / `jax.nn.relu(x)` in any module — function-style or wrapped in a module
+(GoogLeNet's `ReLU`), any depth, any model.
 
 Limits, checked or documented:
 - ReLUs reached some other way are not guided: `from jax.nn import relu` bound at import time,
   `jnp.maximum(x, 0)`, or ReLU inside a function the model `jax.jit`s itself (its cached trace).
   If *no* ReLU is swapped, the method raises instead of silently returning plain gradients.
-- Swapping module attributes is process-global while the trace runs: do not trace another model
-  in another thread at the same moment.
 
 The map is the channel reduction of the guided gradient (`reduce`, default "abs_max"), rescaled
 to [0, 1]; `Explanation.gradients` holds the guided gradients `(B, [K,] *spatial, C)`. Guided
@@ -38,7 +38,7 @@ import flax.linen
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax._src import maps
+from gradcam_jax._src import maps, patching
 from gradcam_jax._src.methods.base import Explanation, register
 from gradcam_jax._src.methods.common import InputGradients, input_gradients, reduce_channels
 
@@ -64,29 +64,23 @@ def relu_homes() -> list:
     homes = [jax.nn, flax.linen, flax.linen.activation]
     if "flax.nnx" in sys.modules:
         homes.append(sys.modules["flax.nnx"])
-    return [h for h in homes if getattr(h, "relu", None) is jax.nn.relu or h is jax.nn]
+    relu = patching.original(jax.nn, "relu")
+    return [h for h in homes if h is jax.nn or patching.original(h, "relu") is relu]
 
 
 @contextlib.contextmanager
 def swapped_relus(relu: Callable[[jax.Array], jax.Array], method: str) -> Iterator[None]:
-    """Within this context, `jax.nn.relu` / `flax.linen.relu` (/ `flax.nnx.relu`) are `relu`; they
-    are restored on leaving. ValueError on leaving if the body traced no call of them (a model whose
-    ReLUs `method` cannot reach: it would silently get plain gradients)."""
+    """Within this context, in this thread, `jax.nn.relu` / `flax.linen.relu` (/ `flax.nnx.relu`)
+    are `relu`; they are restored on leaving. ValueError on leaving if the body traced no call of
+    them (a model whose ReLUs `method` cannot reach: it would silently get plain gradients)."""
     calls: list = []
 
     def counted(x):
         calls.append(1)
         return relu(x)
 
-    homes = relu_homes()
-    originals = [home.relu for home in homes]
-    try:
-        for home in homes:
-            home.relu = counted
+    with patching.all_patched((home, "relu", patching.replaced(counted)) for home in relu_homes()):
         yield
-    finally:
-        for home, original in zip(homes, originals):
-            home.relu = original
     if not calls:
         raise ValueError(
             f"{method} found no ReLU to swap: the model must call jax.nn.relu or "
