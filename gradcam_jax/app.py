@@ -27,12 +27,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-from gradcam_jax._src import choices, outputs
+from gradcam_jax._src import choices, outputs, pipeline
 from gradcam_jax._src import images as images_lib
 from gradcam_jax._src.adapters import taps
 from gradcam_jax._src.classify import top_k
@@ -40,11 +41,8 @@ from gradcam_jax._src.methods import METHODS
 from gradcam_jax._src.methods.transformer import method_names
 from gradcam_jax._src.overlay import blend
 from gradcam_jax._src.scores import SCORES
-from gradcam_jax.models import imagenet as labels_lib
-from gradcam_jax.models.googlenet import INPUT_SIZE
 from gradcam_jax.video import explain_frames
 
-EXAMPLES = ("cat_dog.jpg", "cat.png")  # the bundled photos, in docs/images/
 MAX_COMPARED = 4
 # Methods that take many forward passes: the page says they may take a while and offers Cancel.
 EXPENSIVE = ("score_cam", "occlusion", "integrated_gradients", "smoothgrad", "gradient_shap", "ablation_cam", "is_cam",
@@ -84,10 +82,12 @@ class Explorer:
 
     model, variables: as for every method (`load_googlenet()`, or any supported model). For a model
     other than GoogLeNet say what it takes and what its classes are: `labels` (one name per output;
-    None: ImageNet's 1000), `input_size` (h, w) photos are resized to, `preprocess` (RGB 0..255
-    float32 (B, h, w, 3) -> the model's input; None: passed as they are) and `layers` (the paths
-    offered; None: every layer). Errors are `ValueError`s (`ImageError`, `UnknownLayerError`
-    included) whose text is the CLI's `error:` line.
+    None: ImageNet's 1000), `input_size` (h, w) photos are resized to (None: GoogLeNet's 224 x 224),
+    `preprocess` (RGB 0..255 float32 (B, h, w, 3) -> the model's input; None: passed as they are)
+    and `layers` (the paths offered; None: every layer). `method_options`: options for the methods
+    beyond the page's controls (finer_cam's `alpha`, a `batch_size`), each passed to every method
+    that takes it. Errors are `ValueError`s (`ImageError`, `UnknownLayerError` included) whose text
+    is the CLI's `error:` line.
     """
 
     def __init__(
@@ -96,14 +96,15 @@ class Explorer:
         variables,
         *,
         labels: Sequence[str] | None = None,
-        input_size: tuple[int, int] = INPUT_SIZE,
+        input_size: tuple[int, int] | None = None,
         preprocess: Callable | None = None,
         layers: Sequence[str] | None = None,
+        method_options: dict | None = None,
     ):
         self.model = model if preprocess is None else Preprocessed(model, preprocess)
         self.variables = variables
-        self.input_size: tuple[int, int] = (int(input_size[0]), int(input_size[1]))
-        self.labels = None if labels is None else tuple(labels)
+        self.spec = pipeline.model_spec(input_size, labels)
+        self.input_size, self.labels = self.spec.input_size, self.spec.labels
         probe = np.zeros((1, *self.input_size, 3), np.float32)
         outputs = jax.eval_shape(lambda v, x: taps.apply_logits(self.model, v, x), variables, probe)
         self.num_classes = outputs.shape[-1]
@@ -114,17 +115,27 @@ class Explorer:
         self.layers = {path: every[path] for path in offered} if layers else every
         default = taps.resolve_layer(self.model, variables, probe, None)[
             0
-        ]  # the model's own (GoogLeNet: inception_5b-output)
+        ]  # the model's own (GoogLeNet's: inception_5b-output)
         self.default_layer = default if default in self.layers else next(reversed(self.layers))
         self.methods = method_names(METHODS, self.model, variables, probe)  # attention methods where it has some
+        self.method_options = dict(method_options or {})
+        taken = {name for method in self.methods for name in pipeline.accepted_options(METHODS[method])}
+        unknown = sorted(set(self.method_options) - taken)
+        if unknown:
+            raise ValueError(f"no method takes the option {unknown[0]!r}; their options: {', '.join(sorted(taken))}")
 
     def label(self, index: int) -> str:
         """The display name of class `index`."""
-        return labels_lib.label(index, self.labels)
+        return self.spec.label(index)
 
     def class_index(self, spec: int | str) -> int:
         """A class by index or name (as `--class`), among this model's classes."""
-        return labels_lib.class_index(spec, self.num_classes, self.labels)
+        return self.spec.class_index(spec, self.num_classes)
+
+    def options_for(self, name: str) -> dict:
+        """The explorer's `method_options` that method `name` takes."""
+        accepted = pipeline.accepted_options(METHODS[name])
+        return {k: v for k, v in self.method_options.items() if k in accepted}
 
     def model_input(self, photo: str | Path) -> np.ndarray:
         """float32 (1, h, w, 3): the photo resized to `input_size` as the CLI resizes it."""
@@ -148,11 +159,14 @@ class Explorer:
         layer: str | None = None,
         score: str = "softmax",
         relu: bool = False,
-        alpha: float = 0.5,
+        opacity: float = 0.5,
+        **deprecated,
     ) -> list[Panel]:
         """One panel per class in `classes` (one method call, K targets), or the top-1 class if None;
-        `layer` None is `default_layer`."""
-        fn, options = self.method(method, layer or self.default_layer, score, relu, alpha)
+        `layer` None is `default_layer`; `opacity`: the map's in the overlay (old name: alpha)."""
+        opacity = pipeline.renamed(deprecated, "alpha", "opacity", opacity, 0.5)
+        no_other_arguments("explain", deprecated)
+        fn, options = self.method(method, layer or self.default_layer, score, relu, opacity)
         photo_rgb = images_lib.read_image(photo)
         x = images_lib.resize(photo_rgb, self.input_size)[None].astype(np.float32)
         targets = None if classes is None else np.asarray([classes], np.int32)
@@ -160,7 +174,7 @@ class Explorer:
         original = np.asarray(photo_rgb)
         return [
             Panel(
-                blend(original, m, alpha),
+                blend(original, m, opacity),
                 m,
                 int(c),
                 float(s),
@@ -169,15 +183,15 @@ class Explorer:
             for m, c, s in zip(maps[0], chosen[0], scores[0])
         ]
 
-    def method(self, name: str, layer: str, score: str, relu: bool, alpha: float):
+    def method(self, name: str, layer: str, score: str, relu: bool, opacity: float):
         """The method `name` and the options it takes, checked as the CLI checks them."""
         if name not in self.methods:
             raise ValueError(f"unknown method {name!r}; choose from {', '.join(self.methods)}")
-        args = argparse.Namespace(layer=layer, score=score, relu=relu, alpha=alpha)
-        choices.check_alpha(args)
+        choices.check_opacity(opacity, "opacity")
         if score not in SCORES:
             raise ValueError(f"unknown score {score!r}; choose from {', '.join(SCORES)}")
-        options = choices.method_options(METHODS[name], args)
+        args = argparse.Namespace(layer=layer, score=score, relu=relu)
+        options = choices.method_options(METHODS[name], args, self.options_for(name), name)
         # as `cli.check_layer`, against the layers listed once (tracing the model costs ~1 s a request)
         if "layer" in options and not any(path in self.layers for path in taps.candidate_paths(layer)):
             raise taps.UnknownLayerError(layer, self.layers)
@@ -192,28 +206,32 @@ class Explorer:
         layer: str | None = None,
         score: str = "softmax",
         relu: bool = False,
-        alpha: float = 0.5,
+        opacity: float = 0.5,
+        **deprecated,
     ):
         """The live mode's work per webcam frame: uint8 RGB (H, W, 3) in, `ExplainedFrame` out
         (overlay at the frame's size, map at `input_size`, class, score). Checks nothing: the page
         checks the options once when they change, not 10+ times a second."""
-        layer = layer or self.default_layer
-        options = choices.method_options(METHODS[method], argparse.Namespace(layer=layer, score=score, relu=relu))
+        opacity = pipeline.renamed(deprecated, "alpha", "opacity", opacity, 0.5)
+        no_other_arguments("explain_frame", deprecated)
+        args = argparse.Namespace(layer=layer or self.default_layer, score=score, relu=relu)
+        options = choices.method_options(METHODS[method], args, self.options_for(method), method)
         frames = explain_frames(
-            [frame],
-            self.model,
-            self.variables,
-            method=method,
-            target=target,
-            batch_size=1,
-            alpha=alpha,
-            input_size=self.input_size,
-            **options,
-        )
+            [frame], self.model, self.variables, method=method, targets=target, method_options=options,
+            frames_per_batch=1, opacity=opacity, input_size=self.input_size,
+        )  # fmt: skip
         return next(frames)
 
 
-def parse_classes(text: str, class_index: Callable = labels_lib.class_index) -> list[int]:
+def no_other_arguments(name: str, given: dict) -> None:
+    if given:
+        raise TypeError(f"{name}() got an unexpected keyword argument {next(iter(given))!r}")
+
+
+IMAGENET = pipeline.model_spec()  # what the page names classes by when the model gives no labels
+
+
+def parse_classes(text: str, class_index: Callable = IMAGENET.class_index) -> list[int]:
     """Class indices from "bull mastiff, 282" (names or indices, comma-separated; as `--class`),
     each read by `class_index` (ImageNet's by default; `Explorer.class_index` for a model's own)."""
     return [class_index(part) for part in text.split(",") if part.strip()]
@@ -258,27 +276,18 @@ def theme():
     return gr.themes.Default(font=list(FONTS), font_mono=list(MONO_FONTS))  # pyright: ignore[reportPrivateImportUsage]
 
 
-def build_app(explorer: Explorer, workdir: str | Path, examples: Sequence[str | Path] | None = None):
-    """The page, a `gradio.Blocks`, over `explorer`; downloads are written under `workdir`.
-    Launch it with `launch` (offline settings, one request at a time)."""
-    gr = require_gradio()
-    workdir = Path(workdir)
-    upload_root = Path(gr.utils.get_upload_folder())  # pyright: ignore[reportAttributeAccessIssue]
-    if examples is None:  # GoogLeNet's page offers the bundled photos, where the source tree has them
-        bundled = Path(__file__).resolve().parent.parent / "docs" / "images"
-        examples = [bundled / name for name in EXAMPLES] if explorer.labels is None else []
-    example_rows = [[str(path)] for path in examples if Path(path).is_file()]
-    first, second = explorer.label(0), explorer.label(min(1, explorer.num_classes - 1))
-    one_class, two_classes = (
-        ("bull mastiff, or 243", "bull mastiff, tiger cat")
-        if explorer.labels is None
-        else (
-            f"{first}, or 0",
-            f"{first}, {second}",
-        )
-    )
+class Handlers:
+    """What the page's events call: the `Explorer`'s work with the page's inputs, a bad input turned
+    into a message in the page (in the CLI's words); downloads are written under `workdir`."""
 
-    def checked(fn):
+    def __init__(self, explorer: Explorer, workdir: str | Path):
+        self.gr = require_gradio()
+        self.explorer, self.workdir = explorer, Path(workdir)
+        self.upload_root = Path(self.gr.utils.get_upload_folder())  # pyright: ignore[reportAttributeAccessIssue]
+        for name in ("classify", "explain", "compare_classes", "check_live"):
+            setattr(self, name, self.checked(getattr(self, name)))
+
+    def checked(self, fn):
         """Run `fn`; a bad input becomes a message in the page, in the CLI's words."""
 
         def run(*args, **kwargs):
@@ -287,83 +296,84 @@ def build_app(explorer: Explorer, workdir: str | Path, examples: Sequence[str | 
             except ValueError as err:  # ImageError and UnknownLayerError are ValueErrors
                 message = str(err)
                 for arg in args:  # an upload is named as the user named it, not by its place on the server
-                    if isinstance(arg, str) and arg.startswith(str(upload_root)):
+                    if isinstance(arg, str) and arg.startswith(str(self.upload_root)):
                         message = message.replace(arg, Path(arg).name)
-                raise gr.Error(html.escape(f"error: {message}"), print_exception=False) from None
+                raise self.gr.Error(html.escape(f"error: {message}"), print_exception=False) from None
 
         run.__name__ = fn.__name__
         return run
 
-    def options(layer, score, relu, alpha) -> dict[str, Any]:
-        return dict(layer=layer or explorer.default_layer, score=score, relu=bool(relu), alpha=float(alpha))
+    def options(self, layer, score, relu, opacity) -> dict[str, Any]:
+        return dict(layer=layer or self.explorer.default_layer, score=score, relu=bool(relu), opacity=float(opacity))
 
-    def chosen_class(picked, typed):
+    def chosen_class(self, picked, typed):
         typed = (typed or "").strip()
         if typed:
-            return explorer.class_index(typed)
+            return self.explorer.class_index(typed)
         return None if picked in (None, "") else int(picked)
 
-    @checked
-    def classify(photo):
+    def classify(self, photo):
         if not photo:
-            return None, gr.update(choices=[], value=None)
-        top = explorer.classify(photo)
+            return None, self.gr.update(choices=[], value=None)
+        top = self.explorer.classify(photo)
         scores = {f"{name} [{c}]": p for c, name, p in top}
         buttons = [(f"{name} ({p:.3f})", str(c)) for c, name, p in top]
-        return scores, gr.update(choices=buttons, value=str(top[0][0]))
+        return scores, self.gr.update(choices=buttons, value=str(top[0][0]))
 
-    @checked
-    def explain(photo, picked, typed, method, layer, score, relu, alpha, progress=gr.Progress()):  # noqa: B008  (Gradio's idiom)
+    # `progress`: Gradio hands a tracker only to a function whose signature shows `gr.Progress()`;
+    # `checked`'s wrapper shows none, so it stays None (as before: the page shows Gradio's own timer)
+    def explain(self, photo, picked, typed, method, layer, score, relu, opacity, progress=None):
         if not photo:
             return None, "", None
-        target = chosen_class(picked, typed)
-        if method in EXPENSIVE:
+        target = self.chosen_class(picked, typed)
+        if method in EXPENSIVE and progress is not None:
             progress(0, desc=f"{method}: many forward passes, this can take a while (Cancel stops waiting)")
-        (panel,) = explorer.explain(
-            photo, None if target is None else [target], method, **options(layer, score, relu, alpha)
+        (panel,) = self.explorer.explain(
+            photo, None if target is None else [target], method, **self.options(layer, score, relu, opacity)
         )
-        return panel.overlay, panel.caption, save_downloads(workdir, panel, Path(photo).stem)
+        return panel.overlay, panel.caption, save_downloads(self.workdir, panel, Path(photo).stem)
 
-    @checked
-    def compare_classes(photo, typed, method, layer, score, relu, alpha, progress=gr.Progress()):  # noqa: B008  (Gradio's idiom)
+    def compare_classes(self, photo, typed, method, layer, score, relu, opacity, progress=None):
         if not photo:
             return []
+        explorer = self.explorer
         classes = parse_classes(typed or "", explorer.class_index) or [c for c, _, _ in explorer.classify(photo, 2)]
         if not 2 <= len(classes) <= MAX_COMPARED:
             raise ValueError(f"compare 2 to {MAX_COMPARED} classes; got {len(classes)}")
-        progress(0, desc=f"{method}: {len(classes)} classes")
-        panels = explorer.explain(photo, classes, method, **options(layer, score, relu, alpha))
+        if progress is not None:
+            progress(0, desc=f"{method}: {len(classes)} classes")
+        panels = explorer.explain(photo, classes, method, **self.options(layer, score, relu, opacity))
         return [(p.overlay, p.caption) for p in panels]
 
-    def compare_methods(photo, picked, typed, methods, layer, score, relu, alpha):
+    def compare_methods(self, photo, picked, typed, methods, layer, score, relu, opacity):
         """Shows each method's panel as it is done; a Cancel stops before the next method."""
         if not photo:
             yield []
             return
         if not methods:
-            raise gr.Error("error: choose at least one method to compare", print_exception=False)
-        target, panels = checked(chosen_class)(picked, typed), []
+            raise self.gr.Error("error: choose at least one method to compare", print_exception=False)
+        target, panels = self.checked(self.chosen_class)(picked, typed), []
         for method in methods:
-            panels += checked(explorer.explain)(
-                photo, None if target is None else [target], method, **options(layer, score, relu, alpha)
+            panels += self.checked(self.explorer.explain)(
+                photo, None if target is None else [target], method, **self.options(layer, score, relu, opacity)
             )
             yield [(p.overlay, p.caption) for p in panels]
 
-    @checked
-    def check_live(typed, method, layer, score, relu, alpha):
+    def check_live(self, typed, method, layer, score, relu, opacity):
         """Check the live options once when they change; the per-frame function trusts them."""
         if (typed or "").strip():
-            explorer.class_index(typed)
-        explorer.method(method, layer or explorer.default_layer, score, bool(relu), float(alpha))
+            self.explorer.class_index(typed)
+        self.explorer.method(method, layer or self.explorer.default_layer, score, bool(relu), float(opacity))
         return ""
 
-    def live(frame, typed, method, layer, score, relu, alpha, rate):
+    def live(self, frame, typed, method, layer, score, relu, opacity, rate):
         if frame is None:
             return None, "", rate
+        explorer = self.explorer
         try:
             target = explorer.class_index(typed) if (typed or "").strip() else None
             explained = explorer.explain_frame(
-                np.asarray(frame, np.uint8)[..., :3], target, method, **options(layer, score, relu, alpha)
+                np.asarray(frame, np.uint8)[..., :3], target, method, **self.options(layer, score, relu, opacity)
             )
         except ValueError as err:  # a typo while typing the class: show it, keep streaming
             return None, f"error: {err}", rate
@@ -372,121 +382,152 @@ def build_app(explorer: Explorer, workdir: str | Path, examples: Sequence[str | 
         text = f"{explorer.label(explained.target)} [{explained.target}] {explained.score:.3f} · {fps:.1f} frames/s"
         return explained.overlay, text, rate
 
-    with gr.Blocks(title="gradcam-jax explorer", analytics_enabled=False) as demo:
-        gr.Markdown("## gradcam-jax: why did the network decide that?")
-        with gr.Row():
-            with gr.Column(scale=1):
-                photo = gr.File(label="photo", file_types=["image"], type="filepath", elem_id="photo")
-                if example_rows:
-                    gr.Examples(example_rows, inputs=photo, label="example photos")
-                top5 = gr.Label(num_top_classes=5, label="top-5 classes", elem_id="top5")
-                picked = gr.Radio(choices=[], label="explain class", elem_id="picked")
-                typed = gr.Textbox(
-                    label="or type a class: name or index (as --class)",
-                    placeholder=one_class,
-                    elem_id="typed",
-                )
-                method = gr.Dropdown(explorer.methods, value="grad_cam", label="method", elem_id="method")
-                layer = gr.Dropdown(
-                    explorer.layer_choices(),
-                    value=explorer.default_layer,
-                    label="layer (output shape)",
-                    allow_custom_value=True,
-                    elem_id="layer",
-                )
-                with gr.Row():
-                    score = gr.Radio(list(SCORES), value="softmax", label="score", elem_id="score")
-                    relu = gr.Checkbox(False, label="ReLU (the paper's Grad-CAM: logit + ReLU)", elem_id="relu")
-                alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="opacity")
-            with gr.Column(scale=2):
-                with gr.Tab("Explain"):
-                    shown = gr.Image(
-                        label="map over the photo",
-                        format="png",
-                        interactive=False,
-                        elem_id="overlay",
-                        buttons=["download", "fullscreen"],
-                    )
-                    caption = gr.Markdown(elem_id="caption")
-                    downloads = gr.File(
-                        label="download: overlay PNG and map .npy",
-                        file_count="multiple",
-                        interactive=False,
-                        elem_id="downloads",
-                    )
-                    cancel = gr.Button("Cancel", variant="stop", size="sm")
-                with gr.Tab("Compare"):
-                    compare_typed = gr.Textbox(
-                        label="classes, 2 to 4, comma-separated (empty: the top 2)",
-                        placeholder=two_classes,
-                        elem_id="compare-classes",
-                    )
-                    compare_classes_button = gr.Button("Compare classes", elem_id="compare-classes-button")
-                    compare_picked = gr.CheckboxGroup(
-                        explorer.methods, value=["grad_cam", "occlusion"], label="methods"
-                    )
-                    compare_methods_button = gr.Button("Compare methods", elem_id="compare-methods-button")
-                    gallery = gr.Gallery(label="side by side", columns=MAX_COMPARED, format="png", elem_id="gallery")
-                with gr.Tab("Live"):
-                    with gr.Row():
-                        camera = gr.Image(
-                            sources=["webcam"],
-                            streaming=True,
-                            type="numpy",
-                            label="camera",
-                            webcam_options=gr.WebcamOptions(mirror=False),
-                            elem_id="camera",
-                        )
-                        painted = gr.Image(
-                            label="map over each frame", format="jpeg", elem_id="live", buttons=["fullscreen"]
-                        )
-                    live_text = gr.Markdown(elem_id="live-text")
-                    rate = gr.State(None)
 
-        controls = [method, layer, score, relu, alpha]
-        explain_inputs = [photo, picked, typed, *controls]
-        explain_outputs = [shown, caption, downloads]
-        new_photo = photo.change(classify, photo, [top5, picked], api_name="classify").then(
-            explain, explain_inputs, explain_outputs, api_name="explain"
+def controls_column(gr, explorer: Explorer, examples: list[list[str]]) -> dict[str, Any]:
+    """The left column: the photo, its classes and the method's controls."""
+    first, second = explorer.label(0), explorer.label(min(1, explorer.num_classes - 1))
+    one_class = "bull mastiff, or 243" if explorer.labels is None else f"{first}, or 0"
+    ui: dict[str, Any] = {}
+    ui["photo"] = gr.File(label="photo", file_types=["image"], type="filepath", elem_id="photo")
+    if examples:
+        gr.Examples(examples, inputs=ui["photo"], label="example photos")
+    ui["top5"] = gr.Label(num_top_classes=5, label="top-5 classes", elem_id="top5")
+    ui["picked"] = gr.Radio(choices=[], label="explain class", elem_id="picked")
+    ui["typed"] = gr.Textbox(
+        label="or type a class: name or index (as --class)", placeholder=one_class, elem_id="typed"
+    )
+    ui["method"] = gr.Dropdown(explorer.methods, value="grad_cam", label="method", elem_id="method")
+    ui["layer"] = gr.Dropdown(
+        explorer.layer_choices(),
+        value=explorer.default_layer,
+        label="layer (output shape)",
+        allow_custom_value=True,
+        elem_id="layer",
+    )
+    with gr.Row():
+        ui["score"] = gr.Radio(list(SCORES), value="softmax", label="score", elem_id="score")
+        ui["relu"] = gr.Checkbox(False, label="ReLU (the paper's Grad-CAM: logit + ReLU)", elem_id="relu")
+    ui["opacity"] = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="opacity")
+    ui["two_classes"] = "bull mastiff, tiger cat" if explorer.labels is None else f"{first}, {second}"
+    return ui
+
+
+def results_column(gr, explorer: Explorer, two_classes: str) -> dict[str, Any]:
+    """The right column: the Explain, Compare and Live tabs."""
+    ui: dict[str, Any] = {}
+    with gr.Tab("Explain"):
+        ui["shown"] = gr.Image(
+            label="map over the photo",
+            format="png",
+            interactive=False,
+            elem_id="overlay",
+            buttons=["download", "fullscreen"],
         )
-        # a class button clears the typed class first, so the click is what gets explained
-        events = [
-            new_photo,
-            picked.input(lambda: "", None, typed, queue=False).then(
-                explain,
-                explain_inputs,
-                explain_outputs,
-                api_name=False,  # pyright: ignore[reportArgumentType]
-            ),
-        ]
-        for trigger in (typed.submit, method.change, layer.change, score.change, relu.change, alpha.release):
-            events.append(trigger(explain, explain_inputs, explain_outputs, api_name=False))  # pyright: ignore[reportArgumentType]
-        events.append(
-            compare_classes_button.click(
-                compare_classes, [photo, compare_typed, *controls], gallery, api_name="compare_classes"
+        ui["caption"] = gr.Markdown(elem_id="caption")
+        ui["downloads"] = gr.File(
+            label="download: overlay PNG and map .npy", file_count="multiple", interactive=False, elem_id="downloads"
+        )
+        ui["cancel"] = gr.Button("Cancel", variant="stop", size="sm")
+    with gr.Tab("Compare"):
+        ui["compare_typed"] = gr.Textbox(
+            label="classes, 2 to 4, comma-separated (empty: the top 2)",
+            placeholder=two_classes,
+            elem_id="compare-classes",
+        )
+        ui["compare_classes"] = gr.Button("Compare classes", elem_id="compare-classes-button")
+        ui["compare_picked"] = gr.CheckboxGroup(explorer.methods, value=["grad_cam", "occlusion"], label="methods")
+        ui["compare_methods"] = gr.Button("Compare methods", elem_id="compare-methods-button")
+        ui["gallery"] = gr.Gallery(label="side by side", columns=MAX_COMPARED, format="png", elem_id="gallery")
+    with gr.Tab("Live"):
+        with gr.Row():
+            ui["camera"] = gr.Image(
+                sources=["webcam"],
+                streaming=True,
+                type="numpy",
+                label="camera",
+                webcam_options=gr.WebcamOptions(mirror=False),
+                elem_id="camera",
             )
+            ui["painted"] = gr.Image(label="map over each frame", format="jpeg", elem_id="live", buttons=["fullscreen"])
+        ui["live_text"] = gr.Markdown(elem_id="live-text")
+        ui["rate"] = gr.State(None)
+    return ui
+
+
+def layout(gr, explorer: Explorer, examples: list[list[str]]) -> SimpleNamespace:
+    """The page's components, laid out (inside an open `gr.Blocks`); no events yet."""
+    gr.Markdown("## gradcam-jax: why did the network decide that?")
+    with gr.Row():
+        with gr.Column(scale=1):
+            left = controls_column(gr, explorer, examples)
+        with gr.Column(scale=2):
+            right = results_column(gr, explorer, left.pop("two_classes"))
+    return SimpleNamespace(**left, **right)
+
+
+def wire(ui: SimpleNamespace, handlers: Handlers) -> None:
+    """The page's events: what each control triggers, and which of them Cancel stops."""
+    controls = [ui.method, ui.layer, ui.score, ui.relu, ui.opacity]
+    explain = handlers.explain
+    explain_inputs, explain_outputs = [ui.photo, ui.picked, ui.typed, *controls], [ui.shown, ui.caption, ui.downloads]
+    new_photo = ui.photo.change(handlers.classify, ui.photo, [ui.top5, ui.picked], api_name="classify").then(
+        explain, explain_inputs, explain_outputs, api_name="explain"
+    )
+    # a class button clears the typed class first, so the click is what gets explained
+    events = [
+        new_photo,
+        ui.picked.input(lambda: "", None, ui.typed, queue=False).then(
+            explain,
+            explain_inputs,
+            explain_outputs,
+            api_name=False,  # pyright: ignore[reportArgumentType]
+        ),
+    ]
+    for trigger in (ui.typed.submit, ui.method.change, ui.layer.change, ui.score.change, ui.relu.change):
+        events.append(trigger(explain, explain_inputs, explain_outputs, api_name=False))  # pyright: ignore[reportArgumentType]
+    events.append(ui.opacity.release(explain, explain_inputs, explain_outputs, api_name=False))  # pyright: ignore[reportArgumentType]
+    events.append(
+        ui.compare_classes.click(
+            handlers.compare_classes, [ui.photo, ui.compare_typed, *controls], ui.gallery, api_name="compare_classes"
         )
-        events.append(
-            compare_methods_button.click(
-                compare_methods,
-                [photo, picked, typed, compare_picked, *controls[1:]],
-                gallery,
-                api_name="compare_methods",
-            )
+    )
+    events.append(
+        ui.compare_methods.click(
+            handlers.compare_methods,
+            [ui.photo, ui.picked, ui.typed, ui.compare_picked, *controls[1:]],
+            ui.gallery,
+            api_name="compare_methods",
         )
-        cancel.click(None, None, None, cancels=events)  # pyright: ignore[reportArgumentType]
-        for trigger in (typed.submit, *(c.change for c in controls)):
-            trigger(check_live, [typed, *controls], live_text, api_name=False)  # pyright: ignore[reportArgumentType]
-        camera.stream(
-            live,
-            [camera, typed, *controls, rate],
-            [painted, live_text, rate],
-            stream_every=0.05,
-            concurrency_id="live",
-            concurrency_limit=1,
-            api_name="live",
-            show_progress="hidden",
-        )
+    )
+    ui.cancel.click(None, None, None, cancels=events)  # pyright: ignore[reportArgumentType]
+    wire_live(ui, handlers, controls)
+
+
+def wire_live(ui: SimpleNamespace, handlers: Handlers, controls: list) -> None:
+    """The Live tab: options checked once when they change, then every webcam frame explained."""
+    for trigger in (ui.typed.submit, *(c.change for c in controls)):
+        trigger(handlers.check_live, [ui.typed, *controls], ui.live_text, api_name=False)  # pyright: ignore[reportArgumentType]
+    ui.camera.stream(
+        handlers.live,
+        [ui.camera, ui.typed, *controls, ui.rate],
+        [ui.painted, ui.live_text, ui.rate],
+        stream_every=0.05,
+        concurrency_id="live",
+        concurrency_limit=1,
+        api_name="live",
+        show_progress="hidden",
+    )
+
+
+def build_app(explorer: Explorer, workdir: str | Path, examples: Sequence[str | Path] | None = None):
+    """The page, a `gradio.Blocks`, over `explorer`; downloads are written under `workdir`;
+    `examples`: photos offered under the upload (None: none). Launch it with `launch` (offline
+    settings, one request at a time)."""
+    gr = require_gradio()
+    handlers = Handlers(explorer, workdir)
+    example_rows = [[str(path)] for path in examples or () if Path(path).is_file()]
+    with gr.Blocks(title="gradcam-jax explorer", analytics_enabled=False) as demo:
+        wire(layout(gr, explorer, example_rows), handlers)
     return demo
 
 
@@ -533,7 +574,7 @@ def serve(
 ) -> Iterator[str]:
     """The page over (model, variables), served in the background of this process while the
     context is open (on a free port if `port` is None); yields its URL. `model_options` are
-    `Explorer`'s (labels, input_size, preprocess, layers). For tests and benchmarks."""
+    `Explorer`'s (labels, input_size, preprocess, layers, method_options). For tests and benchmarks."""
     explorer = Explorer(model, variables, **model_options)  # a bad model or labels fail before any serving
     with private_folder() as folder:
         demo = build_app(explorer, folder, examples)
@@ -555,9 +596,10 @@ def launch(
     variables,
     *,
     labels: Sequence[str] | None = None,
-    input_size: tuple[int, int] = INPUT_SIZE,
+    input_size: tuple[int, int] | None = None,
     preprocess: Callable | None = None,
     layers: Sequence[str] | None = None,
+    method_options: dict | None = None,
     examples: Sequence[str | Path] | None = None,
     host: str = "127.0.0.1",
     port: int = 7860,
@@ -567,13 +609,18 @@ def launch(
 
     model, variables: any supported model (linen, NNX split, Equinox partition, Keras, a function).
     labels: one name per output (None: ImageNet's 1000). input_size: (h, w) uploads and webcam frames
-    are resized to. preprocess: RGB 0..255 float32 (B, h, w, 3) -> the model's input (None: as is).
-    layers: the paths offered (None: every layer; the default is `default_layer`'s choice).
-    examples: photos offered under the upload (None: the bundled ones for GoogLeNet, none otherwise).
-    A wrong label count, an unknown layer: one ValueError before anything is served.
+    are resized to (None: GoogLeNet's 224 x 224). preprocess: RGB 0..255 float32 (B, h, w, 3) -> the
+    model's input (None: as is). layers: the paths offered (None: every layer; the default is
+    `default_layer`'s choice). method_options: options for the methods beyond the page's controls
+    (`{"alpha": 0.5}` reaches finer_cam's), each passed to every method that takes it. examples:
+    photos offered under the upload (None: none; `gradcam-jax app` offers the repository's).
+    A wrong label count, an unknown layer or option: one ValueError before anything is served.
     """
     require_gradio()
-    explorer = Explorer(model, variables, labels=labels, input_size=input_size, preprocess=preprocess, layers=layers)
+    explorer = Explorer(
+        model, variables, labels=labels, input_size=input_size, preprocess=preprocess, layers=layers,
+        method_options=method_options,
+    )  # fmt: skip
     with private_folder() as folder:
         demo = build_app(explorer, folder, examples)
         try:

@@ -2,7 +2,8 @@
 
     gradcam-jax classify IMG [IMG ...] [--top 5] [--json]
     gradcam-jax explain IMG|DIR [...] [--class NAME|INDEX ...] [--method grad_cam] [--layer L]
-                        [--score softmax|logit] [--relu] [--out PATH_OR_DIR] [--save-map PATH.npy]
+                        [--score softmax|logit] [--relu] [--option NAME=VALUE ...] [--opacity 0.5]
+                        [--out PATH_OR_DIR] [--save-map PATH.npy]
     gradcam-jax video IN.mp4|--camera N [--out OUT.mp4] [--class NAME|INDEX | --top1] [--method ...]
     gradcam-jax app [--port 7860] [--host 127.0.0.1]    (the explorer in a browser: gradcam_jax.app)
 
@@ -15,31 +16,33 @@ one-line `error: <file>: <reason>`, the other images still run, and the exit sta
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import json
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from gradcam_jax import dataset as dataset_lib
 from gradcam_jax import video as video_lib
-from gradcam_jax._src import batching, outputs
 from gradcam_jax._src import images as images_lib
+from gradcam_jax._src import outputs, pipeline
 from gradcam_jax._src.adapters import taps
-from gradcam_jax._src.choices import check_alpha, method_options, per_class
+from gradcam_jax._src.choices import check_opacity, method_options, per_class
 from gradcam_jax._src.classify import top_k
 from gradcam_jax._src.methods import METHODS
 from gradcam_jax._src.methods.transformer import method_names
 from gradcam_jax._src.overlay import blend
 from gradcam_jax._src.scores import SCORES
-from gradcam_jax.models import imagenet as labels
-from gradcam_jax.models.googlenet import INPUT_SIZE
 from gradcam_jax.models.weights import VARIANTS, load_googlenet
+
+SPEC = pipeline.model_spec()  # the bundled GoogLeNet's: 224 x 224 inputs, ImageNet's classes
 
 
 class Parser(argparse.ArgumentParser):
@@ -51,44 +54,40 @@ def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-class Batches:
-    """Images from `paths` in float32 batches of up to `batch_size`; unreadable files are reported
-    and skipped. A short batch is padded only to the next bucket (`gradcam_jax._src.batching`), so one
-    photo costs one image; `len(batch_paths)` says how many rows are real.
-    """
+class Images:
+    """The readable images of `paths`, resized for the model, through the shared batching loop
+    (`gradcam_jax._src.pipeline`: a short batch padded only to the next bucket, so one photo costs
+    one image); unreadable files are reported and skipped."""
 
-    def __init__(self, paths: list[Path], batch_size: int, crop: str):
-        self.paths, self.batch_size, self.crop = paths, batch_size, crop
+    def __init__(self, paths: list[Path], crop: str):
+        self.paths, self.crop = paths, crop
         self.failures: list[str] = []
 
     def load(self, path: Path):
         try:
             original = images_lib.read_image(path)
-            return original, images_lib.resize(original, INPUT_SIZE, self.crop)
+            return path, original, images_lib.resize(original, SPEC.input_size, self.crop)
         except images_lib.ImageError as err:
             fail(str(err))
             self.failures.append(str(err))
             return None
 
-    def __iter__(self) -> Iterator[tuple[list[Path], list, np.ndarray]]:
-        bar = tqdm(total=len(self.paths), unit="img", disable=None, file=sys.stderr)
-        chunk: list = []
-        for path in self.paths:
-            loaded = self.load(path)
-            if loaded is not None:
-                chunk.append((path, *loaded))
-            if len(chunk) == self.batch_size:
-                yield self._batch(chunk)
-                bar.update(len(chunk))
-                chunk = []
-        if chunk:
-            yield self._batch(chunk)
-            bar.update(len(chunk))
-        bar.close()
+    def readable(self) -> Iterator[tuple[Path, object, np.ndarray]]:
+        """(path, the photo, its model input uint8 (h, w, 3)) per readable image."""
+        return (loaded for loaded in map(self.load, self.paths) if loaded is not None)
 
-    def _batch(self, chunk):
-        rows = batching.bucket(len(chunk), self.batch_size)
-        return [c[0] for c in chunk], [c[1] for c in chunk], batching.stack_padded([c[2] for c in chunk], rows)
+    def explained(self, explain: Callable, batch_size: int) -> Iterator[tuple[list, Any]]:
+        """(chunk, explain(batch float32 (rows, h, w, 3), chunk)) per batch of up to `batch_size`
+        images, one batch at a time (so messages come in the order of the files)."""
+        bar = tqdm(total=len(self.paths), unit="img", disable=None, file=sys.stderr)
+        try:
+            for chunk, result in pipeline.explained(
+                self.readable(), explain, batch_size, inputs=lambda loaded: loaded[2], ahead=False
+            ):
+                yield chunk, result
+                bar.update(len(chunk))
+        finally:
+            bar.close()
 
     def finish(self) -> int:
         if self.failures:
@@ -117,19 +116,18 @@ def run_classify(args) -> int:
         raise ValueError(f"--top must be at least 1; got {args.top}")
     paths = input_paths(args)
     model, variables = model_and_variables(args)
-    batches = Batches(paths, args.batch, args.crop)
-    for batch_paths, _, images in batches:
-        probs, indices = top_k(model, variables, images, args.top)
-        for path, p_row, i_row in zip(batch_paths, np.asarray(probs), np.asarray(indices)):
+    images = Images(paths, args.crop)
+    for chunk, (probs, indices) in images.explained(lambda x, _: top_k(model, variables, x, args.top), args.batch):
+        for (path, _, _), p_row, i_row in zip(chunk, np.asarray(probs), np.asarray(indices)):
             top = [
-                {"index": int(i), "label": labels.label(int(i)), "score": round(float(p), 6)}
+                {"index": int(i), "label": SPEC.label(int(i)), "score": round(float(p), 6)}
                 for p, i in zip(p_row, i_row)
             ]
             if args.json:
                 print(json.dumps({"image": str(path), "top": top}), flush=True)
             else:
                 print(f"{path}: " + ", ".join(f"{t['label']} ({t['score']:.3f})" for t in top), flush=True)
-    return batches.finish()
+    return images.finish()
 
 
 def output_plan(args, paths: list[Path], classes: list[int]):
@@ -154,57 +152,59 @@ def output_plan(args, paths: list[Path], classes: list[int]):
 
 
 def check_layer(model, variables, options: dict) -> None:
-    if "layer" in options:  # fail on a bad layer now, not after loading every image
-        taps.resolve_layer(model, variables, np.zeros((1, *INPUT_SIZE, 3), np.float32), options["layer"])
+    if options.get("layer") is not None:  # fail on a bad layer now, not after loading every image
+        taps.resolve_layer(model, variables, np.zeros((1, *SPEC.input_size, 3), np.float32), options["layer"])
+
+
+def chosen_options(args) -> dict:
+    """The method's options: --layer, --score, --relu where it takes them, and every --option
+    (a one-line error for one it does not take). Checked before any heavy work."""
+    check_opacity(args.opacity)
+    return method_options(METHODS[args.method], args, dict(args.method_options or []), args.method)
 
 
 def run_explain(args) -> int:
-    method = METHODS[args.method]
-    classes = [labels.class_index(c) for c in args.classes or []]
-    check_alpha(args)
+    classes = [SPEC.class_index(c) for c in args.classes or []]
+    options = chosen_options(args)
     if any(Path(p).is_dir() for p in args.images):
         if args.save_map:
             raise ValueError("--save-map is for image files; a folder run saves every map under OUT/maps/")
-        return run_explain_dataset(args, method, classes)
+        return run_explain_dataset(args, options, classes)
     paths = input_paths(args)
     plan = output_plan(args, paths, classes)
     outputs.check_outputs([f for pair in plan.values() for f in pair if f is not None], paths, args.overwrite)
     model, variables = model_and_variables(args)
-    options = method_options(method, args)
     check_layer(model, variables, options)
+    method = METHODS[args.method]
 
-    batches = Batches(paths, args.batch, args.crop)
-    for batch_paths, originals, images in batches:
-        targets = None if not classes else np.tile(np.asarray(classes, np.int32), (len(images), 1))
-        maps, scores, chosen = per_class(method(model, variables, images, targets, **options), targets)
-        for b, (path, original) in enumerate(zip(batch_paths, originals)):
-            backdrop = np.asarray(original) if args.crop == "none" else images[b].astype(np.uint8)
+    def explain(x, _):
+        return method(
+            model, variables, x, None if not classes else np.tile(np.asarray(classes, np.int32), (len(x), 1)), **options
+        )
+
+    images = Images(paths, args.crop)
+    for chunk, result in images.explained(explain, args.batch):
+        maps, scores, chosen = per_class(result, classes or None)
+        for b, (path, original, resized) in enumerate(chunk):
+            backdrop = np.asarray(original) if args.crop == "none" else resized
             for k, cls in enumerate(classes or [None]):
                 png, npy = plan[path, cls]
-                outputs.save_png(png, blend(backdrop, maps[b, k], args.alpha))
+                outputs.save_png(png, blend(backdrop, maps[b, k], args.opacity))
                 if npy is not None:
                     outputs.save_npy(npy, maps[b, k].astype(np.float32))
                 c = int(chosen[b, k])
-                print(f"{path}: {labels.label(c)} [{c}] ({scores[b, k]:.3f}) -> {png}", flush=True)
-    return batches.finish()
+                print(f"{path}: {SPEC.label(c)} [{c}] ({scores[b, k]:.3f}) -> {png}", flush=True)
+    return images.finish()
 
 
-def run_explain_dataset(args, method, classes: list[int]) -> int:
+def run_explain_dataset(args, options: dict, classes: list[int]) -> int:
     """`explain` over folders: overlays named as for images (OUT/<path in folder>[-<class>].png), plus
     OUT/maps/ and OUT/index.jsonl written per batch; a rerun skips what is finished."""
-    options = method_options(method, args)
     plan = dataset_lib.plan_dataset(
-        args.images,
-        args.out,
-        method=args.method,
-        options=options,
-        classes=classes or None,
-        crop=args.crop,
-        overlays=True,
-        overwrite=args.overwrite,
-        maps=args.maps,
-        overlay_format=args.overlay_format,
-    )
+        args.images, args.out, method=args.method, options=options, targets=classes or None, crop=args.crop,
+        overlays=True, overwrite=args.overwrite, maps=args.maps, overlay_format=args.overlay_format,
+        input_size=SPEC.input_size,
+    )  # fmt: skip
     outputs.check_outputs([plan.out / dataset_lib.SETTINGS], [], overwrite=True)  # a folder we can write to
     model, variables = model_and_variables(args)
     check_layer(model, variables, options)
@@ -217,8 +217,8 @@ def run_explain_dataset(args, method, classes: list[int]) -> int:
 
     with dataset_lib.host_processes(args.processes) if args.processes else contextlib.nullcontext() as host:
         summary = dataset_lib.run_dataset(
-            plan, model, variables, batch_size=args.batch, alpha=args.alpha, progress=True, on_image=report,
-            on_error=fail, host=host,
+            plan, model, variables, images_per_batch=args.batch, opacity=args.opacity, progress=True,
+            on_image=report, on_error=fail, host=host, spec=SPEC,
         )  # fmt: skip
     hosts = f" x {summary.processes} processes" if summary.processes > 1 else ""
     print(
@@ -252,9 +252,8 @@ def stop_on_interrupt(stop: threading.Event):
 def run_video(args) -> int:
     if (args.video is None) == (args.camera is None):
         raise ValueError("give one video file, or --camera N")
-    method = METHODS[args.method]
-    target = None if args.target is None else labels.class_index(args.target)
-    check_alpha(args)
+    target = None if args.target is None else SPEC.class_index(args.target)
+    options = chosen_options(args)
     camera = args.camera is not None
     name = f"camera {args.camera}" if camera else args.video
     default = f"camera-{args.camera}.mp4" if camera else f"{Path(args.video).stem}.mp4"
@@ -264,24 +263,51 @@ def run_video(args) -> int:
     stop = threading.Event()
     source = video_lib.read_camera(args.camera, stop) if camera else video_lib.read_video(args.video)
     model, variables = model_and_variables(args)
-    options = method_options(method, args)
     check_layer(model, variables, options)
     with stop_on_interrupt(stop) if camera else contextlib.nullcontext():
         stats = video_lib.explain_video(
-            source,
-            out,
-            model,
-            variables,
-            method=args.method,
-            target=target,
-            batch_size=args.batch,
-            alpha=args.alpha,
-            max_frames=args.frames,
+            source, out, model, variables, method=args.method, targets=target, method_options=options,
+            frames_per_batch=args.batch, opacity=args.opacity, input_size=SPEC.input_size, max_frames=args.frames,
             progress=True,
-            **options,
-        )
+        )  # fmt: skip
     print(f"{name}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s) -> {out}", flush=True)
     return 0
+
+
+class OldName(argparse.Action):
+    """An option that also answers to an old name (`--alpha` for `--opacity`), which warns on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string != self.option_strings[0]:
+            print(
+                f"warning: {option_string} is now {self.option_strings[0]}; {option_string} goes in the next release",
+                file=sys.stderr,
+            )
+        setattr(namespace, self.dest, values)
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """`name=value` -> (name, value): the value read as a Python literal (`0.5`, `True`, `(2, 2)`),
+    else kept as the string it is (`fill=mean`)."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
+    try:
+        return name.strip(), ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        return name.strip(), value
+
+
+def option_arguments(p) -> None:
+    p.add_argument(
+        "--option",
+        dest="method_options",
+        action="append",
+        type=parse_option,
+        metavar="NAME=VALUE",
+        help="an option of the method, passed as is (repeatable; VALUE a Python literal, else a string): "
+        "--option alpha=0.5 for finer_cam, --option batch_size=4, --option fill=mean",
+    )
 
 
 def method_arguments(p) -> None:
@@ -296,7 +322,15 @@ def method_arguments(p) -> None:
     p.add_argument(
         "--relu", action="store_true", default=None, help="ReLU the map before rescaling (the paper's Grad-CAM)"
     )
-    p.add_argument("--alpha", type=float, default=0.5, help="opacity of the map in the overlay, 0..1")
+    option_arguments(p)
+    p.add_argument(
+        "--opacity",
+        "--alpha",
+        type=float,
+        default=0.5,
+        action=OldName,
+        help="opacity of the map in the overlay, 0..1 (--alpha: its old name)",
+    )
 
 
 def model_arguments(p) -> None:
@@ -306,40 +340,43 @@ def model_arguments(p) -> None:
     p.add_argument("--variant", choices=list(VARIANTS), default="bvlc", help="which GoogLeNet the weights are for")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="gradcam-jax", description="Why did the network decide that? Grad-CAM for Flax, on GoogLeNet.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+def image_arguments(p) -> None:
+    p.add_argument("images", nargs="+", help="image files, or folders of images")
+    p.add_argument(
+        "--crop",
+        choices=images_lib.CROPS,
+        default="none",
+        help="none: resize as MATLAB (aspect not kept); center: keep aspect",
+    )
+    p.add_argument("--batch", type=positive_int, default=16, help="images per batch (default 16)")
+    model_arguments(p)
 
-    def common(p):
-        p.add_argument("images", nargs="+", help="image files, or folders of images")
-        p.add_argument(
-            "--crop",
-            choices=images_lib.CROPS,
-            default="none",
-            help="none: resize as MATLAB (aspect not kept); center: keep aspect",
-        )
-        p.add_argument("--batch", type=positive_int, default=16, help="images per batch (default 16)")
-        model_arguments(p)
 
+def classify_command(commands) -> None:
     c = commands.add_parser("classify", help="top-k ImageNet classes with softmax scores")
-    common(c)
+    image_arguments(c)
     c.add_argument("--top", type=int, default=5)
     c.add_argument("--json", action="store_true", help="one JSON object per line per image")
     c.set_defaults(run=run_classify)
 
+
+EXPLAIN_DESCRIPTION = (
+    "Writes OUT/<image stem>.png (top-1 class) or OUT/<image stem>-<class index>.png per --class; "
+    "with one image and one class, --out may name the .png itself. --save-map PATH.npy writes the (224, 224) "
+    "float32 map; with several images or classes, one file each: PATH-<image stem>[-<class index>].npy. "
+    "A folder is a resumable dataset run, sharded over every local device: "
+    "OUT/<path in folder>[-<class index>].png, the maps (--maps shards: one 8-bit PNG per batch, read "
+    "with gradcam_jax.dataset.load_maps; --maps npy: OUT/maps/<path in folder>[-<class index>].npy) and "
+    "OUT/index.jsonl (image, class, label, score, map, overlay), written batch by batch; "
+    "a rerun skips the images already done."
+)
+
+
+def explain_command(commands) -> None:
     e = commands.add_parser(
-        "explain",
-        help="explain classes with a heat map over each image",
-        description="Writes OUT/<image stem>.png (top-1 class) or OUT/<image stem>-<class index>.png per --class; "
-        "with one image and one class, --out may name the .png itself. --save-map PATH.npy writes the (224, 224) "
-        "float32 map; with several images or classes, one file each: PATH-<image stem>[-<class index>].npy. "
-        "A folder is a resumable dataset run, sharded over every local device: "
-        "OUT/<path in folder>[-<class index>].png, the maps (--maps shards: one 8-bit PNG per batch, read "
-        "with gradcam_jax.dataset.load_maps; --maps npy: OUT/maps/<path in folder>[-<class index>].npy) and "
-        "OUT/index.jsonl (image, class, label, score, map, overlay), written batch by batch; "
-        "a rerun skips the images already done.",
+        "explain", help="explain classes with a heat map over each image", description=EXPLAIN_DESCRIPTION
     )
-    common(e)
+    image_arguments(e)
     e.add_argument(
         "--class",
         dest="classes",
@@ -373,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(run=run_explain)
 
+
+def video_command(commands) -> None:
     v = commands.add_parser(
         "video",
         help="explain every frame of a video or webcam, written as a video",
@@ -394,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_arguments(v)
     v.set_defaults(run=run_video)
 
+
+def app_command(commands) -> None:
     a = commands.add_parser(
         "app",
         help="a local web page to explore explanations, with a live webcam mode",
@@ -401,16 +442,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--port", type=positive_int, default=7860)
     a.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    option_arguments(a)
     model_arguments(a)
     a.set_defaults(run=run_app)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="gradcam-jax", description="Why did the network decide that? Grad-CAM for Flax, on GoogLeNet.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for command in (classify_command, explain_command, video_command, app_command):
+        command(commands)
     return parser
+
+
+# The photos the explorer offers under its upload, where the source tree has them.
+EXAMPLE_PHOTOS = [
+    Path(__file__).resolve().parent.parent / "docs" / "images" / name for name in ("cat_dog.jpg", "cat.png")
+]
 
 
 def run_app(args) -> int:
     from gradcam_jax import app
 
     app.require_gradio()
-    return app.launch(*model_and_variables(args), host=args.host, port=args.port)
+    options = dict(args.method_options or [])
+    examples = [path for path in EXAMPLE_PHOTOS if path.is_file()]
+    return app.launch(
+        *model_and_variables(args), examples=examples, method_options=options, host=args.host, port=args.port
+    )
 
 
 def positive_int(text: str) -> int:

@@ -1,29 +1,30 @@
 """Explaining whole image folders: data parallel over every local device, shared across hosts,
 written as it goes, and resumable.
 
-    summary = explain_dataset(["photos/"], "out/", model, variables, batch_size=32)
+    summary = explain_dataset(["photos/"], "out/", model, variables, images_per_batch=32)
 
 What `out/` holds (<name> is the image's path inside its folder, without suffix; a file given
 directly is named by its stem):
 
-    settings.json               method, options, classes, crop, maps: a rerun must use the same (or overwrite)
+    settings.json               method, options, classes, crop, maps, input_size: a rerun must use the same
+                                (or overwrite)
     index.jsonl                 one JSON line per finished (image, class): image, name, output
                                 (<name>[-<class>]), class, label, score, map (its file), row (its
                                 place in a shard), overlay, and the image's size and mtime_ns when
                                 read; under jax.distributed one file per process, index.<i>-of-<n>.jsonl
     .lock                       held (flock) while a run writes here; under jax.distributed one per process
     maps/shard-<p>-<n>.png      maps="shards" (the default): up to SHARD_MAPS (32) maps of one batch
-                                stacked (row r is rows r*224 .. r*224+223) as 8-bit grayscale,
+                                stacked (row r is rows r*h .. r*h+h-1, h the input's height) as 8-bit grayscale,
                                 map = pixel / 255 (the overlay's own resolution); about 10 KB per
                                 smooth CAM map
-    maps/<name>[-<class>].npy   maps="npy": the float32 (224, 224) map in [0, 1], one file each
-    <name>[-<class>].png        the map over the photo, when `alpha` is given (`gradcam-jax explain DIR`);
+    maps/<name>[-<class>].npy   maps="npy": the float32 (h, w) map in [0, 1], one file each
+    <name>[-<class>].png        the map over the photo, when `opacity` is given (`gradcam-jax explain DIR`);
                                 .jpg with overlay_format="jpg" (a tenth of the PNG's encoding time)
 
 `load_maps(out)` gives back (outputs, classes, maps) whatever the layout.
 
 Parallelism: each batch, padded (by repeating an image) only up to the next bucket, a multiple of
-the local device count (`gradcam_jax._src.batching`), is put on a 1-D `Mesh` of the local devices as
+the local device count (`gradcam_jax._src.pipeline`, the loop every front end shares), is put on a 1-D `Mesh` of the local devices as
 `NamedSharding(mesh, P("data"))`, with the variables replicated; the jitted method then runs data
 parallel (XLA partitions it along the batch; images never interact, so the devices never talk). Under `jax.distributed`, process i of n
 takes images i, i+n, i+2n, ... of the sorted list on its own devices: hosts never wait for each other.
@@ -49,7 +50,8 @@ import functools
 import inspect
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -59,13 +61,13 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from PIL import Image
 
-from gradcam_jax._src import batching, outputs
 from gradcam_jax._src import images as images_lib
+from gradcam_jax._src import outputs, pipeline
 from gradcam_jax._src.adapters import taps
+from gradcam_jax._src.images import INPUT_SIZE
 from gradcam_jax._src.methods import METHODS
 from gradcam_jax._src.overlay import blend
-from gradcam_jax.models import imagenet as labels
-from gradcam_jax.models.googlenet import INPUT_SIZE
+from gradcam_jax._src.pipeline import ModelSpec, ordered_map  # noqa: F401  (ordered_map: as before)
 
 SETTINGS = "settings.json"
 MAPS = "maps"
@@ -75,6 +77,9 @@ OVERLAY_FORMATS = ("png", "jpg")
 # maps per shard file: a batch's shards are encoded in parallel, one per host thread (a single
 # PNG of a 256-image batch took ~0.5 s to encode, and capped a GPU run at ~260 images/s)
 SHARD_MAPS = 32
+DEPRECATED_OPTIONS = (
+    "method options as keyword arguments ({}) are deprecated; pass method_options={{...}} (they go in the next release)"
+)
 
 
 class Item(NamedTuple):
@@ -86,7 +91,7 @@ class DatasetPlan(NamedTuple):
     out: Path
     todo: list[Item]  # this process's images still to explain
     finished: int  # this process's images already finished by earlier runs
-    settings: dict  # method, options, classes, crop, as settings.json holds them
+    settings: dict  # method, options, classes, crop, maps, overlay_format, input_size, as settings.json holds them
     options: dict  # the method's keyword options, as given
     overlays: bool  # whether overlay PNGs are written
     overwrite: bool
@@ -192,11 +197,18 @@ def read_shard(path: Path, size: tuple[int, int] = INPUT_SIZE) -> np.ndarray:
     return pixels.reshape(-1, *size) / 255.0
 
 
+def run_input_size(out: Path) -> tuple[int, int]:
+    """The (h, w) a run in `out` resized its images to (runs before it was recorded: GoogLeNet's)."""
+    settings = json.loads((out / SETTINGS).read_text()) if (out / SETTINGS).is_file() else {}
+    return pipeline.model_spec(settings.get("input_size")).input_size
+
+
 def load_maps(out: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(outputs, classes, maps) of every finished (image, class) in a dataset run's folder `out`:
     output names <name>[-<class>] (sorted), int32 (N,) classes explained, float32 (N, H, W) maps
     in [0, 1] (shards: in steps of 1/255), whatever the layout (see the module doc)."""
     out = Path(out)
+    size = run_input_size(out)
     done = finished_maps(out)
     shards: dict[str, np.ndarray] = {}
     names = sorted(done)
@@ -205,12 +217,12 @@ def load_maps(out: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
         record = done[name]
         if "row" in record:
             if record["map"] not in shards:
-                shards[record["map"]] = read_shard(out / record["map"])
+                shards[record["map"]] = read_shard(out / record["map"], size)
             maps.append(shards[record["map"]][record["row"]])
         else:
             maps.append(np.load(out / record["map"]).astype(np.float32))
     classes = np.asarray([done[n]["class"] for n in names], np.int32)
-    return names, classes, np.stack(maps) if maps else np.zeros((0, *INPUT_SIZE), np.float32)
+    return names, classes, np.stack(maps) if maps else np.zeros((0, *size), np.float32)
 
 
 def stamp(path: Path) -> dict:
@@ -257,57 +269,40 @@ def plan_dataset(
     *,
     method: str = "grad_cam",
     options: dict | None = None,
-    classes: list[int] | None = None,
+    targets: list[int] | None = None,
     crop: str = "none",
     overlays: bool = False,
     overwrite: bool = False,
     maps: str = "shards",
     overlay_format: str = "png",
+    input_size: tuple[int, int] | None = None,
+    **deprecated,
 ) -> DatasetPlan:
     """What `explain_dataset` will do, checked before any heavy work: ValueError for a missing input,
-    clashing names, an output over an input, or an `out` folder holding other results."""
+    clashing names, an output over an input, an option the method does not take, or an `out`
+    folder holding other results. `options`: the method's; `targets`: the classes (old name: classes)."""
+    classes = pipeline.renamed(deprecated, "classes", "targets", targets)
+    if deprecated:
+        raise TypeError(f"plan_dataset() got an unexpected keyword argument {next(iter(deprecated))!r}")
     out = Path(out)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(sorted(METHODS))}")
-    if crop not in images_lib.CROPS:
-        raise ValueError(f"unknown crop {crop!r}; choose from {', '.join(images_lib.CROPS)}")
-    if maps not in MAP_LAYOUTS:
-        raise ValueError(f"unknown maps layout {maps!r}; choose from {', '.join(MAP_LAYOUTS)}")
-    if overlay_format not in OVERLAY_FORMATS:
-        raise ValueError(f"unknown overlay format {overlay_format!r}; choose from {', '.join(OVERLAY_FORMATS)}")
+    options = check_choices(method, options, crop, maps, overlay_format)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
     items = list_images(inputs, exclude=out)
     if not items:
         raise ValueError("no images found in the given paths")
-    protected = {item.path.resolve() for item in items}
-    for item in items:
-        for _, _, npy, png in output_files(item.name, classes, overlay_format):
-            if (out / png).resolve() in protected or (out / npy).resolve() in protected:
-                raise ValueError(f"{out / png}: refusing to overwrite an input image")
+    check_inputs_kept(items, out, classes, overlay_format)
     settings = {
         "method": method,
-        "options": full_options(method, options or {}),
+        "options": full_options(method, options),
         "classes": classes,
         "crop": crop,
         "maps": maps,
         "overlay_format": overlay_format,
+        "input_size": list(pipeline.model_spec(input_size).input_size),
     }
     settings = json.loads(json.dumps(settings, default=str))  # as it reads back from settings.json
-    done: dict[str, dict] = {}
-    if out.is_dir() and any(not starting_run_file(p.name) for p in out.iterdir()) and not overwrite:
-        if not (out / SETTINGS).is_file():
-            raise ValueError(
-                f"{out}: exists and holds no earlier dataset run; choose another output folder or pass --overwrite"
-            )
-        # older runs wrote .npy maps and PNG overlays, and said nothing of either
-        earlier = {"maps": "npy", "overlay_format": "png", **json.loads((out / SETTINGS).read_text())}
-        if earlier != settings:
-            raise ValueError(
-                f"{out}: holds results for other settings: {differences(earlier, settings)}; "
-                "choose another output folder or pass --overwrite"
-            )
-        done = finished_maps(out)
+    done = {} if overwrite else earlier_results(out, settings)
     process, processes = jax.process_index(), jax.process_count()
     mine = process_share(items, process, processes)
     todo = [
@@ -316,7 +311,49 @@ def plan_dataset(
         if not all(unchanged(item, done.get(o)) for _, o, _, _ in output_files(item.name, classes, overlay_format))
     ]
     finished = len(mine) - len(todo)
-    return DatasetPlan(out, todo, finished, settings, dict(options or {}), overlays, overwrite, process, processes)
+    return DatasetPlan(out, todo, finished, settings, options, overlays, overwrite, process, processes)
+
+
+def check_choices(method: str, options: dict | None, crop: str, maps: str, overlay_format: str) -> dict:
+    """The method's options, checked with the run's other choices: a one-line ValueError for any unknown."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(sorted(METHODS))}")
+    if crop not in images_lib.CROPS:
+        raise ValueError(f"unknown crop {crop!r}; choose from {', '.join(images_lib.CROPS)}")
+    if maps not in MAP_LAYOUTS:
+        raise ValueError(f"unknown maps layout {maps!r}; choose from {', '.join(MAP_LAYOUTS)}")
+    if overlay_format not in OVERLAY_FORMATS:
+        raise ValueError(f"unknown overlay format {overlay_format!r}; choose from {', '.join(OVERLAY_FORMATS)}")
+    return pipeline.check_method_options(method, METHODS[method], options)
+
+
+def check_inputs_kept(items: list[Item], out: Path, classes: list[int] | None, overlay_format: str) -> None:
+    """ValueError if an output file of the run would land on one of its input images."""
+    protected = {item.path.resolve() for item in items}
+    for item in items:
+        for _, _, npy, png in output_files(item.name, classes, overlay_format):
+            if (out / png).resolve() in protected or (out / npy).resolve() in protected:
+                raise ValueError(f"{out / png}: refusing to overwrite an input image")
+
+
+def earlier_results(out: Path, settings: dict) -> dict[str, dict]:
+    """{output name: record} finished by earlier runs in `out` with the same `settings`; a ValueError
+    if `out` holds other files, or results for other settings."""
+    if not out.is_dir() or all(starting_run_file(p.name) for p in out.iterdir()):
+        return {}
+    if not (out / SETTINGS).is_file():
+        raise ValueError(
+            f"{out}: exists and holds no earlier dataset run; choose another output folder or pass --overwrite"
+        )
+    # older runs wrote .npy maps and PNG overlays at GoogLeNet's size, and said nothing of any
+    older = {"maps": "npy", "overlay_format": "png", "input_size": list(pipeline.model_spec().input_size)}
+    earlier = {**older, **json.loads((out / SETTINGS).read_text())}
+    if earlier != settings:
+        raise ValueError(
+            f"{out}: holds results for other settings: {differences(earlier, settings)}; "
+            "choose another output folder or pass --overwrite"
+        )
+    return finished_maps(out)
 
 
 def starting_run_file(name: str) -> bool:
@@ -360,20 +397,22 @@ def append_index(index: Path, records: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
-def load(item: Item, crop: str, original: bool = True) -> tuple[Item, np.ndarray | None, object, dict | None]:
-    """(item, the photo uint8 (H, W, 3) if `original` else None, model input uint8 (224, 224, 3),
+def load(
+    item: Item, crop: str, original: bool = True, size: tuple[int, int] = INPUT_SIZE
+) -> tuple[Item, np.ndarray | None, object, dict | None]:
+    """(item, the photo uint8 (H, W, 3) if `original` else None, model input uint8 (*size, 3),
     stamp), or (item, None, ImageError, None). Runs in a host worker (a thread or a process)."""
     try:
         when = stamp(item.path)  # before reading: a change while it is read shows on the next run
         photo = images_lib.read_image(item.path)
-        return item, np.asarray(photo) if original else None, images_lib.resize(photo, INPUT_SIZE, crop), when
+        return item, np.asarray(photo) if original else None, images_lib.resize(photo, size, crop), when
     except OSError as err:
         return item, None, images_lib.ImageError(f"{item.path}: {err.strerror or err}"), None
     except images_lib.ImageError as err:
         return item, None, err, None
 
 
-def write_files(out: Path, files: list[tuple[str | None, str | None]], maps, backdrop, alpha) -> None:
+def write_files(out: Path, files: list[tuple[str | None, str | None]], maps, backdrop, opacity) -> None:
     """One image's files, in a host worker: for each class k, files[k] = (its .npy file or None,
     its overlay file or None), relative to `out`; maps float32 (K, H, W); backdrop uint8 (h, w, 3)
     or None when no overlay is drawn."""
@@ -381,7 +420,7 @@ def write_files(out: Path, files: list[tuple[str | None, str | None]], maps, bac
         if npy is not None:
             outputs.save_npy(out / npy, heatmap.astype(np.float32))
         if picture is not None:
-            outputs.save_picture(out / picture, blend(backdrop, heatmap, alpha))
+            outputs.save_picture(out / picture, blend(backdrop, heatmap, opacity))
 
 
 def host_processes(workers: int | None = None) -> concurrent.futures.ProcessPoolExecutor:
@@ -394,103 +433,68 @@ def host_processes(workers: int | None = None) -> concurrent.futures.ProcessPool
     return concurrent.futures.ProcessPoolExecutor(workers or os.cpu_count(), multiprocessing.get_context("spawn"))
 
 
-def ordered_map(pool: concurrent.futures.Executor, fn: Callable, items: Iterable, ahead: int) -> Iterator:
-    """fn(item) for each item, in order, computed in `pool` at most `ahead` items ahead."""
-    pending: collections.deque = collections.deque()
-    try:
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) > ahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for future in pending:
-            future.cancel()
-
-
 def data_mesh(devices: list | None = None) -> Mesh:
     """A 1-D mesh, axis "data", over `devices` (default: this process's local devices)."""
     return Mesh(np.asarray(devices if devices is not None else jax.local_devices()), ("data",))
 
 
-def run_dataset(
-    plan: DatasetPlan,
-    model,
-    variables,
-    *,
-    batch_size: int = 16,
-    alpha: float | None = None,
-    limit: int | None = None,
-    progress: bool = False,
-    on_image: Callable[[dict], None] | None = None,
-    on_error: Callable[[str], None] | None = None,
-    mesh: Mesh | None = None,
-    host: concurrent.futures.Executor | None = None,
-) -> DatasetSummary:
-    """Carry out `plan` (see `plan_dataset`); see `explain_dataset`. `host`: the executor whose
-    workers load, draw and write beside the device (default: a thread per core, made and shut
-    down here; `host_processes()` on many-core hosts, yours to reuse and shut down)."""
-    settings, out = plan.settings, plan.out
-    classes = settings["classes"]
-    if plan.overlays and (alpha is None or not 0.0 <= alpha <= 1.0):
-        raise ValueError(f"alpha must be in [0, 1] to draw overlays; got {alpha}")
-    mesh = mesh or data_mesh()
-    step = -(-batch_size // mesh.size) * mesh.size  # a multiple of the device count
-    data = NamedSharding(mesh, PartitionSpec("data"))
-    variables = jax.device_put(taps.prepare(model, variables), NamedSharding(mesh, PartitionSpec()))
-    method = METHODS[settings["method"]]
-    todo = plan.todo if limit is None else plan.todo[:limit]
-    failed: list[str] = []
-    explained = 0
-    bar = None
-    if progress:
-        from tqdm import tqdm
+class Writer:
+    """One run's host side, beside the device: fetch each batch's real rows, write its files in
+    the host pool, and index them once written (a kill loses at most the batches in flight)."""
 
-        bar = tqdm(total=len(todo), unit="img", disable=None)
+    def __init__(self, plan: DatasetPlan, pool, index: Path, spec: ModelSpec, opacity, on_image, bar):
+        self.plan, self.pool, self.index, self.spec = plan, pool, index, spec
+        self.opacity, self.on_image, self.bar = opacity, on_image, bar
+        self.settings = plan.settings
+        self.shards = shard_names(plan.out, plan.process)
 
-    shards = shard_names(out, plan.process)
-
-    def records_of(chunk, result) -> tuple[list[dict], list, int]:
-        maps, pixels, scores, chosen = result
-        top1 = scores.ndim == 1
-
-        def fetched(a):  # waits for the device; top-1 (B, ...) -> (B, 1, ...), so one loop serves both
-            a = np.asarray(a)[: len(chunk)]
-            return a[:, None] if top1 else a
-
-        maps, pixels = (None if a is None else fetched(a) for a in (maps, pixels))
-        scores, chosen = fetched(scores), fetched(chosen)
-        files = [output_files(item.name, classes, settings["overlay_format"]) for item, _, _, _ in chunk]
-        writes = []
-        if maps is not None:
-            writes = [
-                pool.submit(
-                    write_files,
-                    out,
-                    [
-                        (npy if settings["maps"] == "npy" else None, picture if plan.overlays else None)
-                        for _, _, npy, picture in files[b]
-                    ],
-                    maps[b],
-                    original if settings["crop"] == "none" else image,
-                    alpha,
-                )
-                for b, (_, original, image, _) in enumerate(chunk)
-            ]
-        pieces = []
+    def submit(self, chunk: list, result: tuple) -> tuple[list[dict], list, int]:
+        """Fetch a batch's results (waiting for the device), start writing its files; (records,
+        the writes, images)."""
+        maps, pixels, scores, chosen = per_class(len(chunk), result)
+        files = [
+            output_files(item.name, self.settings["classes"], self.settings["overlay_format"]) for item, *_ in chunk
+        ]
+        writes = [] if maps is None else self.write_maps(chunk, files, maps)
+        pieces: list[str] = []
         if pixels is not None:
-            pixels = pixels.reshape(-1, *pixels.shape[2:])  # (B * K, H, W): row b * K + k
-            pieces = [next(shards) for _ in range(0, len(pixels), SHARD_MAPS)]
-            writes += [
-                pool.submit(write_shard, out / piece, pixels[i * SHARD_MAPS : (i + 1) * SHARD_MAPS])
-                for i, piece in enumerate(pieces)
-            ]
+            pieces, shard_writes = self.write_shards(pixels.reshape(-1, *pixels.shape[2:]))  # row b * K + k
+            writes += shard_writes
+        return self.records(chunk, files, scores, chosen, pieces), writes, len(chunk)
+
+    def write_maps(self, chunk: list, files: list, maps: np.ndarray) -> list:
+        """Each image's .npy maps and overlays, one host task per image."""
+        npy_maps, crop = self.settings["maps"] == "npy", self.settings["crop"]
+        return [
+            self.pool.submit(
+                write_files,
+                self.plan.out,
+                [
+                    (npy if npy_maps else None, picture if self.plan.overlays else None)
+                    for _, _, npy, picture in files[b]
+                ],
+                maps[b],
+                original if crop == "none" else image,
+                self.opacity,
+            )
+            for b, (_, original, image, _) in enumerate(chunk)
+        ]
+
+    def write_shards(self, pixels: np.ndarray) -> tuple[list[str], list]:
+        """uint8 (B * K, H, W) maps into shards of SHARD_MAPS: (their files, the host tasks)."""
+        pieces = [next(self.shards) for _ in range(0, len(pixels), SHARD_MAPS)]
+        writes = [
+            self.pool.submit(write_shard, self.plan.out / piece, pixels[i * SHARD_MAPS : (i + 1) * SHARD_MAPS])
+            for i, piece in enumerate(pieces)
+        ]
+        return pieces, writes
+
+    def records(self, chunk: list, files: list, scores, chosen, pieces: list[str]) -> list[dict]:
+        """The index lines of a batch: one per (image, class)."""
         records = []
         for b, (item, _, _, when) in enumerate(chunk):
             for k, (_, output, npy, picture) in enumerate(files[b]):
-                c = int(chosen[b, k])
-                r = b * scores.shape[1] + k
+                c, r = int(chosen[b, k]), b * scores.shape[1] + k
                 where = {"map": npy} if not pieces else {"map": pieces[r // SHARD_MAPS], "row": r % SHARD_MAPS}
                 records.append(
                     {
@@ -498,61 +502,127 @@ def run_dataset(
                         "name": item.name,
                         "output": output,
                         "class": c,
-                        "label": labels.label(c),
+                        "label": self.spec.label(c),
                         "score": round(float(scores[b, k]), 6),
                         **where,
-                        "overlay": picture if plan.overlays else None,
+                        "overlay": picture if self.plan.overlays else None,
                         **when,
                     }
                 )
-        return records, writes, len(chunk)
+        return records
 
-    def finish(records: list[dict], writes: list, images: int) -> int:  # index lines only once their files are written
+    def finish(self, records: list[dict], writes: list, images: int) -> int:
+        """Index a batch once its files are written; the images it held."""
         for future in writes:
             future.result()
-        append_index(index, records)
+        append_index(self.index, records)
         for record in records:
-            if on_image is not None:
-                on_image(record)
-        if bar is not None:
-            bar.update(images)
+            if self.on_image is not None:
+                self.on_image(record)
+        if self.bar is not None:
+            self.bar.update(images)
         return images
 
+
+def per_class(n: int, result: tuple) -> tuple:
+    """(maps, pixels, scores, chosen): the first `n` rows on the host, top-1 (B, ...) made (B, 1, ...)
+    so that one loop serves both."""
+    maps, pixels, scores, chosen = pipeline.real_rows(n, result)
+    if scores.ndim == 1:
+        maps, pixels, scores, chosen = (None if a is None else a[:, None] for a in (maps, pixels, scores, chosen))
+    return maps, pixels, scores, chosen
+
+
+def batch_explainer(plan: DatasetPlan, model, variables, mesh: Mesh) -> Callable:
+    """`explain(pixels uint8 (rows, h, w, 3), chunk)` -> device arrays (maps for the host or None,
+    quantized maps or None, scores, classes), dispatched without waiting: the batch sharded over
+    `mesh`, cast to float32 there (a quarter of the bytes to stack and copy)."""
+    settings = plan.settings
+    data = NamedSharding(mesh, PartitionSpec("data"))
+    variables = jax.device_put(taps.prepare(model, variables), NamedSharding(mesh, PartitionSpec()))
+    method, classes = METHODS[settings["method"]], settings["classes"]
+    host_maps = plan.overlays or settings["maps"] == "npy"  # float maps drawn or saved on the host
+
+    def explain(pixels: np.ndarray, chunk: list) -> tuple:
+        images = jax.device_put(pixels, data).astype(jnp.float32)
+        rows = len(pixels)
+        targets = None if not classes else jax.device_put(np.tile(np.asarray(classes, np.int32), (rows, 1)), data)
+        result = method(model, variables, images, targets, **plan.options)
+        quantized = quantize(result.map) if settings["maps"] == "shards" else None
+        return result.map if host_maps else None, quantized, result.scores, result.targets
+
+    return explain
+
+
+def progress_bar(total: int, progress: bool):
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", disable=None)
+
+
+def run_dataset(
+    plan: DatasetPlan,
+    model,
+    variables,
+    *,
+    images_per_batch: int = 16,
+    opacity: float | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+    on_image: Callable[[dict], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+    mesh: Mesh | None = None,
+    host: concurrent.futures.Executor | None = None,
+    spec: ModelSpec | None = None,
+) -> DatasetSummary:
+    """Carry out `plan` (see `plan_dataset`); see `explain_dataset`. `host`: the executor whose
+    workers load, draw and write beside the device (default: a thread per core, made and shut
+    down here; `host_processes()` on many-core hosts, yours to reuse and shut down). `spec`: the
+    model's input size and labels (`pipeline.model_spec()`: GoogLeNet's, ImageNet's)."""
+    if plan.overlays and (opacity is None or not 0.0 <= opacity <= 1.0):
+        raise ValueError(f"opacity must be in [0, 1] to draw overlays; got {opacity}")
+    spec = spec or pipeline.model_spec(plan.settings.get("input_size"))
+    mesh = mesh or data_mesh()
+    todo = plan.todo if limit is None else plan.todo[:limit]
+    explain = batch_explainer(plan, model, variables, mesh)
+    failed: list[str] = []
+    bar = progress_bar(len(todo), progress)
     with (
-        outputs.folder_lock(out / lock_name(plan.process, plan.processes)),
+        outputs.folder_lock(plan.out / lock_name(plan.process, plan.processes)),
         contextlib.nullcontext(host) if host else concurrent.futures.ThreadPoolExecutor(os.cpu_count(), "host") as pool,
     ):
-        index = start_index(plan)
-        reader = functools.partial(load, crop=settings["crop"], original=plan.overlays and settings["crop"] == "none")
-        loaded = ordered_map(pool, reader, todo, ahead=2 * step)
-        host_maps = plan.overlays or settings["maps"] == "npy"  # float maps drawn or saved on the host
-        dispatched = None  # the batch on the device while the previous one is fetched
-        saving: collections.deque = collections.deque()  # batches whose files are being written
+        writer = Writer(plan, pool, start_index(plan), spec, opacity, on_image, bar)
+        crop = plan.settings["crop"]
+        reader = functools.partial(load, crop=crop, original=plan.overlays and crop == "none", size=spec.input_size)
+        step = -(-images_per_batch // mesh.size) * mesh.size
+        loaded = pipeline.ordered_map(pool, reader, todo, ahead=2 * step)
         try:
-            for chunk in chunks(loaded, step, failed, on_error):
-                rows = batching.bucket(len(chunk), step, mesh.size)
-                # uint8 to the device, cast there: a quarter of the bytes to stack and copy
-                pixels = jax.device_put(batching.stack_padded([c[2] for c in chunk], rows, np.uint8), data)
-                images = pixels.astype(jnp.float32)
-                targets = (
-                    None if not classes else jax.device_put(np.tile(np.asarray(classes, np.int32), (rows, 1)), data)
-                )
-                result = method(model, variables, images, targets, **plan.options)
-                if dispatched is not None:
-                    saving.append(records_of(*dispatched))
-                quantized = quantize(result.map) if settings["maps"] == "shards" else None
-                dispatched = (chunk, (result.map if host_maps else None, quantized, result.scores, result.targets))
-                while len(saving) > 1 or (saving and all(f.done() for f in saving[0][1])):
-                    explained += finish(*saving.popleft())
-            if dispatched is not None:
-                saving.append(records_of(*dispatched))
-            while saving:
-                explained += finish(*saving.popleft())
+            batches = pipeline.explained(
+                readable(loaded, failed, on_error), explain, images_per_batch,
+                inputs=lambda entry: entry[2], multiple=mesh.size, dtype=np.uint8,
+            )  # fmt: skip
+            explained = write_as_computed(batches, writer)
         finally:
             loaded.close()  # pyright: ignore[reportAttributeAccessIssue]  (a generator)
             if bar is not None:
                 bar.close()
-    return DatasetSummary(explained, plan.finished, failed, mesh.size, plan.processes, index)
+    return DatasetSummary(explained, plan.finished, failed, mesh.size, plan.processes, writer.index)
+
+
+def write_as_computed(batches: Iterable[tuple[list, tuple]], writer: Writer) -> int:
+    """Hand each computed batch to `writer`, indexing batches as their files finish (at most two
+    in flight, so the host never falls behind the device); the images explained."""
+    explained = 0
+    saving: collections.deque = collections.deque()  # batches whose files are being written
+    for chunk, result in batches:
+        saving.append(writer.submit(chunk, result))
+        while len(saving) > 1 or (saving and all(f.done() for f in saving[0][1])):
+            explained += writer.finish(*saving.popleft())
+    while saving:
+        explained += writer.finish(*saving.popleft())
+    return explained
 
 
 def shard_names(out: Path, process: int) -> Iterator[str]:
@@ -582,21 +652,15 @@ def lock_name(process: int, processes: int) -> str:
     return LOCK if processes == 1 else f"{LOCK}.{process}-of-{processes}"
 
 
-def chunks(loaded: Iterable, size: int, failed: list[str], on_error) -> Iterator[list]:
-    """Readable images in lists of `size` (the last may be shorter); unreadable ones reported and skipped."""
-    chunk = []
-    for item, original, image, when in loaded:
-        if isinstance(image, images_lib.ImageError):
-            failed.append(str(image))
+def readable(loaded: Iterable, failed: list[str], on_error) -> Iterator[tuple]:
+    """The readable images of `loaded`; unreadable ones reported (into `failed`, and `on_error`) and skipped."""
+    for entry in loaded:
+        if isinstance(entry[2], images_lib.ImageError):
+            failed.append(str(entry[2]))
             if on_error is not None:
-                on_error(str(image))
+                on_error(str(entry[2]))
             continue
-        chunk.append((item, original, image, when))
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        yield entry
 
 
 def explain_dataset(
@@ -606,10 +670,13 @@ def explain_dataset(
     variables,
     *,
     method: str = "grad_cam",
-    classes: list[int] | None = None,
-    batch_size: int = 16,
+    targets: list[int] | None = None,
+    method_options: dict | None = None,
+    images_per_batch: int = 16,
     crop: str = "none",
-    alpha: float | None = None,
+    opacity: float | None = None,
+    input_size: tuple[int, int] | None = None,
+    labels: Sequence[str] | None = None,
     overwrite: bool = False,
     maps: str = "shards",
     overlay_format: str = "png",
@@ -618,43 +685,36 @@ def explain_dataset(
     on_image: Callable[[dict], None] | None = None,
     on_error: Callable[[str], None] | None = None,
     host: concurrent.futures.Executor | None = None,
-    **options,
+    **deprecated,
 ) -> DatasetSummary:
     """Explain every image in `inputs` (folders and files) into `out`, resuming an earlier run there.
 
-    classes: class indices to explain in each image (default: its top-1). batch_size: images per
-    step over all local devices (a short last batch is padded only to the next bucket, a multiple
-    of their count). alpha: also draw overlay
-    PNGs at this opacity. maps: "shards" (8-bit PNGs of up to 32 stacked maps, read back
-    with `load_maps`) or "npy" (one float32 .npy per map). overlay_format: "png" or "jpg". limit: stop after this many images (rerun to go on). on_image(record) is
-    called per finished (image, class), on_error("<file>: <reason>") per unreadable image, which is
-    skipped (and tried again by a rerun). host: the executor for the host work (default a thread
-    per core; `with host_processes() as host:` on many-core GPU hosts, where threads stop scaling).
-    `options` (layer, score, relu, ...) go to the method.
-    The layout of `out`, the sharding and the resume rule are in the module doc.
+    targets: class indices to explain in each image (default: its top-1). method_options: the
+    method's own (layer, score, relu, its batch_size, ...). images_per_batch: images per step over
+    all local devices (a short batch is padded only to the next bucket, a multiple of their count).
+    opacity: also draw overlays, the map at this opacity. input_size, labels: the model's (h, w)
+    and class names (default: GoogLeNet's 224 x 224, ImageNet's). maps: "shards" (8-bit PNGs of up
+    to 32 maps, read back with `load_maps`) or "npy" (one float32 .npy per map). overlay_format:
+    "png" or "jpg". limit: stop after this many images (rerun to go on). on_image(record) per
+    finished (image, class); on_error("<file>: <reason>") per unreadable image, skipped (a rerun
+    tries it again). host: the executor for the host work (default a thread per core;
+    `host_processes()` on many-core GPU hosts). The layout of `out`, the sharding and the resume
+    rule are in the module doc. Deprecated for one release: classes= (targets=), batch_size=
+    (images_per_batch=), alpha= (opacity=), method options as keywords (method_options=).
     """
-    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    targets = pipeline.renamed(deprecated, "classes", "targets", targets)
+    hint = " (a method's own goes in method_options)"
+    images_per_batch = pipeline.renamed(deprecated, "batch_size", "images_per_batch", images_per_batch, 16, hint)
+    opacity = pipeline.renamed(deprecated, "alpha", "opacity", opacity, None, hint)
+    if deprecated:
+        warnings.warn(DEPRECATED_OPTIONS.format(", ".join(deprecated)), DeprecationWarning, stacklevel=2)
+    spec = pipeline.model_spec(input_size, labels)
     plan = plan_dataset(
-        inputs,
-        out,
-        method=method,
-        options=options,
-        classes=classes,
-        crop=crop,
-        overlays=alpha is not None,
-        overwrite=overwrite,
-        maps=maps,
-        overlay_format=overlay_format,
-    )
+        [inputs] if isinstance(inputs, (str, Path)) else list(inputs), out, method=method,
+        options={**deprecated, **(method_options or {})}, targets=targets, crop=crop, overlays=opacity is not None,
+        overwrite=overwrite, maps=maps, overlay_format=overlay_format, input_size=spec.input_size,
+    )  # fmt: skip
     return run_dataset(
-        plan,
-        model,
-        variables,
-        batch_size=batch_size,
-        alpha=alpha,
-        limit=limit,
-        progress=progress,
-        on_image=on_image,
-        on_error=on_error,
-        host=host,
-    )
+        plan, model, variables, images_per_batch=images_per_batch, opacity=opacity, limit=limit,
+        progress=progress, on_image=on_image, on_error=on_error, host=host, spec=spec,
+    )  # fmt: skip

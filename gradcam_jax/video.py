@@ -1,9 +1,10 @@
 """Explaining videos and webcam streams frame by frame, with decoding, compute and encoding overlapped.
 
     decode thread          compute thread                                    calling thread
-    read + resize to 224 -> batch -> explain on the device -> overlay  ->  encode (ffmpeg)
+    read + resize (224) -> batch -> explain on the device -> overlay  ->  encode (ffmpeg)
 
-Each stage is a generator; `prefetch` runs one in a background thread behind a small bounded queue,
+Each stage is a generator; `prefetch` (`gradcam_jax._src.pipeline`, with the batching loop every
+front end shares) runs one in a background thread behind a small bounded queue,
 so the next batch is decoded and the previous one encoded while the device computes, and memory
 stays bounded however long the video. Within the compute thread the next batch is dispatched
 before the last one is fetched (JAX dispatches asynchronously), so the device never waits on the
@@ -19,28 +20,32 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import queue
 import threading
 import time
 import warnings
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 from PIL import Image
 
-from gradcam_jax._src import batching, outputs
 from gradcam_jax._src import images as images_lib
 from gradcam_jax._src import maps as maps_lib
+from gradcam_jax._src import outputs, pipeline
+from gradcam_jax._src.images import INPUT_SIZE
 from gradcam_jax._src.methods import METHODS
 from gradcam_jax._src.overlay import blend
-from gradcam_jax.models.googlenet import INPUT_SIZE
+from gradcam_jax._src.pipeline import prefetch
 
 # Containers whose muxers take H.264, the codec written.
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi")
 CAMERA_FPS = 30.0  # assumed when a camera does not report its frame rate
+HINT = " (a method's own goes in method_options)"
+DEPRECATED_OPTIONS = (
+    "method options as keyword arguments ({}) are deprecated; pass method_options={{...}} (they go in the next release)"
+)
 
 
 class VideoError(ValueError):
@@ -59,7 +64,7 @@ class Source(NamedTuple):
 
 class ExplainedFrame(NamedTuple):
     overlay: np.ndarray  # uint8 (H, W, 3): the frame with its map drawn over it
-    map: np.ndarray  # float32 (224, 224) in [0, 1]: the explanation of the frame as the model saw it
+    map: np.ndarray  # float32 (h, w) in [0, 1], the input size: the explanation of the frame as the model saw it
     target: int  # the class explained
     score: float  # its score
 
@@ -164,77 +169,12 @@ def read_camera(index: int, stop: threading.Event | None = None) -> Source:
 # -- the pipeline (pure generators, plus one threading helper) ----------------------------------
 
 
-def prefetch(iterable: Iterable, depth: int = 2) -> Generator:
-    """The items of `iterable`, produced in a background thread up to `depth` items ahead.
-
-    An exception in the producer is raised here, in the consumer. Closing this generator (or
-    leaving the loop) stops the producer and closes `iterable` in the producer's thread.
-    """
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
-
-    def put(entry) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for item in iterable:
-                if not put((item, None)):
-                    break
-            else:
-                put((end, None))
-        except BaseException as err:  # handed to the consumer, which re-raises it
-            put((end, err))
-        finally:
-            close = getattr(iterable, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=produce, name="gradcam-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, err = items.get()
-            if err is not None:
-                raise err
-            if item is end:
-                return
-            yield item
-    finally:
-        stop.set()
-
-
 def model_inputs(
     frames: Iterable[np.ndarray], size: tuple[int, int] = INPUT_SIZE
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(frame, model input uint8 (224, 224, 3)) per frame, resized as `images.resize` does (MATLAB)."""
+    """(frame, model input uint8 (*size, 3)) per frame, resized as `images.resize` does (MATLAB)."""
     for frame in frames:
         yield frame, images_lib.resize(Image.fromarray(frame), size)
-
-
-def batched(pairs: Iterable[tuple[np.ndarray, np.ndarray]], batch_size: int) -> Iterator[tuple[list, np.ndarray]]:
-    """(frames, inputs float32 (rows, 224, 224, 3)) per batch of up to `batch_size` frames. A short
-    last batch is padded only to the next bucket (`gradcam_jax._src.batching`); `len(frames)` rows are real."""
-    chunk: list = []
-    for pair in pairs:
-        chunk.append(pair)
-        if len(chunk) == batch_size:
-            yield pad(chunk, batch_size)
-            chunk = []
-    if chunk:
-        yield pad(chunk, batch_size)
-
-
-def pad(chunk: list, batch_size: int) -> tuple[list, np.ndarray]:
-    rows = batching.bucket(len(chunk), batch_size)
-    return [c[0] for c in chunk], batching.stack_padded([c[1] for c in chunk], rows)
 
 
 @functools.partial(jax.jit, static_argnames="size")
@@ -243,34 +183,26 @@ def stretch(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
     return maps_lib.upsample(maps, size)
 
 
-def frame_explainer(model, variables, method: str, target: int | None, batch_size: int, options: dict) -> Callable:
-    """`explain(inputs, frame_size)` -> device arrays (maps 224, maps at frame_size, targets, scores),
-    each (B, ...): one method call on a batch, dispatched without waiting for the result."""
+def frame_explainer(model, variables, method: str, targets: int | None, options: dict) -> Callable:
+    """`explain(inputs, frame_size)` -> device arrays (maps at the input size, maps at frame_size,
+    classes, scores), each (B, ...): one method call on a batch, dispatched without waiting."""
     fn = METHODS[method]
 
     def explain(inputs: np.ndarray, frame_size: tuple[int, int]):
-        targets = None if target is None else np.full((len(inputs),), target, np.int32)
-        result = fn(model, variables, inputs, targets, **options)
+        chosen = None if targets is None else np.full((len(inputs),), targets, np.int32)
+        result = fn(model, variables, inputs, chosen, **options)
         return result.map, stretch(result.map, frame_size), result.targets, result.scores
 
     return explain
 
 
-def explained_batches(batches: Iterable[tuple[list, np.ndarray]], explain: Callable) -> Iterator[tuple[list, tuple]]:
-    """(frames, host arrays) per batch, one batch behind: batch i+1 is dispatched before batch i is
-    fetched, so the device computes while the host draws and encodes."""
-    pending = None
-    for frames, inputs in batches:
-        dispatched = (frames, explain(inputs, frames[0].shape[:2]))
-        if pending is not None:
-            yield fetch(*pending)
-        pending = dispatched
-    if pending is not None:
-        yield fetch(*pending)
-
-
-def fetch(frames: list, arrays: tuple) -> tuple[list, tuple]:
-    return frames, tuple(np.asarray(a)[: len(frames)] for a in arrays)
+def checked_call(method: str, method_options: dict | None, opacity: float) -> dict:
+    """The method's options, checked with the method and the opacity: a one-line ValueError."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(sorted(METHODS))}")
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1]; got {opacity}")
+    return pipeline.check_method_options(method, METHODS[method], method_options)
 
 
 def explain_frames(
@@ -279,44 +211,52 @@ def explain_frames(
     variables,
     *,
     method: str = "grad_cam",
-    target: int | None = None,
-    batch_size: int = 8,
-    alpha: float = 0.5,
-    input_size: tuple[int, int] = INPUT_SIZE,
-    **options,
+    targets: int | None = None,
+    method_options: dict | None = None,
+    frames_per_batch: int = 8,
+    opacity: float = 0.5,
+    input_size: tuple[int, int] | None = None,
+    **deprecated,
 ) -> Iterator[ExplainedFrame]:
     """Explain a stream of uint8 RGB (H, W, 3) frames of one size; one `ExplainedFrame` per frame, in order.
 
-    target: a class index for every frame, or None for each frame's own top-1 class. Frames are
-    resized to `input_size` (h, w), GoogLeNet's 224x224 by default, for the model. `options`
-    (layer, score, relu, ...) go to the method. Frames are decoded and resized in a background
-    thread; the overlay is drawn at the frame's resolution (see the module doc).
+    targets: a class index for every frame, or None for each frame's own top-1 class. Frames are
+    resized to `input_size` (h, w), GoogLeNet's 224x224 by default, for the model, and go to it
+    `frames_per_batch` at a time. method_options (layer, score, relu, ...) go to the method.
+    Frames are decoded and resized in a background thread; the overlay is drawn at the frame's
+    resolution (see the module doc). Deprecated for one release: target= (targets=), batch_size=
+    (frames_per_batch=), alpha= (opacity=), method options as keywords (method_options=).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(sorted(METHODS))}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
-    explain = frame_explainer(model, variables, method, target, batch_size, options)
-    inputs = prefetch(model_inputs(frames, input_size), depth=2 * batch_size)
+    targets = pipeline.renamed(deprecated, "target", "targets", targets)
+    frames_per_batch = pipeline.renamed(deprecated, "batch_size", "frames_per_batch", frames_per_batch, 8, HINT)
+    opacity = pipeline.renamed(deprecated, "alpha", "opacity", opacity, 0.5, HINT)
+    options = checked_call(method, {**legacy_options(deprecated), **(method_options or {})}, opacity)
+    explain = frame_explainer(model, variables, method, targets, options)
+    inputs = prefetch(model_inputs(frames, pipeline.model_spec(input_size).input_size), depth=2 * frames_per_batch)
+    batches = pipeline.explained(
+        inputs, lambda x, chunk: explain(x, chunk[0][0].shape[:2]), frames_per_batch, inputs=lambda pair: pair[1]
+    )
     try:
-        for batch, (maps, stretched, targets, scores) in explained_batches(batched(inputs, batch_size), explain):
-            for b, frame in enumerate(batch):
-                # `overlay` upsamples only where sizes differ: here the map is already at the frame's size
-                yield ExplainedFrame(blend(frame, stretched[b], alpha), maps[b], int(targets[b]), float(scores[b]))
+        for chunk, arrays in batches:
+            maps, stretched, chosen, scores = pipeline.real_rows(len(chunk), arrays)
+            for b, (frame, _) in enumerate(chunk):
+                # `blend` upsamples only where sizes differ: here the map is already at the frame's size
+                yield ExplainedFrame(blend(frame, stretched[b], opacity), maps[b], int(chosen[b]), float(scores[b]))
     finally:
         inputs.close()
+
+
+def legacy_options(given: dict) -> dict:
+    """Method options given the old way, as keyword arguments: accepted, with a DeprecationWarning."""
+    if given:
+        warnings.warn(DEPRECATED_OPTIONS.format(", ".join(given)), DeprecationWarning, stacklevel=3)
+    return given
 
 
 def clips(pairs: Iterable[tuple[np.ndarray, np.ndarray]], length: int) -> Iterator[tuple[list, np.ndarray]]:
     """(frames, inputs float32 (1, length, h, w, 3)) per clip of `length` consecutive frames; a short
     last clip is filled up by repeating its last frame (only `len(frames)` of its maps are real)."""
-    chunk: list = []
-    for pair in pairs:
-        chunk.append(pair)
-        if len(chunk) == length:
-            yield [c[0] for c in chunk], np.stack([c[1] for c in chunk])[None].astype(np.float32)
-            chunk = []
-    if chunk:
+    for chunk in pipeline.chunked(pairs, length):
         inputs = [c[1] for c in chunk] + [chunk[-1][1]] * (length - len(chunk))
         yield [c[0] for c in chunk], np.stack(inputs)[None].astype(np.float32)
 
@@ -328,32 +268,33 @@ def explain_clips(
     *,
     clip_length: int,
     method: str = "grad_cam",
-    target: int | None = None,
-    alpha: float = 0.5,
-    input_size: tuple[int, int] = INPUT_SIZE,
-    **options,
+    targets: int | None = None,
+    method_options: dict | None = None,
+    opacity: float = 0.5,
+    input_size: tuple[int, int] | None = None,
+    **deprecated,
 ) -> Iterator[ExplainedFrame]:
     """Explain a stream of uint8 RGB (H, W, 3) frames with a clip model, one that takes
     (B, T, h, w, 3) clips (a 3-D CNN over time): frames go to it in clips of `clip_length`
     consecutive frames, resized to `input_size`, one clip per method call, and its map (1, T, h, w)
     gives each frame its own map, drawn over the frame at the frame's resolution. One
-    `ExplainedFrame` per frame, in order; target and score are the clip's.
+    `ExplainedFrame` per frame, in order; target and score are the clip's. Deprecated for one
+    release: target= (targets=), alpha= (opacity=), method options as keywords (method_options=).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(sorted(METHODS))}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
+    targets = pipeline.renamed(deprecated, "target", "targets", targets)
+    opacity = pipeline.renamed(deprecated, "alpha", "opacity", opacity, 0.5, HINT)
+    options = checked_call(method, {**legacy_options(deprecated), **(method_options or {})}, opacity)
     if clip_length < 1:
         raise ValueError(f"clip_length must be at least 1; got {clip_length}")
-    explain = frame_explainer(model, variables, method, target, 1, options)
-    inputs = prefetch(model_inputs(frames, input_size), depth=2 * clip_length)
+    explain = frame_explainer(model, variables, method, targets, options)
+    inputs = prefetch(model_inputs(frames, pipeline.model_spec(input_size).input_size), depth=2 * clip_length)
     try:
         for chunk, clip in clips(inputs, clip_length):
             # maps (1, T, h, w) and stretched (1, T, H, W): one map per frame of the clip
-            maps, stretched, targets, scores = (np.asarray(a) for a in explain(clip, chunk[0].shape[:2]))
+            maps, stretched, chosen, scores = (np.asarray(a) for a in explain(clip, chunk[0].shape[:2]))
             for t, frame in enumerate(chunk):
                 yield ExplainedFrame(
-                    blend(frame, stretched[0, t], alpha), maps[0, t], int(targets[0]), float(scores[0])
+                    blend(frame, stretched[0, t], opacity), maps[0, t], int(chosen[0]), float(scores[0])
                 )
     finally:
         inputs.close()
@@ -423,43 +364,47 @@ def explain_video(
     variables,
     *,
     method: str = "grad_cam",
-    target: int | None = None,
-    batch_size: int = 8,
-    alpha: float = 0.5,
+    targets: int | None = None,
+    method_options: dict | None = None,
+    frames_per_batch: int = 8,
+    opacity: float = 0.5,
+    input_size: tuple[int, int] | None = None,
     max_frames: int | None = None,
     stop: threading.Event | None = None,
     progress: bool = False,
     clip_length: int | None = None,
-    **options,
+    **deprecated,
 ) -> VideoStats:
     """Write `out`, the video (file path), webcam (int) or opened `Source` with each frame's map
     drawn over it, at the source's frame rate and frame size, one output frame per input frame.
 
+    targets, method_options, frames_per_batch, opacity, input_size: as for `explain_frames`.
     clip_length: for a clip model ((B, T, h, w, 3) in, a 3-D CNN over time), the frames go to it in
     clips of that many (`explain_clips`); None: a per-frame image model (`explain_frames`).
     max_frames: stop after that many (a camera runs until `stop` is set, or this). progress: a tqdm
-    bar on stderr with the frames/s achieved. Decoding, compute and encoding run concurrently (see the
-    module doc). Returns `VideoStats`; raises `VideoError` for an unreadable source or unwritable out.
+    bar on stderr with the frames/s achieved. Decoding, compute and encoding run concurrently (see
+    the module doc). Returns `VideoStats`; raises `VideoError` for an unreadable source or
+    unwritable out. The old names (target=, batch_size=, alpha=, options as keywords) are accepted
+    for one release, with a DeprecationWarning.
     """
+    targets = pipeline.renamed(deprecated, "target", "targets", targets)
+    frames_per_batch = pipeline.renamed(deprecated, "batch_size", "frames_per_batch", frames_per_batch, 8, HINT)
+    opacity = pipeline.renamed(deprecated, "alpha", "opacity", opacity, 0.5, HINT)
+    method_options = {**legacy_options(deprecated), **(method_options or {})}
     out = check_video_path(out)
-    if isinstance(source, (str, Path)) and Path(source).resolve() == out.resolve():
-        raise VideoError(f"{out}: refusing to overwrite the input video")
-    if not isinstance(source, Source):
-        source = read_camera(source, stop) if isinstance(source, int) else read_video(source)
-    info, frames = source
+    info, frames = open_source(source, out, stop)
+    total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     if max_frames is not None:
         frames = limited(frames, max_frames)
-    total = info.frames if max_frames is None else min(max_frames, info.frames or max_frames)
     start = time.perf_counter()
+    common: dict[str, Any] = dict(
+        method=method, targets=targets, method_options=method_options, opacity=opacity, input_size=input_size
+    )
     if clip_length is None:
-        stream = explain_frames(
-            frames, model, variables, method=method, target=target, batch_size=batch_size, alpha=alpha, **options
-        )
+        stream = explain_frames(frames, model, variables, frames_per_batch=frames_per_batch, **common)
     else:
-        stream = explain_clips(
-            frames, model, variables, clip_length=clip_length, method=method, target=target, alpha=alpha, **options
-        )
-    explained = prefetch(stream, depth=2 * batch_size)
+        stream = explain_clips(frames, model, variables, clip_length=clip_length, **common)
+    explained = prefetch(stream, depth=2 * frames_per_batch)
     try:
         overlays = (e.overlay for e in explained)
         if progress:
@@ -471,6 +416,15 @@ def explain_video(
         explained.close()
     seconds = time.perf_counter() - start
     return VideoStats(count, seconds, count / seconds if seconds > 0 else 0.0, out)
+
+
+def open_source(source: str | Path | int | Source, out: Path, stop: threading.Event | None) -> Source:
+    """`source` opened (a file path or a camera number), refusing to write over an input file."""
+    if isinstance(source, (str, Path)) and Path(source).resolve() == out.resolve():
+        raise VideoError(f"{out}: refusing to overwrite the input video")
+    if isinstance(source, Source):
+        return source
+    return read_camera(source, stop) if isinstance(source, int) else read_video(source)
 
 
 def limited(frames: Iterator[np.ndarray], n: int) -> Iterator[np.ndarray]:

@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="module")
 def app_url(googlenet):
     pytest.importorskip("gradio", reason="the app needs the app extra: pip install -e '.[app]'")
-    from gradcam_jax import app
+    from gradcam_jax import app, cli
 
-    with app.serve(*googlenet) as url:
+    with app.serve(*googlenet, examples=cli.EXAMPLE_PHOTOS) as url:  # the page `gradcam-jax app` serves
         yield url

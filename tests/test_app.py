@@ -28,7 +28,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 CAT_DOG = PHOTOS / "cat_dog.jpg"
 BULL_MASTIFF, TIGER_CAT = 243, 282
-DEFAULTS = dict(layer="inception_5b/output", score="softmax", relu=False, alpha=0.5)
+DEFAULTS = dict(layer="inception_5b/output", score="softmax", relu=False, opacity=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,15 @@ def client(app_url):
 def explain(client, photo, typed="", method="grad_cam", **options):
     o = {**DEFAULTS, **options}
     return client.predict(
-        handle_file(str(photo)), None, typed, method, o["layer"], o["score"], o["relu"], o["alpha"], api_name="/explain"
+        handle_file(str(photo)),
+        None,
+        typed,
+        method,
+        o["layer"],
+        o["score"],
+        o["relu"],
+        o["opacity"],
+        api_name="/explain",
     )
 
 

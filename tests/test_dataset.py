@@ -47,7 +47,8 @@ def on_image(record):
         os.kill(os.getpid(), signal.SIGKILL)  # a real kill: no cleanup runs
 
 summary = explain_dataset(
-    args["folder"], args["out"], model, variables, batch_size=args["batch"], on_image=on_image, **args["options"]
+    args["folder"], args["out"], model, variables, images_per_batch=args["batch"], on_image=on_image,
+    method_options=args["options"],
 )
 print(json.dumps({**summary._asdict(), "index": str(summary.index), "local_devices": jax.local_device_count()}))
 """
@@ -120,7 +121,13 @@ def assert_matches(out, records, reference):
 def test_one_device_matches_direct_calls(folder, reference, googlenet, tmp_path):
     errors = []
     summary = gj.explain_dataset(
-        folder, tmp_path / "out", *googlenet, batch_size=3, on_error=errors.append, maps="npy", **OPTIONS
+        folder,
+        tmp_path / "out",
+        *googlenet,
+        images_per_batch=3,
+        on_error=errors.append,
+        maps="npy",
+        method_options=OPTIONS,
     )
     assert summary.explained == 8 and summary.skipped == 0 and summary.devices == 1
     assert errors == summary.failed == [f"{folder / 'broken.jpg'}: not an image Pillow can read"]
@@ -169,13 +176,13 @@ def test_two_hosts_share_the_images(folder, reference, tmp_path):
 
 def test_limit_then_rerun_and_changed_settings(folder, reference, googlenet, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    first = gj.explain_dataset(folder, out, *googlenet, batch_size=4, limit=3, **OPTIONS)
+    first = gj.explain_dataset(folder, out, *googlenet, images_per_batch=4, limit=3, method_options=OPTIONS)
     assert first.explained == 2  # broken.jpg counts against the limit, and fails
-    rest = gj.explain_dataset(folder, out, *googlenet, batch_size=4, **OPTIONS)
+    rest = gj.explain_dataset(folder, out, *googlenet, images_per_batch=4, method_options=OPTIONS)
     assert (rest.skipped, rest.explained) == (2, 6)
     assert_matches(out, read_index(out), reference)
     with pytest.raises(ValueError, match=r"other settings: score softmax \(now logit\)"):
-        gj.explain_dataset(folder, out, *googlenet, **{**OPTIONS, "score": "logit"})
+        gj.explain_dataset(folder, out, *googlenet, method_options={**OPTIONS, "score": "logit"})
     with pytest.raises(ValueError, match="holds no earlier dataset run"):
         dataset_lib.plan_dataset([folder], folder / "sub", options=OPTIONS)  # a folder of other files
 
@@ -226,3 +233,73 @@ def test_cli_folder_is_a_resumable_dataset_run(folder, reference, tmp_path, caps
     assert cli.main(["explain", str(copy), "--out", str(inside), "--batch", "4"]) == 0
     assert "3 image(s) already done, 0 to go" in capsys.readouterr().err
     assert len(read_index(inside)) == 3
+
+
+# -- names: targets, method_options, images_per_batch, opacity (the old ones for one release) ----
+
+
+@pytest.fixture
+def small_photos(tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    source = Image.open(PHOTOS / "cat_dog.jpg").convert("RGB")
+    for i in range(3):
+        source.crop((30 * i, 20 * i, 200 + 30 * i, 150 + 20 * i)).save(folder / f"p{i}.jpg")
+    return folder
+
+
+def tiny(num_classes=4, size=224):
+    from tests.test_methods import Tiny
+    from tests.test_throughput import variables_of
+
+    model = Tiny(num_classes=num_classes)
+    return model, variables_of(model, size)
+
+
+def test_old_argument_names_give_the_same_run_with_a_deprecation_warning(small_photos, tmp_path):
+    model, variables = tiny()
+    new = gj.explain_dataset(
+        small_photos, tmp_path / "new", model, variables, targets=[1, 2], images_per_batch=2, opacity=0.5,
+        method_options={"layer": "relu"},
+    )  # fmt: skip
+    with pytest.warns(DeprecationWarning) as caught:
+        old = gj.explain_dataset(
+            small_photos, tmp_path / "old", model, variables, classes=[1, 2], batch_size=2, alpha=0.5, layer="relu"
+        )
+    messages = " | ".join(str(w.message) for w in caught)
+    for said in ("classes= is now targets=", "batch_size= is now images_per_batch=", "alpha= is now opacity=",
+                 "method options as keyword arguments (layer)"):  # fmt: skip
+        assert said in messages
+    assert (new.explained, new.failed) == (old.explained, old.failed) == (3, [])
+    for a, b in zip(dataset_lib.load_maps(tmp_path / "new"), dataset_lib.load_maps(tmp_path / "old")):
+        np.testing.assert_array_equal(a, b)
+    assert (tmp_path / "new" / "settings.json").read_text() == (tmp_path / "old" / "settings.json").read_text()
+    assert (tmp_path / "new" / "p0-1.png").read_bytes() == (tmp_path / "old" / "p0-1.png").read_bytes()
+    with pytest.raises(TypeError, match="got both targets= and its old name classes="):
+        gj.explain_dataset(small_photos, tmp_path / "both", model, variables, targets=[1], classes=[1])
+
+
+def test_an_option_the_method_does_not_take_is_refused_before_any_work(small_photos, tmp_path):
+    model, variables = tiny()
+    with pytest.raises(ValueError, match=r"^grad_cam has no option 'steps'; its options: .*layer"):
+        gj.explain_dataset(small_photos, tmp_path / "out", model, variables, method_options={"steps": 4})
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_of_its_own_input_size_and_labels(small_photos, tmp_path):
+    model, variables = tiny(num_classes=3, size=48)
+    out = tmp_path / "out"
+    summary = gj.explain_dataset(
+        small_photos, out, model, variables, input_size=(48, 64), labels=["square", "circle", "cross"],
+        method_options={"layer": "relu"},
+    )  # fmt: skip
+    assert summary.explained == 3
+    names, classes, maps = dataset_lib.load_maps(out)
+    assert maps.shape == (3, 48, 64)
+    images = np.stack([gj.load_image(small_photos / f"{n}.jpg", (48, 64)) for n in names]).astype(np.float32)
+    expected = gj.grad_cam(model, variables, images, layer="relu")
+    np.testing.assert_allclose(maps, expected.map, atol=0.5 / 255 + 1e-6)
+    labels = [json.loads(line)["label"] for line in (out / "index.jsonl").read_text().splitlines()]
+    assert labels == [["square", "circle", "cross"][int(c)] for c in expected.targets]
+    with pytest.raises(ValueError, match=r"input_size \[48, 64\] \(now \[224, 224\]\)"):
+        gj.explain_dataset(small_photos, out, model, variables, method_options={"layer": "relu"})

@@ -29,7 +29,7 @@ from PIL import Image
 import gradcam_jax as gj
 from gradcam_jax import cli
 from gradcam_jax import dataset as dataset_lib
-from gradcam_jax._src import batching, choices, outputs
+from gradcam_jax._src import choices, outputs, pipeline
 from gradcam_jax.methods import METHODS
 from tests.conftest import PHOTOS, ROOT
 from tests.test_methods import Tiny  # conv -> ReLU layer "relu" (3 channels) -> mean -> dense
@@ -80,17 +80,17 @@ def conv_batches(fn, *args) -> list[int]:
 @given(st.integers(1, 64), st.integers(1, 512), st.sampled_from([1, 2, 4, 8]))
 def test_a_bucket_holds_the_batch_and_at_most_doubles_it(batch_size, n, multiple):
     n = min(n, batch_size)
-    rows = batching.bucket(n, batch_size, multiple)
+    rows = pipeline.bucket(n, batch_size, multiple)
     cap = -(-batch_size // multiple) * multiple
     assert n <= rows <= cap and rows % multiple == 0
     assert rows < 2 * n or rows == multiple  # never more than the next bucket
-    buckets = {batching.bucket(k, batch_size, multiple) for k in range(1, batch_size + 1)}
+    buckets = {pipeline.bucket(k, batch_size, multiple) for k in range(1, batch_size + 1)}
     assert len(buckets) <= (cap // multiple).bit_length() + 1  # few shapes to compile
 
 
 def test_padding_repeats_the_first_row():
     rows = [np.full((2, 2), i, np.uint8) for i in (5, 6, 7)]
-    padded = batching.stack_padded(rows, 4)
+    padded = pipeline.stack_padded(rows, 4)
     assert padded.dtype == np.float32 and padded.shape == (4, 2, 2)
     np.testing.assert_array_equal(padded[:, 0, 0], [5, 6, 7, 5])
 
@@ -124,7 +124,9 @@ def test_cli_explains_one_image_as_one_row(photos, tmp_path, monkeypatch, capsys
 
 def test_folder_run_pads_only_to_the_next_bucket(photos, tmp_path):
     model = Recorder("dataset-three")
-    summary = gj.explain_dataset(photos, tmp_path / "out", model, variables_of(model, 224), batch_size=16, layer="conv")
+    summary = gj.explain_dataset(
+        photos, tmp_path / "out", model, variables_of(model, 224), images_per_batch=16, method_options={"layer": "conv"}
+    )
     assert summary.explained == 3
     assert set(SEEN["dataset-three"]) == {4}  # 3 images -> the bucket of 4, not 16
 
@@ -177,6 +179,7 @@ def test_chunking_does_not_change_the_maps():
 # -- sharing a folder ---------------------------------------------------------------------------
 
 HOLD = "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"
+RELU = {"layer": "relu"}  # the Tiny model's one spatial layer
 
 
 def test_a_second_run_into_a_busy_folder_is_refused(photos, tmp_path, monkeypatch, capsys):
@@ -203,19 +206,19 @@ def test_a_second_run_into_a_busy_folder_is_refused(photos, tmp_path, monkeypatc
 def test_a_changed_input_is_explained_again(photos, tmp_path):
     model, out = Tiny(), tmp_path / "out"
     variables = variables_of(model, 224)
-    assert gj.explain_dataset(photos, out, model, variables, layer="relu").explained == 3
-    assert gj.explain_dataset(photos, out, model, variables, layer="relu").explained == 0
+    assert gj.explain_dataset(photos, out, model, variables, method_options=RELU).explained == 3
+    assert gj.explain_dataset(photos, out, model, variables, method_options=RELU).explained == 0
     changed = photos / "p1.jpg"
     Image.open(changed).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(changed)
     os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))  # a new mtime even on a coarse clock
-    summary = gj.explain_dataset(photos, out, model, variables, layer="relu")
+    summary = gj.explain_dataset(photos, out, model, variables, method_options=RELU)
     assert summary.explained == 1 and summary.skipped == 2
     latest = {r["name"]: r for r in map(json.loads, (out / "index.jsonl").read_text().splitlines())}
     assert latest["p1"]["mtime_ns"] == changed.stat().st_mtime_ns
     expected = gj.grad_cam(model, variables, gj.load_image(changed)[None], layer="relu").map[0]
     names, _, maps = dataset_lib.load_maps(out)
     np.testing.assert_allclose(maps[names.index("p1")], expected, atol=0.5 / 255 + 1e-6)  # the newer map wins
-    assert gj.explain_dataset(photos, out, model, variables, layer="relu").explained == 0
+    assert gj.explain_dataset(photos, out, model, variables, method_options=RELU).explained == 0
 
 
 def test_a_failed_write_stops_with_one_line_and_the_rerun_resumes(photos, tmp_path, monkeypatch, capsys):
@@ -243,9 +246,8 @@ def test_a_failed_write_stops_with_one_line_and_the_rerun_resumes(photos, tmp_pa
 
 def test_cli_leaves_each_methods_own_score_and_relu_alone():
     parse = cli.build_parser().parse_args
-    assert choices.method_options(METHODS["score_cam"], parse(["explain", "x.jpg", "--method", "score_cam"])) == {
-        "layer": "inception_5b-output"
-    }
+    # nothing given: each method keeps its own defaults (the layer: the model's default_layer)
+    assert choices.method_options(METHODS["score_cam"], parse(["explain", "x.jpg", "--method", "score_cam"])) == {}
     given_ = choices.method_options(METHODS["score_cam"], parse(["explain", "x.jpg", "--score", "logit", "--relu"]))
     assert given_["score"] == "logit" and given_["relu"] is True
 
@@ -264,13 +266,13 @@ def test_maps_are_sharded_by_default_and_npy_on_request(photos, tmp_path):
         ("npy", ["p0.npy", "p1.npy", "p2.npy"], 1e-6),
     ]:
         out = tmp_path / layout
-        gj.explain_dataset(photos, out, model, variables, layer="relu", maps=layout)
+        gj.explain_dataset(photos, out, model, variables, method_options=RELU, maps=layout)
         assert sorted(p.name for p in (out / "maps").iterdir()) == files  # one shard for the batch
         names, classes, maps = dataset_lib.load_maps(out)
         assert names == ["p0", "p1", "p2"] and classes.dtype == np.int32 and maps.dtype == np.float32
         np.testing.assert_allclose(maps, expected, atol=atol)
     with pytest.raises(ValueError, match=r"maps shards \(now npy\)"):
-        gj.explain_dataset(photos, tmp_path / "shards", model, variables, layer="relu", maps="npy")
+        gj.explain_dataset(photos, tmp_path / "shards", model, variables, method_options=RELU, maps="npy")
 
 
 def test_a_batch_of_more_maps_than_a_shard_holds_spreads_over_shards(photos, tmp_path):
@@ -281,7 +283,7 @@ def test_a_batch_of_more_maps_than_a_shard_holds_spreads_over_shards(photos, tmp
     images = np.stack([gj.load_image(p) for p in sorted(photos.iterdir())])
     expected = gj.grad_cam(model, variables, images, np.tile(np.asarray(classes, np.int32), (3, 1)), layer="relu").map
     out = tmp_path / "out"
-    gj.explain_dataset(photos, out, model, variables, classes=classes, layer="relu", batch_size=4)
+    gj.explain_dataset(photos, out, model, variables, targets=classes, method_options=RELU, images_per_batch=4)
     shards = sorted((out / "maps").iterdir())
     assert [p.name for p in shards] == ["shard-000-000000.png", "shard-000-000001.png"]
     assert [dataset_lib.read_shard(p).shape[0] for p in shards] == [dataset_lib.SHARD_MAPS, 36 - dataset_lib.SHARD_MAPS]
@@ -316,7 +318,7 @@ def test_host_work_in_processes_writes_what_threads_write(photos, tmp_path):
         for name, executor in [("threads", None), ("processes", host)]:
             out, errors = tmp_path / name, []
             summary = gj.explain_dataset(
-                photos, out, model, variables, layer="relu", alpha=0.5, maps="npy", batch_size=2, host=executor,
+                photos, out, model, variables, method_options=RELU, opacity=0.5, maps="npy", images_per_batch=2, host=executor,
                 on_error=errors.append,
             )  # fmt: skip
             assert summary.explained == 3 and errors == [f"{photos / 'broken.jpg'}: not an image Pillow can read"]

@@ -69,7 +69,11 @@ def pan(tmp_path_factory):
 @pytest.fixture(scope="module")
 def explained(pan, googlenet):
     model, variables = googlenet
-    return list(video.explain_frames(iter(pan[0]), model, variables, target=BULL_MASTIFF, batch_size=8, **PAPER))
+    return list(
+        video.explain_frames(
+            iter(pan[0]), model, variables, targets=BULL_MASTIFF, frames_per_batch=8, method_options=PAPER
+        )
+    )
 
 
 def test_map_peak_stays_on_the_dog_as_the_camera_pans(explained):
@@ -105,7 +109,7 @@ def test_cli_writes_every_frame_at_its_size_and_rate_with_the_peak_on_the_dog(pa
         "--score",
         "logit",
         "--relu",
-        "--alpha",
+        "--opacity",
         "0.6",
     ]
     assert cli.main(argv) == 0
@@ -129,7 +133,7 @@ def test_odd_frame_size_short_clip_and_top1(pan, googlenet, tmp_path):
     frames = [np.ascontiguousarray(f[:51, :75]) for f in pan[0][:7]]  # odd sizes, fewer frames than a batch
     clip, out = tmp_path / "odd.mp4", tmp_path / "odd-out.mkv"
     write_clip(clip, frames, fps=5, pixelformat="yuv444p")  # yuv420p needs even sizes
-    stats = video.explain_video(clip, out, *googlenet, batch_size=8, **MATLAB)
+    stats = video.explain_video(clip, out, *googlenet, frames_per_batch=8, method_options=MATLAB)
     written, fps = read_clip(out)
     assert stats.frames == len(written) == 7 and fps == 5
     assert all(frame.shape == (51, 75, 3) for frame in written)
@@ -180,7 +184,9 @@ def test_camera_frames_are_rgb_and_stop_ends_the_recording(googlenet, tmp_path, 
 
     frames = ctrl_c_after(source.frames, 11)
     out = tmp_path / "camera.mp4"
-    stats = video.explain_video(video.Source(source.info, frames), out, *googlenet, batch_size=8, alpha=0.0, **MATLAB)
+    stats = video.explain_video(
+        video.Source(source.info, frames), out, *googlenet, frames_per_batch=8, opacity=0.0, method_options=MATLAB
+    )
     written, fps = read_clip(out)
     assert stats.frames == len(written) == 11 and fps == 15
     assert np.abs(written[5].astype(int).mean(axis=(0, 1)) - [0, 0, 255]).max() < 8  # blue, as RGB
@@ -190,7 +196,7 @@ def test_ctrl_c_ends_a_camera_recording_and_keeps_it(googlenet, tmp_path, fake_c
     monkeypatch.setattr(cli, "model_and_variables", lambda args: googlenet)
     monkeypatch.setattr(FakeCapture, "on_read", staticmethod(lambda n: n == 12 and os.kill(os.getpid(), signal.SIGINT)))
     out = tmp_path / "camera-0.mp4"
-    argv = ["video", "--camera", "0", "--out", str(out), "--batch", "8", "--alpha", "0"]
+    argv = ["video", "--camera", "0", "--out", str(out), "--batch", "8", "--opacity", "0"]
     assert cli.main(argv + [f"--{k}={v}" for k, v in MATLAB.items() if k != "relu"]) == 0
     assert "stopping: finishing the video" in capsys.readouterr().err
     written, _ = read_clip(out)
@@ -278,10 +284,53 @@ def test_bad_arguments_fail_in_one_line_before_heavy_work(no_heavy_work, pan, tm
         "format": ([clip, "--out", str(tmp_path / "o.webm")], "unsupported video format"),
         "exists": ([clip, "--out", str(tmp_path / "taken.mp4")], "exists; pass --overwrite"),
         "over the input": ([clip, "--out", clip, "--overwrite"], "refusing to overwrite an input"),
-        "alpha": ([clip, "--alpha", "2"], r"--alpha must be in [0, 1]"),
+        "opacity": ([clip, "--opacity", "2"], r"--opacity must be in [0, 1]"),
+        "option": ([clip, "--option", "alpha=0.5"], "grad_cam has no option 'alpha'; its options: layer, relu"),
         "class": ([clip, "--class", "bull mastif"], "did you mean 'bull mastiff'"),
     }
     for case, (argv, message) in cases.items():
         assert cli.main(["video", *argv]) == 2, case
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err and message in err, (case, err)
+
+
+def test_old_argument_names_give_the_same_frames_with_a_deprecation_warning(tmp_path):
+    from tests.test_methods import Tiny
+    from tests.test_throughput import variables_of
+
+    model = Tiny(num_classes=4)
+    variables = variables_of(model, 32)
+    frames = [np.random.default_rng(i).integers(0, 256, (40, 50, 3), np.uint8) for i in range(3)]
+    new = list(
+        video.explain_frames(
+            iter(frames),
+            model,
+            variables,
+            targets=1,
+            frames_per_batch=2,
+            opacity=0.4,
+            input_size=(32, 32),
+            method_options={"layer": "relu"},
+        )  # fmt: skip
+    )
+    with pytest.warns(DeprecationWarning) as caught:
+        old = list(
+            video.explain_frames(
+                iter(frames), model, variables, target=1, batch_size=2, alpha=0.4, input_size=(32, 32), layer="relu"
+            )
+        )
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "target= is now targets=" in messages and "batch_size= is now frames_per_batch=" in messages
+    assert "alpha= is now opacity=" in messages and "method options as keyword arguments (layer)" in messages
+    assert [e.target for e in new] == [e.target for e in old] == [1, 1, 1]
+    for a, b in zip(new, old):
+        np.testing.assert_array_equal(a.overlay, b.overlay)
+        np.testing.assert_array_equal(a.map, b.map)
+    with pytest.warns(DeprecationWarning, match="target= is now targets="):
+        stats = video.explain_video(
+            video.Source(video.VideoInfo(10.0, None), iter(frames)), tmp_path / "old.mp4", model, variables,
+            target=1, input_size=(32, 32), method_options={"layer": "relu"},
+        )  # fmt: skip
+    assert stats.frames == 3
+    with pytest.raises(ValueError, match="grad_cam has no option 'steps'"):
+        next(video.explain_frames(iter(frames), model, variables, method_options={"steps": 2}))

@@ -4,16 +4,23 @@ its results into per-class arrays. Both front ends import this; neither imports 
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
+from gradcam_jax._src.pipeline import accepted_options, check_method_options
 
-def method_options(method, args) -> dict:
-    """The options among `args.layer`, `args.score`, `args.relu` that were given and that `method` takes."""
-    accepted = set(inspect.signature(method).parameters) | ({"score"} if method.default_score else set())
-    given = {k: getattr(args, k) for k in ("layer", "score", "relu") if getattr(args, k) is not None}
-    return {k: v for k, v in given.items() if k in accepted}
+# The method options the front ends offer as controls of their own (`--layer`, `--score`, `--relu`).
+CONTROLS = ("layer", "score", "relu")
+
+
+def method_options(method, args, extra: dict | None = None, name: str | None = None) -> dict:
+    """The options among `args.layer`, `args.score`, `args.relu` that were given and that `method`
+    takes, then `extra` (`--option name=value`, the explorer's `method_options`) over them: every
+    one of those must be the method's, else a one-line ValueError naming its options."""
+    accepted = set(accepted_options(method))
+    given = {k: getattr(args, k) for k in CONTROLS if getattr(args, k, None) is not None}
+    options = {k: v for k, v in given.items() if k in accepted}
+    label = name or str(getattr(method, "__name__", "the method"))
+    return {**options, **check_method_options(label, method, extra)}
 
 
 def per_class(result, targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -24,7 +31,7 @@ def per_class(result, targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return maps, scores, chosen
 
 
-def check_alpha(args) -> None:
-    """ValueError unless the overlay opacity `args.alpha` is in [0, 1]."""
-    if not 0.0 <= args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be in [0, 1]; got {args.alpha}")
+def check_opacity(opacity: float, name: str = "--opacity") -> None:
+    """ValueError unless the overlay opacity is in [0, 1]."""
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1]; got {opacity}")
