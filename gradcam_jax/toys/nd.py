@@ -119,7 +119,7 @@ def signal_cnn() -> BlockCNN:
 POINTING_METHODS = {
     **{name: {"layer": LAYER} for name in ("cam", "grad_cam_plus_plus", "layer_cam", "hires_cam", "xgrad_cam")},
     "grad_cam": {"layer": LAYER, "score": "logit", "relu": True},
-    "occlusion": {"mask_size": 6, "stride": 6, "mask_value": 0.0, "score": "logit"},
+    "occlusion": {"patch": 6, "stride": 6, "baseline": 0.0, "score": "logit"},
     "integrated_gradients": {"baseline": 0.0, "steps": 8},
 }
 
