@@ -93,7 +93,7 @@ def main(argv=None) -> int:
             )
 
     def ours_run(clipping):
-        options = dict(mask_size=WINDOW, stride=STRIDE, clipping=clipping, batch_size=args.batch_size)
+        options = dict(patch=WINDOW, stride=STRIDE, clipping=clipping, batch_size=args.batch_size)
         result = ours(model, variables, image, np.array([target]), **options)
         return jax.block_until_ready(result.map)
 

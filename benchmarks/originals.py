@@ -437,7 +437,7 @@ TORCHCAM_SAMPLES = 2
 
 def torchcam_is_cam(ctx: Context) -> np.ndarray:
     """torchcam's ISCAM on the network seen from the mean-subtracted input (so its masking of the
-    input blends towards the mean pixel, our `fill="mean"`), at TORCHCAM_LAYER, TORCHCAM_SAMPLES samples."""
+    input blends towards the mean pixel, our `baseline="mean"`), at TORCHCAM_LAYER, TORCHCAM_SAMPLES samples."""
     from torchcam.methods import ISCAM
 
     mean = torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
@@ -472,21 +472,21 @@ def torchcam_smooth_grad_cam_plus_plus(ctx: Context) -> np.ndarray:
 SS_CAM_SAMPLES = 2
 
 
-def ss_cam_noise(channels: int, size: tuple[int, ...], stdev: float, samples: int = SS_CAM_SAMPLES, seed: int = 0):
-    """The mask noise our `ss_cam(key=seed)` draws, drawn here with jax.random as its doc says
-    (draw i = sample * channels + channel: `stdev * normal(fold_in(key, i), (1, *size))`), as
+def ss_cam_noise(channels: int, size: tuple[int, ...], noise: float, samples: int = SS_CAM_SAMPLES, key: int = 0):
+    """The mask noise our `ss_cam(noise=noise, key=key)` draws, drawn here with jax.random as its doc
+    says (draw i = sample * channels + channel: `noise * normal(fold_in(key, i), (1, *size))`), as
     torchcam's `(1, channels, *size)` tensor per sample."""
     import jax
 
-    key = jax.random.key(seed)
+    root = jax.random.key(key)
     for s in range(samples):
-        draws = [jax.random.normal(jax.random.fold_in(key, s * channels + c), (1, *size)) for c in range(channels)]
-        yield torch.from_numpy(stdev * np.stack(draws, axis=1))
+        draws = [jax.random.normal(jax.random.fold_in(root, s * channels + c), (1, *size)) for c in range(channels)]
+        yield torch.from_numpy(noise * np.stack(draws, axis=1))
 
 
 def torchcam_ss_cam(ctx: Context) -> np.ndarray:
     """torchcam's SSCAM at TORCHCAM_LAYER, SS_CAM_SAMPLES samples, its std 2.0, on the network seen
-    from the mean-subtracted input (masking blends towards the mean pixel: our `fill="mean"`), with
+    from the mean-subtracted input (masking blends towards the mean pixel: our `baseline="mean"`), with
     its noise distribution's `sample` handing it the noise our key 0 draws (`ss_cam_noise`), so the
     comparison is exact (with its own draws two runs of torchcam correlate only 0.8 to 0.9)."""
     from torchcam.methods import SSCAM

@@ -47,7 +47,7 @@ def main(argv=None):
     variables = jax.device_put(model.init(jax.random.key(0), volumes[:1]), device)
     classes = np.zeros(args.batch, np.int32)
     forward = jax.jit(model.apply)
-    window = {"mask_size": args.window, "stride": args.window, "mask_value": 0.0, "score": "logit"}
+    window = {"patch": args.window, "stride": args.window, "baseline": 0.0, "score": "logit"}
     positions = math.ceil(args.size / args.window) ** 3
     rows = {
         "forward": lambda: forward(variables, volumes),

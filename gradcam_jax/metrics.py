@@ -1,5 +1,5 @@
 """Scores of maps: deletion and insertion AUC, average drop and increase (`confidence_change`), ROAD,
-and the model-randomisation sanity check."""
+and the model-randomisation sanity check (`parameter_groups`: the names its `stops` take)."""
 
 from gradcam_jax._src.metrics import (
     ROAD_NEIGHBOURS,
@@ -15,6 +15,7 @@ from gradcam_jax._src.metrics import (
     insertion,
     model_randomisation,
     noisy_linear_imputation,
+    parameter_groups,
     road,
     road_removed,
     salience_ranks,
@@ -36,6 +37,7 @@ __all__ = [
     "insertion",
     "model_randomisation",
     "noisy_linear_imputation",
+    "parameter_groups",
     "road",
     "road_removed",
     "salience_ranks",

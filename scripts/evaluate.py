@@ -6,7 +6,7 @@ a table (markdown + JSON) and a figure grid (methods x photos).
         [--maps build/evaluation_maps.npz]
 
 Per method, for the top-1 class of each photo (BVLC GoogLeNet, MATLAB resize to 224 x 224):
-- deletion / insertion AUC (RISE; softmax score, mean-pixel / blurred substrate, `--steps` steps),
+- deletion / insertion AUC (RISE; softmax score, mean-pixel / blurred baseline, `--steps` steps),
 - average drop / increase in confidence (Grad-CAM++),
 - ROAD (Rong et al. 2022, pytorch-grad-cam's `ROADCombined`): the mean over percentiles of
   (least-relevant-first - most-relevant-first) / 2 of the softmax score, noisy linear imputation,

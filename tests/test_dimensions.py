@@ -161,8 +161,8 @@ def method_options(name: str, channels: int) -> dict:
         "hires_cam": {"layer": "relu2"},
         "layer_cam": {"layer": "relu2"},
         "xgrad_cam": {"layer": "relu2"},
-        "score_cam": {"layer": "relu2", "fill": 0.0},
-        "occlusion": {"mask_value": 0.0},
+        "score_cam": {"layer": "relu2", "baseline": 0.0},
+        "occlusion": {"baseline": 0.0},
         "integrated_gradients": {"baseline": 0.0, "steps": 4},
         "smoothgrad": {"samples": 4},
         "input_x_gradient": {"baseline": 0.0},
@@ -174,11 +174,11 @@ def method_options(name: str, channels: int) -> dict:
         "fem": {"layer": "relu2"},
         "finer_cam": {"layer": "relu2"},
         "shapley_cam": {"layer": "relu2"},
-        "is_cam": {"layer": "relu2", "fill": 0.0, "samples": 2},
+        "is_cam": {"layer": "relu2", "baseline": 0.0, "samples": 2},
         "smooth_grad_cam_plus_plus": {"layer": "relu2", "samples": 2},
         "feature_ablation": {"patch": 2, "baseline": 0.0},
         "shapley_sampling": {"patch": 2, "baseline": 0.0, "samples": 2},
-        "ss_cam": {"layer": "relu2", "fill": 0.0, "samples": 2},
+        "ss_cam": {"layer": "relu2", "baseline": 0.0, "samples": 2},
         "lime": {"patch": 2, "baseline": 0.0, "samples": 8},
         "kernel_shap": {"patch": 2, "baseline": 0.0, "samples": 8},
     }.get(name, {})
@@ -249,8 +249,8 @@ def test_occlusion_windows_per_axis_by_hand():
     x = jax.random.uniform(jax.random.key(0), (1, 4, 6, 2, 1), minval=0.5, maxval=1.5)
     model = Linear()
     variables = model.init(jax.random.key(1), x)
-    result = gj.occlusion(model, variables, x, np.array([1]), mask_size=(2, 3, 2), stride=(2, 3, 2),
-                          clipping=False, upsampling="nearest", mask_value=0.0, score="logit")  # fmt: skip
+    result = gj.occlusion(model, variables, x, np.array([1]), patch=(2, 3, 2), stride=(2, 3, 2),
+                          clipping=False, upsampling="nearest", baseline=0.0, score="logit")  # fmt: skip
     contribution = (np.asarray(variables["params"]["head"]["kernel"])[:, 1] * np.asarray(x).reshape(-1)).reshape(
         4, 6, 2
     )
@@ -285,7 +285,7 @@ def test_gaussian_blur_in_any_dimension_is_scipys(shape):
 def test_metrics_on_signals_and_volumes(tiny):
     model, variables, x = tiny
     result = gj.grad_cam(model, variables, x, np.array([0, 1]), layer="relu2")
-    curve = metrics.deletion(model, variables, x, result.map, result.targets, steps=4, substrate="black")
+    curve = metrics.deletion(model, variables, x, result.map, result.targets, steps=4, baseline="black")
     voxels = int(np.prod(x.shape[1:-1]))
     np.testing.assert_allclose(curve.fractions, np.minimum(np.arange(5) * -(-voxels // 4), voxels) / voxels)
     # the last step deletes everything: the score of an all-black input

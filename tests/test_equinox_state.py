@@ -86,7 +86,7 @@ def test_stateful_grad_cam_equals_hand_written_reference(stateful):
         raw = (raw - raw.min()) / (raw.max() - raw.min())
         np.testing.assert_allclose(result.map[b], raw, atol=1e-5)  # the layer is at the input resolution
     assert all(x is y for x, y in zip(before, jax.tree.leaves(state)))  # read, never written
-    assert gj.occlusion(static, (params, state), images, [1, 3], mask_size=5, stride=5).map.shape == (2, 10, 10)
+    assert gj.occlusion(static, (params, state), images, [1, 3], patch=5, stride=5).map.shape == (2, 10, 10)
 
 
 def test_state_missing_or_of_the_wrong_type_is_a_clear_error(stateful):

@@ -181,7 +181,7 @@ def linen_twin(model):
 
 # one method of each kind beside Grad-CAM (proven by hand above): input gradients with the ReLUs
 # swapped, perturbations, forward passes at the layer
-METHOD_OPTIONS = {"guided_backprop": {}, "occlusion": {"mask_size": 4, "stride": 4}, "score_cam": {"layer": "conv2"}}
+METHOD_OPTIONS = {"guided_backprop": {}, "occlusion": {"patch": 4, "stride": 4}, "score_cam": {"layer": "conv2"}}
 
 
 @pytest.mark.oldest

@@ -229,7 +229,7 @@ def test_score_cam_weights_are_masked_image_scores():
         weights = [np_softmax(np_forward(fill + np_rescale(a[..., o])[..., None] * (x - fill))[2])[k] for o in range(3)]
         return np_rescale(np.maximum(a @ np.array(weights), 0))
 
-    assert_maps(explain("score_cam", layer="relu", fill=fill, batch_size=2), for_all(reference))
+    assert_maps(explain("score_cam", layer="relu", baseline=fill, batch_size=2), for_all(reference))
 
 
 # ---- occlusion -------------------------------------------------------------------------------------
@@ -256,9 +256,7 @@ def test_occlusion_is_the_drop_in_softmax_score(mask, stride, clipping, blocks):
                 grid[gy, gx] = clean - np_softmax(np_forward(occluded)[2])[k]
         return np.kron(np_rescale(grid), np.ones((2, 2)))  # nearest upsampling, 2x2 -> 4x4
 
-    options = dict(
-        mask_size=mask, stride=stride, clipping=clipping, mask_value=value, upsampling="nearest", batch_size=3
-    )
+    options = dict(patch=mask, stride=stride, clipping=clipping, baseline=value, upsampling="nearest", batch_size=3)
     result = explain("occlusion", **options)
     assert_maps(result, for_all(reference))
     clean = [[np_softmax(np_forward(IMAGES[b])[2])[k] for k in TARGETS[b]] for b in range(2)]
@@ -288,13 +286,13 @@ def test_occlusion_map_puts_each_value_at_its_mask_centre():
     np.testing.assert_array_equal(nearest, np.repeat(ramp, 4))  # each mask's own pixels
 
 
-def test_occlusion_default_mask_value_is_the_mean_pixel():
+def test_occlusion_default_baseline_is_the_mean_pixel():
     # An image that *is* the mean pixel everywhere: occluding it changes nothing, so every drop is
     # 0 and the map is the constant-map convention: zeros.
     model, variables = Tiny(), tiny_variables()
     images = np.broadcast_to(np.asarray(gj.models.CAFFE_BGR_MEAN[::-1], np.float32), (1, 8, 8, 3))
     variables = {"params": {**variables["params"], "conv": {"kernel": jnp.ones((3, 3, 3, 3)), "bias": jnp.zeros(3)}}}
-    result = METHODS["occlusion"](model, variables, images, mask_size=4, stride=4)
+    result = METHODS["occlusion"](model, variables, images, patch=4, stride=4)
     assert np.asarray(result.map).max() == 0.0
 
 
@@ -386,7 +384,7 @@ def test_smoothgrad_takes_a_key_and_still_its_older_seed():
     np.testing.assert_array_equal(run(key=3), older)
     np.testing.assert_array_equal(run(), run(key=0))  # the default noise is seed 0's, as before
     assert not np.allclose(run(key=3), run(key=4))
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(TypeError, match="not both"):
         run(key=1, seed=1)
 
 
@@ -559,7 +557,7 @@ def test_is_cam_by_hand():
         gains = [np.mean([np_forward(m * masks[..., c : c + 1] * x)[2][k] for m in (0.5, 1.5)]) for c in range(3)]
         return relu_rescale(a @ np_softmax(np.array(gains) - logits[k]))
 
-    got = explain("is_cam", layer="relu", fill=0.0, samples=2).map
+    got = explain("is_cam", layer="relu", baseline=0.0, samples=2).map
     np.testing.assert_allclose(np.asarray(got), for_all(is_cam), atol=1e-5)
 
 
@@ -591,7 +589,7 @@ def test_ss_cam_by_hand():
         return relu_rescale(a @ np_softmax(np.array(gains) - logits[k]))
 
     expected = np.stack([np.stack([ss_cam(IMAGES[b], int(k)) for k in TARGETS[b]]) for b in range(2)])
-    got = explain("ss_cam", layer="relu", fill=0.0, samples=2, stdev=0.5, key=5).map
+    got = explain("ss_cam", layer="relu", baseline=0.0, samples=2, noise=0.5, key=5).map
     np.testing.assert_allclose(np.asarray(got), expected, atol=1e-5)
 
 
@@ -606,9 +604,9 @@ TINY_OPTIONS = {
     "hires_cam": {"layer": "relu"},
     "layer_cam": {"layer": "relu"},
     "eigen_cam": {"layer": "relu"},
-    "score_cam": {"layer": "relu", "fill": 0.0},
+    "score_cam": {"layer": "relu", "baseline": 0.0},
     "guided_grad_cam": {"layer": "relu"},
-    "occlusion": {"mask_size": 2, "stride": 2, "mask_value": 0.0},
+    "occlusion": {"patch": 2, "stride": 2, "baseline": 0.0},
     "integrated_gradients": {"steps": 2},
     "smoothgrad": {"samples": 2},
     "gradient_shap": {"samples": 2},
@@ -619,11 +617,11 @@ TINY_OPTIONS = {
     "fem": {"layer": "relu"},
     "finer_cam": {"layer": "relu"},
     "shapley_cam": {"layer": "relu", "score": "softmax"},
-    "is_cam": {"layer": "relu", "fill": 0.0, "samples": 2},
+    "is_cam": {"layer": "relu", "baseline": 0.0, "samples": 2},
     "smooth_grad_cam_plus_plus": {"layer": "relu", "samples": 2},
     "feature_ablation": {"patch": 2, "baseline": 0.0},
     "shapley_sampling": {"patch": 2, "baseline": 0.0, "samples": 2},
-    "ss_cam": {"layer": "relu", "fill": 0.0, "samples": 2},
+    "ss_cam": {"layer": "relu", "baseline": 0.0, "samples": 2},
     "lime": {"patch": 2, "baseline": 0.0, "samples": 8},
     "kernel_shap": {"patch": 2, "baseline": 0.0, "samples": 8},
 }
@@ -676,7 +674,7 @@ def test_a_sampled_map_depends_on_the_key_not_on_the_batch(name):
 
 PHOTO_OPTIONS = {
     "score_cam": {"layer": "inception_5b-relu_pool_proj", "batch_size": 32},  # 128 channels, not 1024
-    "occlusion": {"mask_size": 56, "stride": 28, "clipping": False, "batch_size": 25},  # 7 x 7 masks
+    "occlusion": {"patch": 56, "stride": 28, "clipping": False, "batch_size": 25},  # 7 x 7 masks
 }
 CAM_FAMILY = ["cam", "grad_cam_plus_plus", "xgrad_cam", "hires_cam", "layer_cam", "score_cam", "occlusion"]
 
@@ -761,7 +759,7 @@ def torchvision_googlenet():
 VARIANT_RUNS = {
     "grad_cam_plus_plus": {},
     "score_cam": {"layer": "inception_5b-relu_5x5", "batch_size": 64},
-    "occlusion": {"mask_size": 48, "stride": 48, "clipping": False},
+    "occlusion": {"patch": 48, "stride": 48, "clipping": False},
     "integrated_gradients": {"steps": 2, "batch_size": 2},
     "guided_grad_cam": {},
 }

@@ -60,7 +60,7 @@ def hand_auc(curve):
 
 @pytest.mark.parametrize("steps", [16, 5])
 def test_deletion_curve_of_a_linear_model(steps):
-    options = dict(steps=steps, substrate="black", score="logit")
+    options = dict(steps=steps, baseline="black", score="logit")
     result = metrics.deletion(Linear(), LINEAR_VARIABLES, IMAGES, MAPS, TARGETS, **options)
     expected = np.stack([hand_curve(IMAGES[b], MAPS[b], TARGETS[b], 0.0, steps) for b in range(2)])
     np.testing.assert_allclose(np.asarray(result.scores), expected, rtol=1e-5, atol=1e-5)
@@ -71,7 +71,7 @@ def test_deletion_curve_of_a_linear_model(steps):
 
 
 def test_insertion_curve_of_a_linear_model():
-    options = dict(steps=8, substrate=2.0, score="logit")
+    options = dict(steps=8, baseline=2.0, score="logit")
     result = metrics.insertion(Linear(), LINEAR_VARIABLES, IMAGES, MAPS, TARGETS, **options)
     expected = np.stack([hand_curve(IMAGES[b], MAPS[b], TARGETS[b], 2.0, 8, insert=True) for b in range(2)])
     np.testing.assert_allclose(np.asarray(result.scores), expected, rtol=1e-5, atol=1e-5)
@@ -80,7 +80,7 @@ def test_insertion_curve_of_a_linear_model():
 
 def test_deletion_softmax_score_and_tied_maps_go_in_reading_order():
     flat = np.zeros((2, 4, 4), np.float32)  # all tied: pixels go row by row
-    result = metrics.deletion(Linear(), LINEAR_VARIABLES, IMAGES, flat, TARGETS, steps=4, substrate="black")
+    result = metrics.deletion(Linear(), LINEAR_VARIABLES, IMAGES, flat, TARGETS, steps=4, baseline="black")
     for b in range(2):
         expected = []
         for t in range(5):
@@ -151,10 +151,10 @@ def test_model_randomisation_cascade_by_hand():
     images = np.random.default_rng(2).uniform(0, 1, (2, 6, 6, 2)).astype(np.float32)
     variables = model.init(jax.random.key(7), images)
     targets = np.array([0, 2])
-    result = metrics.model_randomisation("cam", model, variables, images, targets, seed=3, layer="features")
+    result = metrics.model_randomisation("cam", model, variables, images, targets, init_key=3, layer="features")
     assert result.layers == ("head", "conv")  # top first
 
-    fresh = model.init(jax.random.key(3), images)  # what the cascade draws (documented: key(seed))
+    fresh = model.init(jax.random.key(3), images)  # what the cascade draws (documented: init_key)
 
     def features(p, x):  # relu(conv(x)), by hand (SAME padding, cross-correlation)
         k, b = np.asarray(p["conv"]["kernel"]), np.asarray(p["conv"]["bias"])

@@ -168,7 +168,7 @@ def test_image_lime_of_a_linear_model_is_each_superpixels_contribution(segmentat
             expected[b, k] = rescaled(np.bincount(ids[b].ravel(), contribution.ravel())[ids[b]])
     option = REGIONS if segmentation == "labels" else segmentation
     result = gj.image_lime(
-        Linear(), variables, x, targets, score="logit", features=4, samples=40, segmentation=option, key=1
+        Linear(), variables, x, targets, score="logit", segments=4, samples=40, segmentation=option, key=1
     )
     np.testing.assert_allclose(np.asarray(result.map), expected, atol=1e-4)
 
@@ -195,7 +195,7 @@ def test_image_lime_weights_are_matlabs_kernel_on_the_on_off_vectors():
 
     targets = np.array([[0, 2]], np.int32)
     expected = reference_maps(model, variables, x, targets, ids, [x[0].mean(axis=(0, 1))], kept, weigh, fit)
-    result = gj.image_lime(model, variables, x, targets, score="logit", features=4, samples=30, key=6)
+    result = gj.image_lime(model, variables, x, targets, score="logit", segments=4, samples=30, key=6)
     np.testing.assert_allclose(np.asarray(result.map), expected, atol=1e-4)
 
 

@@ -137,7 +137,7 @@ def test_folder_run_pads_only_to_the_next_bucket(photos, tmp_path):
 @pytest.mark.parametrize(
     "name, options",
     [
-        ("occlusion", dict(mask_size=4, stride=4)),  # 4 positions
+        ("occlusion", dict(patch=4, stride=4)),  # 4 positions
         ("score_cam", dict(layer="relu")),  # 3 channels
         ("integrated_gradients", dict(steps=6)),
         ("smoothgrad", dict(samples=6)),
@@ -146,7 +146,7 @@ def test_folder_run_pads_only_to_the_next_bucket(photos, tmp_path):
         ("shapley_sampling", dict(patch=4, samples=2)),  # 2 orders x (4 + 1) steps
         ("ss_cam", dict(layer="relu", samples=2)),  # 3 channels x 2 draws
         ("kernel_shap", dict(patch=4, samples=6)),  # 6 on/off vectors (lime's passes are the same)
-        ("image_lime", dict(features=4, samples=6)),
+        ("image_lime", dict(segments=4, samples=6)),
     ],
 )
 @pytest.mark.parametrize("images, batch_size, per_pass", [(1, 8, 8), (2, 8, 8), (3, 8, 6), (16, 4, 4), (6, 4, 4)])
@@ -169,7 +169,7 @@ def test_chunking_does_not_change_the_maps():
     model = Tiny()
     variables = variables_of(model)
     x = jax.random.uniform(jax.random.key(2), (5, 8, 8, 3)) * 255
-    for name, options in [("integrated_gradients", dict(steps=4)), ("occlusion", dict(mask_size=4, stride=4))]:
+    for name, options in [("integrated_gradients", dict(steps=4)), ("occlusion", dict(patch=4, stride=4))]:
         whole = METHODS[name](model, variables, x, batch_size=64, **options)
         sliced = METHODS[name](model, variables, x, batch_size=2, **options)  # slices of 2, 2 and 1 image
         np.testing.assert_allclose(sliced.map, whole.map, atol=1e-5)

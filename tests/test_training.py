@@ -38,8 +38,8 @@ OPTIONS = {
     "hires_cam": dict(layer="conv2"),
     "layer_cam": dict(layer="conv2"),
     "eigen_cam": dict(layer="conv2"),
-    "score_cam": dict(layer="conv2", fill=0.5),
-    "occlusion": dict(mask_size=3, stride=2, mask_value=0.5),
+    "score_cam": dict(layer="conv2", baseline=0.5),
+    "occlusion": dict(patch=3, stride=2, baseline=0.5),
     "guided_backprop": dict(score="softmax"),
     "guided_grad_cam": dict(layer="conv2"),
     "integrated_gradients": dict(steps=3, batch_size=3, baseline=0.5),
@@ -55,15 +55,15 @@ OPTIONS = {
     "fem": dict(layer="conv2"),
     "finer_cam": dict(layer="conv2"),
     "shapley_cam": dict(layer="conv2", score="softmax"),
-    "is_cam": dict(layer="conv2", fill=0.5, samples=2),
-    "smooth_grad_cam_plus_plus": dict(layer="conv2", samples=2, stdev=0.1),
+    "is_cam": dict(layer="conv2", baseline=0.5, samples=2),
+    "smooth_grad_cam_plus_plus": dict(layer="conv2", samples=2, noise=0.1),
     "feature_ablation": dict(patch=3, baseline=0.5),
     "shapley_sampling": dict(patch=3, baseline=0.5, samples=2),
     "fullgrad": dict(),
-    "ss_cam": dict(layer="conv2", fill=0.5, samples=2, stdev=0.1),
+    "ss_cam": dict(layer="conv2", baseline=0.5, samples=2, noise=0.1),
     "lime": dict(patch=3, baseline=0.5, samples=24),  # more samples than patches: one Lasso solution
     "kernel_shap": dict(patch=3, baseline=0.5, samples=8),
-    "image_lime": dict(features=4, samples=8, segmentation="grid"),  # superpixels of noise: one segment
+    "image_lime": dict(segments=4, samples=8, segmentation="grid"),  # superpixels of noise: one segment
 }
 
 

@@ -323,7 +323,7 @@ def test_grad_cam_lays_token_layers_out_by_itself(vit):
     np.testing.assert_allclose(eigen.map, gj.eigen_cam(model, variables, images, layer="blocks_1", reshape=hook).map)
 
 
-@pytest.mark.parametrize("name, options", [("fem", {}), ("ablation_cam", {}), ("score_cam", {"fill": 0.0})])
+@pytest.mark.parametrize("name, options", [("fem", {}), ("ablation_cam", {}), ("score_cam", {"baseline": 0.0})])
 def test_activation_methods_lay_token_layers_out_by_itself(vit, name, options):
     # every method reading a layer's activations goes through `common.layer_outputs`, which lays a
     # token layer out as Grad-CAM does: the same maps as with the hook written by hand

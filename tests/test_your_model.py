@@ -198,8 +198,8 @@ def test_function_target_equals_class_target_and_columns_are_independent(two_hea
 def test_perturbation_methods_and_metrics_take_function_targets(two_heads):
     model, variables, images = two_heads
     fn = lambda out: out["logits"][:, 1]  # noqa: E731
-    occ_fn = gj.occlusion(model, variables, images, fn, mask_size=4, stride=3)
-    occ_cls = gj.occlusion(model, variables, images, np.array([1, 1]), mask_size=4, stride=3, score="logit")
+    occ_fn = gj.occlusion(model, variables, images, fn, patch=4, stride=3)
+    occ_cls = gj.occlusion(model, variables, images, np.array([1, 1]), patch=4, stride=3, score="logit")
     np.testing.assert_allclose(occ_fn.map, occ_cls.map, atol=1e-6)
     curve_fn = metrics.deletion(model, variables, images, occ_fn.map, fn, steps=10)
     curve_cls = metrics.deletion(model, variables, images, occ_fn.map, np.array([1, 1]), steps=10, score="logit")
@@ -242,7 +242,7 @@ def test_nnx_model_in_training_mode_says_to_call_eval():
     images = jnp.ones((2, 8, 8, 3))
     for method in (gj.grad_cam, gj.occlusion):
         with pytest.raises(ValueError, match=r"call `module.eval\(\)`"):
-            method(*nnx.split(net), images, **({"layer": "conv"} if method is gj.grad_cam else {"mask_size": 4}))
+            method(*nnx.split(net), images, **({"layer": "conv"} if method is gj.grad_cam else {"patch": 4}))
     net.eval()
     assert gj.grad_cam(*nnx.split(net), images, layer="conv").map.shape == (2, 8, 8)
 
@@ -303,13 +303,13 @@ def test_equinox_twin_logits_agree(twins):
     )
 
 
-METHOD_OPTIONS = {"occlusion": {"mask_size": 4, "stride": 4}, "integrated_gradients": {"steps": 4},
+METHOD_OPTIONS = {"occlusion": {"patch": 4, "stride": 4}, "integrated_gradients": {"steps": 4},
                   "smoothgrad": {"samples": 4}, "score_cam": {"batch_size": 8}, "gradient_shap": {"samples": 2},
                   "is_cam": {"samples": 2, "batch_size": 8}, "smooth_grad_cam_plus_plus": {"samples": 2},
                   "feature_ablation": {"patch": 4}, "shapley_sampling": {"patch": 4, "samples": 2},
                   "ss_cam": {"samples": 2, "batch_size": 8},
                   "lime": {"patch": 4, "samples": 8}, "kernel_shap": {"patch": 4, "samples": 8},
-                  "image_lime": {"features": 4, "samples": 8, "segmentation": "grid"}}  # fmt: skip
+                  "image_lime": {"segments": 4, "samples": 8, "segmentation": "grid"}}  # fmt: skip
 LAYERLESS = {"occlusion", "integrated_gradients", "smoothgrad", "guided_backprop", "saliency", "input_x_gradient",
              "gradient_shap", "feature_ablation", "shapley_sampling", "fullgrad", "lime", "kernel_shap",
              "image_lime"}  # fmt: skip

@@ -14,6 +14,10 @@
   correlation of each map with the original. A map that does not change when the weights are
   random cannot be explaining the model (low is better).
 
+Options are named as the methods' are (`gradcam_jax._src.methods.base`): `targets`, `score`,
+`baseline` (what replaces pixels), `noise`, `key`; older names still work for one release, with a
+DeprecationWarning.
+
 Maps are `(B, *spatial)` in [0, 1] at the input resolution (`Explanation.map` with one target per
 image); targets are (B,) int class indices; images what the model takes (RGB 0..255 here), with
 1, 2 or 3 spatial axes ((B, L, C) signals, (B, H, W, C) images, (B, D, H, W, C) volumes): "pixels"
@@ -35,10 +39,10 @@ from flax import traverse_util
 from gradcam_jax._src import targets as targets_lib
 from gradcam_jax._src.adapters import taps
 from gradcam_jax._src.inputs import check_maps
-from gradcam_jax._src.methods.base import METHODS, resolve_target
+from gradcam_jax._src.methods.base import METHODS, accepting_old_names, resolve_target
 from gradcam_jax._src.methods.common import fill_value, perturbed_scores, random_key, target_scores
 
-# RISE's insertion substrate: a Gaussian blur, 11 x 11 kernel, sigma 5.
+# RISE's insertion baseline: a Gaussian blur, 11 x 11 kernel, sigma 5.
 BLUR_SIZE, BLUR_SIGMA = 11, 5.0
 # ROAD (pytorch-grad-cam's defaults): an imputed pixel is the weighted mean of its 8 neighbours,
 # 1/6 each for the 4 direct and 1/12 each for the 4 diagonal ones, plus Gaussian noise of this std.
@@ -118,12 +122,12 @@ def gaussian_blur(images: jax.Array, size: int = BLUR_SIZE, sigma: float = BLUR_
     return jnp.moveaxis(blurred.reshape(c, b, *grid), 0, -1)
 
 
-def substrate_of(images: jax.Array, substrate) -> jax.Array:
-    """`(B, *spatial, C)` image of what replaces pixels: "blur" (of the image itself) or a fill value
-    ("mean", "black", a number, a per-channel tuple; see `methods.common.fill_value`)."""
-    if substrate == "blur":
+def baseline_images(images: jax.Array, baseline) -> jax.Array:
+    """`(B, *spatial, C)` image of what replaces pixels: "blur" (of the image itself) or a baseline
+    pixel ("mean", "black", a number, a per-channel tuple; see `methods.common.fill_value`)."""
+    if baseline == "blur":
         return gaussian_blur(images)
-    return jnp.broadcast_to(fill_value(substrate, images.shape[-1]), images.shape)
+    return jnp.broadcast_to(fill_value(baseline, images.shape[-1]), images.shape)
 
 
 def salience_ranks(maps: jax.Array) -> jax.Array:
@@ -138,14 +142,14 @@ def trapezoid_auc(curve: jax.Array) -> jax.Array:
     return (curve.sum(axis=-1) - (curve[..., 0] + curve[..., -1]) / 2) / (curve.shape[-1] - 1)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "steps", "substrate", "batch_size", "insert"))
-def _curve(model, variables, images, maps, target, *, steps, substrate, batch_size, insert) -> Curve:
+@functools.partial(jax.jit, static_argnames=("model", "steps", "baseline", "batch_size", "insert"))
+def _curve(model, variables, images, maps, target, *, steps, baseline, batch_size, insert) -> Curve:
     images = images.astype(jnp.float32)
     ranks = salience_ranks(maps)
     pixels = math.prod(maps.shape[1:])
     per_step = math.ceil(pixels / steps)  # RISE: 224 steps of 224 pixels on a 224 x 224 image
     counts = jnp.minimum(jnp.arange(steps + 1) * per_step, pixels)
-    other = substrate_of(images, substrate)
+    other = baseline_images(images, baseline)
     start, end = (other, images) if insert else (images, other)
 
     def perturbed(count):  # the `count` most salient pixels taken from `end`, the rest from `start`
@@ -155,6 +159,7 @@ def _curve(model, variables, images, maps, target, *, steps, substrate, batch_si
     return Curve(curve, trapezoid_auc(curve), counts.astype(jnp.float32) / pixels)
 
 
+@accepting_old_names("deletion")
 def deletion(
     model,
     variables,
@@ -162,16 +167,16 @@ def deletion(
     maps,
     targets,
     *,
+    score: str = "softmax",
     steps: int = 224,
-    substrate="mean",
-    score: str | None = None,
+    baseline="mean",
     batch_size: int = 16,
 ) -> Curve:
-    """Deletion curve: the `score` (default "softmax") of class `targets` (B,), or the scores (B,) of
-    a target function (`gradcam_jax._src.targets`), as the pixels of `images` `(B, *spatial, C)` are
-    replaced by `substrate` ("mean" pixel: RISE's zero in normalised input; "black"; "blur"; a
-    number) in `maps`' `(B, *spatial)` order, most salient first, in `steps` equal steps (RISE: 224).
-    One forward pass holds `batch_size` images, B x steps per pass (at least one step of the
+    """Deletion curve: the `score` of class `targets` (B,), or the scores (B,) of a target function
+    (`gradcam_jax._src.targets`), as the pixels of `images` `(B, *spatial, C)` are replaced by
+    `baseline` ("mean" pixel: RISE's zero in normalised input; "black"; "blur"; a number or a
+    per-channel tuple) in `maps`' `(B, *spatial)` order, most salient first, in `steps` equal steps
+    (RISE: 224). One forward pass holds `batch_size` images, B x steps per pass (at least one step of the
     whole batch; the rule in `methods.common`). Lower AUC is better."""
     check_maps(maps, images)
     return _curve(
@@ -181,12 +186,13 @@ def deletion(
         maps,
         one_target("deletion", model, images, targets, score),
         steps=steps,
-        substrate=substrate,
+        baseline=baseline,
         batch_size=batch_size,
         insert=False,
     )
 
 
+@accepting_old_names("insertion")
 def insertion(
     model,
     variables,
@@ -194,12 +200,12 @@ def insertion(
     maps,
     targets,
     *,
+    score: str = "softmax",
     steps: int = 224,
-    substrate="blur",
-    score: str | None = None,
+    baseline="blur",
     batch_size: int = 16,
 ) -> Curve:
-    """Insertion curve: start from `substrate` (default a blurred copy, as RISE) and put back the
+    """Insertion curve: start from `baseline` (default a blurred copy, as RISE) and put back the
     pixels of `images` in `maps`' order, most salient first, in `steps` equal steps. Higher AUC
     is better."""
     check_maps(maps, images)
@@ -210,7 +216,7 @@ def insertion(
         maps,
         one_target("insertion", model, images, targets, score),
         steps=steps,
-        substrate=substrate,
+        baseline=baseline,
         batch_size=batch_size,
         insert=True,
     )
@@ -227,9 +233,8 @@ def _confidence(model, variables, images, maps, target) -> Confidence:
     return Confidence(100 * drop.mean(), 100 * increased.mean(), drop, increased)
 
 
-def confidence_change(model, variables, images, maps, targets, *, score: str | None = None) -> Confidence:
-    """Average drop and increase in confidence (Grad-CAM++, Sec. 6.1.1): Y is the `score` (default
-    "softmax") of class `targets` (B,), or a target function's (B,) scores, for `images` `(B, *spatial, C)`,
+def confidence_change(model, variables, images, maps, targets, *, score: str = "softmax") -> Confidence:
+    """Average drop and increase in confidence (Grad-CAM++, Sec. 6.1.1): Y is the `score` of class `targets` (B,), or a target function's (B,) scores, for `images` `(B, *spatial, C)`,
     O the score for images * maps, the explanation map
     `(B, *spatial)` in [0, 1] used as a soft mask (unexplained pixels go black). Averages are in percent."""
     check_maps(maps, images)
@@ -350,7 +355,7 @@ def road(
     percentiles: Sequence[float] = ROAD_PERCENTILES,
     noise: float = ROAD_NOISE,
     key=None,
-    score: str | None = None,
+    score: str = "softmax",
     batch_size: int = 16,
 ) -> Road:
     """ROAD (Rong et al. 2022), as pytorch-grad-cam 1.5.7 computes it: for each percentile p, the
@@ -429,13 +434,21 @@ def randomised(variables, fresh, groups: Sequence[str], depth: int = 1):
     return traverse_util.unflatten_dict(out)
 
 
+def fresh_variables(model, key, shape: tuple[int, ...], dtype=jnp.float32):
+    """`model.init(key, zeros(shape))` (`key` a `jax.random` key or an int seed), jitted (GoogLeNet's
+    eager init is slow) and cached by the key's data, so a sanity check per method re-draws nothing
+    (initialisers look at shapes, not values)."""
+    data = tuple(np.asarray(jax.random.key_data(random_key(key))).ravel().tolist())
+    return _fresh_variables(model, data, shape, dtype)
+
+
 @functools.lru_cache(maxsize=4)
-def fresh_variables(model, seed: int, shape: tuple[int, ...], dtype=jnp.float32):
-    """`model.init(jax.random.key(seed), zeros(shape))`, jitted (GoogLeNet's eager init is slow) and
-    cached, so a sanity check per method re-draws nothing (initialisers look at shapes, not values)."""
-    return jax.jit(model.init)(jax.random.key(seed), jnp.zeros(shape, dtype))
+def _fresh_variables(model, data: tuple[int, ...], shape: tuple[int, ...], dtype):
+    key = jax.random.wrap_key_data(jnp.asarray(data, jnp.uint32))
+    return jax.jit(model.init)(key, jnp.zeros(shape, dtype))
 
 
+@accepting_old_names("model_randomisation")
 def model_randomisation(
     method: str | Callable,
     model,
@@ -443,7 +456,7 @@ def model_randomisation(
     images,
     targets=None,
     *,
-    seed: int = 0,
+    init_key=0,
     depth: int = 1,
     stops: Sequence[str] | None = None,
     original_map=None,
@@ -453,7 +466,9 @@ def model_randomisation(
     or a registered method) with its `options`.
 
     The parameter groups (`parameter_groups(depth)`) are re-initialised one after another from the
-    top (the classifier) down, with `model.init(jax.random.key(seed), ...)` (`fresh_variables`),
+    top (the classifier) down, with `model.init(init_key, ...)` (`fresh_variables`; `init_key` a
+    `jax.random` key or an int seed, named apart from `key` so that a sampled method's `key` in
+    `options` reaches the method),
     and after each group in `stops` (default: every group) the method's map of the same `targets`
     (B,) (None: top-1 of the original model) is compared with the original by Spearman rank
     correlation.
@@ -471,7 +486,7 @@ def model_randomisation(
     unknown = [s for s in stops if s not in cascade]
     if unknown:
         raise ValueError(f"unknown cascade stop(s) {unknown}; parameter groups are {cascade}")
-    fresh = fresh_variables(model, seed, (1, *images.shape[1:]))
+    fresh = fresh_variables(model, init_key, (1, *images.shape[1:]))
     correlations = []
     for stop in stops:
         random_variables = randomised(variables, fresh, cascade[: cascade.index(stop) + 1], depth)

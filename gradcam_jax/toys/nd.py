@@ -113,13 +113,13 @@ def signal_cnn() -> BlockCNN:
 
 
 # What the pointing game runs (test and script alike): the CAM family at block3 on logits with a
-# ReLU (CAM needs no options: its head is GAP + linear), occlusion with zero-filled windows of 6
+# ReLU (CAM needs no options: its head is GAP + linear), occlusion at a zero baseline with windows of 6
 # along each axis (4^3 = 64 positions on a 24^3 volume: the auto stride would take 512), and
 # integrated gradients from a zero baseline.
 POINTING_METHODS = {
     **{name: {"layer": LAYER} for name in ("cam", "grad_cam_plus_plus", "layer_cam", "hires_cam", "xgrad_cam")},
     "grad_cam": {"layer": LAYER, "score": "logit", "relu": True},
-    "occlusion": {"mask_size": 6, "stride": 6, "mask_value": 0.0, "score": "logit"},
+    "occlusion": {"patch": 6, "stride": 6, "baseline": 0.0, "score": "logit"},
     "integrated_gradients": {"baseline": 0.0, "steps": 8},
 }
 

@@ -195,7 +195,7 @@ def evaluate(model: ToyViT, variables, *, seed: int = 1, n: int = 128, steps: in
             asked = scenes.shapes[:, k]
             hits.append(toy.pointing_hits(found[:, k], scenes.masks[:, k]))
             args = (model, variables, scenes.images, found[:, k], asked)
-            deleted.append(metrics.deletion(*args, steps=steps, substrate="black", score="logit").auc)
+            deleted.append(metrics.deletion(*args, steps=steps, baseline="black", score="logit").auc)
             inserted.append(metrics.insertion(*args, steps=steps, score="logit").auc)
         results[name] = MethodScores(
             float(jnp.stack(hits).mean()), float(jnp.stack(deleted).mean()), float(jnp.stack(inserted).mean())

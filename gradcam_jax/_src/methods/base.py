@@ -4,7 +4,8 @@ A method is written as `impl(model, variables, images, target, *, options...)` o
 where `target` is a function of the model's outputs giving (B,) or (B, K) scores
 (`gradcam_jax._src.targets`), and returns an `Explanation` with a K axis whose `targets` field holds
 the target it explained (top-1 classes resolved). `@register(name, score=...)` turns it into the
-public function `method(model, variables, images, targets=None, *, score=..., **options)`:
+public function `method(model, variables, images, targets=None, *, score=..., **options)`, whose
+`inspect.signature` shows every option it takes, `score` (with its default) included:
 
 - `targets` may be class indices (B,) or (B, K), None (top-1), or any target function; indices
   become `targets.classes(indices, score)`, with the method's default `score` unless one is given;
@@ -15,13 +16,22 @@ public function `method(model, variables, images, targets=None, *, score=..., **
 - the K axis is dropped where the target gives (B,) scores (one class per image, top-1, a
   function returning (B,)), and `Explanation.targets` becomes the class indices (None for a function).
 - a method with a `batch_size` option (images per forward pass) runs a batch larger than that in
-  slices (`common.in_slices`) when its target is class indices, so its memory follows `batch_size`.
+  slices (`common.in_slices`) when its target is class indices, so its memory follows `batch_size`;
+- an option's older name (`RENAMED`) is still accepted for one release, with a DeprecationWarning
+  naming the new one, and gives the same result (the metrics take theirs the same way,
+  `accepting_old_names`).
+
+One concept, one name, in every method and metric: `baseline` is what replaces (ablates, masks
+towards) pixels, `noise` the size of added noise (each method's doc gives its unit), `patch` the
+size of a region, `key` the random key (or int seed), `targets` what is explained and `score` how
+class targets are scored.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -35,6 +45,22 @@ from gradcam_jax._src.inputs import check_images, is_concrete
 from gradcam_jax._src.methods.common import in_slices
 
 TRACED_OPTIONS = ("key",)  # keyword options passed to the jitted core as arrays, not as static values
+
+# Options renamed so that one concept has one name everywhere (issue 25), old -> new, per method or
+# metric. The old names are accepted until the next release, with a DeprecationWarning.
+RENAMED: dict[str, dict[str, str]] = {
+    "occlusion": {"mask_size": "patch", "mask_value": "baseline"},
+    "score_cam": {"fill": "baseline"},
+    "is_cam": {"fill": "baseline"},
+    "ss_cam": {"fill": "baseline", "stdev": "noise"},
+    "gradient_shap": {"stdev": "noise"},
+    "smooth_grad_cam_plus_plus": {"stdev": "noise"},
+    "smoothgrad": {"seed": "key"},
+    "image_lime": {"features": "segments"},
+    "deletion": {"substrate": "baseline"},
+    "insertion": {"substrate": "baseline"},
+    "model_randomisation": {"seed": "init_key"},
+}
 
 
 class Explanation(NamedTuple):
@@ -52,6 +78,50 @@ class Explanation(NamedTuple):
 
 
 METHODS: dict[str, Callable[..., Explanation]] = {}
+
+
+def renamed_options(name: str, options: dict) -> dict:
+    """`options` with the older names `RENAMED[name]` replaced by the new ones, a DeprecationWarning
+    (naming the new one, pointing at the caller's caller) for each; TypeError if both are given."""
+    table = RENAMED.get(name, {})
+    if not table.keys() & options.keys():
+        return options
+    options = dict(options)
+    for old, new in table.items():
+        if old in options:
+            if new in options:
+                raise TypeError(f"{name}: give {new}= or its older name {old}=, not both")
+            warnings.warn(
+                f"{name}'s {old}= is now {new}= ({old}= goes in the next release)", DeprecationWarning, stacklevel=3
+            )
+            options[new] = options.pop(old)
+    return options
+
+
+def accepting_old_names(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: `fn` (a metric) also takes the older names of its keyword options, `RENAMED[name]`
+    (`renamed_options`); its signature shows the new ones only."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **options):
+            return fn(*args, **renamed_options(name, options))
+
+        return wrapper
+
+    return decorate
+
+
+def published_signature(impl: Callable, score: str | None) -> inspect.Signature:
+    """`impl`'s signature with `score` (its default the method's) as the first keyword-only option,
+    for a method that has a score choice: the signature of the public function."""
+    signature = inspect.signature(impl)
+    parameters = list(signature.parameters.values())
+    if score is None or "score" in signature.parameters:
+        return signature
+    at = next((i for i, p in enumerate(parameters) if p.kind is p.KEYWORD_ONLY), len(parameters))
+    parameters.insert(at, inspect.Parameter("score", inspect.Parameter.KEYWORD_ONLY, default=score, annotation="str"))
+    return signature.replace(parameters=parameters)
 
 
 def drop_k(result: Explanation) -> Explanation:
@@ -93,8 +163,9 @@ def register(
     name: str, score: str | None = "logit"
 ) -> Callable[[Callable[..., Explanation]], Callable[..., Explanation]]:
     """Decorator: publish `impl` as a checked, jitted explanation method under `name`. `score` is
-    the default class score of its class targets ("softmax" or "logit"); None for a method that
-    has no choice (CAM: logits), which then refuses a `score` option."""
+    the default class score of its class targets ("softmax" or "logit"), shown in the published
+    signature; None for a method that has no choice (CAM: logits), which then refuses a `score`
+    option. The older names of its options (`RENAMED[name]`) are translated before anything else."""
 
     def decorate(impl):
         parameters = inspect.signature(impl).parameters
@@ -113,6 +184,7 @@ def register(
         jitted = jax.jit(functools.partial(publish, core), static_argnames=("model", *static))
 
         def method(model, variables, images, targets=None, **options) -> Explanation:
+            options = renamed_options(name, options)
             variables = taps.prepare(model, variables)
             images = check_images(images, values=False)
             target = resolve_target(name, score, model, images, targets, options.pop("score", None))
@@ -122,7 +194,8 @@ def register(
                 raise ValueError("images contain NaN or Inf values; expected finite pixel values")
             return result
 
-        functools.update_wrapper(method, impl)  # name, doc and signature (with the options) of `impl`
+        functools.update_wrapper(method, impl)  # name and doc of `impl`
+        method.__signature__ = published_signature(impl, score)  # pyright: ignore[reportAttributeAccessIssue]  # every option, `score` too
         method.jitted = jitted  # pyright: ignore[reportAttributeAccessIssue]  # the compiled core, for `._cache_size()`
         method.impl = impl  # pyright: ignore[reportAttributeAccessIssue]  # the K-axis core, for use inside another trace
         method.default_score = score  # pyright: ignore[reportAttributeAccessIssue]
@@ -134,7 +207,9 @@ def register(
 
 def resolve_target(name: str, default_score: str | None, model, images, targets, score: str | None):
     """The target object for `targets` (see the module doc); ValueError/TypeError for a `score`
-    that does not apply."""
+    that does not apply. Giving the default score is the same as leaving it out."""
+    if score is not None and score == default_score:
+        score = None
     if score is not None and default_score is None:
         raise TypeError(f"{name} has no score option: it explains logits")
     if targets_lib.is_function(targets):

@@ -1,4 +1,4 @@
-"""What several explanation methods (and `gradcam_jax._src.metrics`) share, written once: fill values,
+"""What several explanation methods (and `gradcam_jax._src.metrics`) share, written once: baseline pixels,
 gradients at the input, channel reductions, class-weighted sums of activations, and scores of many
 perturbed copies of a batch, computed in memory-sized chunks.
 
@@ -23,23 +23,24 @@ from gradcam_jax._src.adapters import taps, tokens
 from gradcam_jax._src.gradients import column_cotangents, resolved_scores
 
 # The ILSVRC-2012 mean pixel in RGB order: the pixel the BVLC GoogLeNet sees as zero (MATLAB's
-# `occlusionSensitivity` MaskValue "auto"; RISE's zero substrate; Score-CAM's zero input).
+# `occlusionSensitivity` MaskValue "auto"; RISE's zero baseline; Score-CAM's zero input): `baseline="mean"`.
 MEAN_PIXEL = (122.6789, 116.6687, 104.0069)  # Caffe's ilsvrc_2012_mean, RGB 0..255
-FILLS = ("mean", "black")
+FILLS = ("mean", "black")  # the named baselines
 REDUCTIONS = ("abs_max", "abs_sum", "sum")
 
 
 def fill_value(value, channels: int) -> jax.Array:
-    """(channels,) float32 pixel from `value`: "mean" (MEAN_PIXEL, RGB only), "black" (0), a number
-    or a per-channel tuple, in the units the model takes (RGB 0..255 for GoogLeNet)."""
+    """(channels,) float32 pixel from a `baseline` option `value`: "mean" (MEAN_PIXEL, RGB only),
+    "black" (0), a number or a per-channel tuple, in the units the model takes (RGB 0..255 for
+    GoogLeNet). Every method and metric that replaces pixels takes its `baseline` this way."""
     if value == "mean":
         if channels != len(MEAN_PIXEL):
-            raise ValueError(f'fill "mean" is the RGB ImageNet mean; give a number for {channels}-channel input')
+            raise ValueError(f'baseline "mean" is the RGB ImageNet mean; give a number for {channels}-channel input')
         value = MEAN_PIXEL
     elif value == "black":
         value = 0.0
     elif isinstance(value, str):
-        raise ValueError(f"unknown fill {value!r}; choose from {', '.join(FILLS)}, a number or a tuple")
+        raise ValueError(f"unknown baseline {value!r}; choose from {', '.join(FILLS)}, a number or a tuple")
     return jnp.broadcast_to(jnp.asarray(value, jnp.float32), (channels,))
 
 

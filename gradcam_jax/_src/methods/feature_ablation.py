@@ -23,28 +23,13 @@ Differentiable with respect to `variables` and `images`, under `jit`: the patche
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
 from gradcam_jax._src.methods.common import fill_value, perturbed_scores, target_scores
-from gradcam_jax._src.methods.occlusion import per_axis
-
-
-def patch_features(size: tuple[int, ...], patch) -> tuple[np.ndarray, tuple[int, ...]]:
-    """(the feature index of every pixel, `size` int32, row-major over the patch grid; the grid's
-    shape) for patches of `patch` (an int or one per axis) on an input of spatial `size`."""
-    sides = per_axis(patch, size, 1.0, round)
-    grid = tuple(-(-n // s) for n, s in zip(size, sides))  # ceil: a short last patch
-    cells = np.meshgrid(*[np.arange(n) // s for n, s in zip(size, sides)], indexing="ij")
-    return np.ravel_multi_index(cells, grid).astype(np.int32), grid
-
-
-def with_features(images: jax.Array, features: jax.Array, kept: jax.Array, value: jax.Array) -> jax.Array:
-    """`images` (B, *spatial, C) with every pixel whose feature is not `kept` ((P,) bool) at `value` (C,)."""
-    return jnp.where(kept[features][None, ..., None], images, value)
+from gradcam_jax._src.methods.regions import patch_features, with_features
 
 
 @register("feature_ablation", score="logit")

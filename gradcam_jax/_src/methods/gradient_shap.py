@@ -2,12 +2,13 @@
 integrated gradients with the path point drawn at random, on noisy copies of the image:
 
     attribution = 1/n sum_i (x_i - x') * dS(x' + a_i (x_i - x')) / dx,
-    x_i = x + e_i,  e_i ~ N(0, stdev^2),  a_i ~ U(0, 1)
+    x_i = x + e_i,  e_i ~ N(0, noise^2),  a_i ~ U(0, 1)
 
-with n = `samples` (captum's `n_samples`, default 5) and `stdev` in the units the model takes
-(captum's `stdevs`, default 0). `baseline` x' is as for `integrated_gradients` ("black", "mean", a
-number or a per-channel tuple): one reference input where captum draws from a set of them. In
-expectation (stdev 0) it is integrated gradients with the same baseline. The draws come from `key`
+with n = `samples` (captum's `n_samples`, default 5) and `noise` the standard deviation in the
+units the model takes (captum's `stdevs`, default 0; 0..255 pixels for GoogLeNet). `baseline` x'
+is as for `integrated_gradients` ("black", "mean", a number or a per-channel tuple): one reference
+input where captum draws from a set of them. In expectation (noise 0) it is integrated gradients
+with the same baseline. The draws come from `key`
 (a `jax.random` key or an int seed), one draw for the whole batch, so the same key gives an image
 the same map in any batch and at any `batch_size`; samples are vmapped so one
 forward/backward pass holds at most `batch_size` whole images (the rule in `methods.common`).
@@ -43,7 +44,7 @@ def gradient_shap(
     *,
     baseline="black",
     samples: int = 5,
-    stdev: float = 0.0,
+    noise: float = 0.0,
     key=None,
     reduce: str = "abs_max",
     batch_size: int = 8,
@@ -62,7 +63,7 @@ def gradient_shap(
 
     def sample(i):  # one draw: (attribution, gradient), each (B, K, *spatial, C)
         noise_key, alpha_key = jax.random.split(jax.random.fold_in(key, i))
-        noisy = images + stdev * jax.random.normal(noise_key, images.shape[1:], images.dtype)
+        noisy = images + noise * jax.random.normal(noise_key, images.shape[1:], images.dtype)
         alpha = jax.random.uniform(alpha_key, shared, images.dtype)
         gradients = input_gradients(model, variables, start + alpha * (noisy - start), target).gradients
         return (noisy - start)[:, None] * gradients, gradients

@@ -1,6 +1,7 @@
 """LIME on superpixels with MATLAB's `imageLIME` defaults, for RGB photos (B, H, W, 3): cut each image
-into about `features` superpixels (MATLAB's NumFeatures, 49; `segmentation="superpixels"`, SLIC as
-MATLAB's `superpixels`, `"grid"`, squares of a grid of about `features` cells, or your own regions
+into about `segments` superpixels (MATLAB's NumFeatures, 49: a count of regions, where `patch` in
+the patch methods is a region's size; `segmentation="superpixels"`, SLIC as MATLAB's `superpixels`,
+`"grid"`, squares of a grid of about `segments` cells, or your own regions
 as MATLAB's label-matrix Segmentation: an (H, W) array of non-negative integer labels, the same for
 every image, concrete, as it is a static option), draw `samples`
 on/off vectors (NumSamples, 2048; each superpixel on with probability 1/2), score the image with the
@@ -19,7 +20,7 @@ the positive part) is MATLAB's scoreMap with OutputUpsampling "nearest", rescale
 The superpixels are computed on the host, inside the jitted call (`jax.pure_callback`), by
 scikit-image's `slic` (`pip install gradcam-jax[lime]`; imported only there) on each image min-max
 scaled to [0, 1], with MATLAB's compactness 10; SLIC may give more or fewer segments than asked, so
-the fit has room for 2 x `features` of them (any beyond are merged into the last) and ignores
+the fit has room for 2 x `segments` of them (any beyond are merged into the last) and ignores
 the labels an image does not use. The on/off vectors come from `key` (a `jax.random` key or an int
 seed): `jax.random.bernoulli(key, 0.5, (samples, P))`, one matrix for the whole batch.
 `samples` forward passes of the batch, vmapped so one pass holds at most `batch_size` whole images.
@@ -39,34 +40,34 @@ import numpy as np
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
 from gradcam_jax._src.methods.common import random_key
-from gradcam_jax._src.methods.feature_ablation import patch_features, with_features
+from gradcam_jax._src.methods.regions import patch_features, with_features
 from gradcam_jax._src.methods.surrogate import check_samples, coin_flips, least_squares, surrogate_explanation
 
 SEGMENTATIONS = ("superpixels", "grid")
 COMPACTNESS = 10.0  # MATLAB `superpixels`' default Compactness for SLIC
 
 
-def superpixels(images: np.ndarray, features: int) -> np.ndarray:
-    """(B, H, W) int32 SLIC labels 0..2 * features - 1 of RGB `images` (B, H, W, 3), each min-max
-    scaled to [0, 1] first: scikit-image's `slic(n_segments=features, compactness=10)`, labels
-    renumbered in order of appearance, any beyond 2 * features - 1 merged into it. On the host."""
+def superpixels(images: np.ndarray, segments: int) -> np.ndarray:
+    """(B, H, W) int32 SLIC labels 0..2 * segments - 1 of RGB `images` (B, H, W, 3), each min-max
+    scaled to [0, 1] first: scikit-image's `slic(n_segments=segments, compactness=10)`, labels
+    renumbered in order of appearance, any beyond 2 * segments - 1 merged into it. On the host."""
     from skimage.segmentation import slic  # the [lime] extra
 
     out = np.empty(images.shape[:-1], np.int32)
     for b, image in enumerate(np.asarray(images, np.float64)):
         low, high = image.min(), image.max()
         scaled = (image - low) / (high - low) if high > low else np.zeros_like(image)
-        labels = slic(scaled, n_segments=features, compactness=COMPACTNESS, start_label=0, channel_axis=-1)
+        labels = slic(scaled, n_segments=segments, compactness=COMPACTNESS, start_label=0, channel_axis=-1)
         _, renumbered = np.unique(labels, return_inverse=True)
-        out[b] = np.minimum(renumbered.reshape(labels.shape), 2 * features - 1)
+        out[b] = np.minimum(renumbered.reshape(labels.shape), 2 * segments - 1)
     return out
 
 
-def segment(images: jax.Array, features: int) -> jax.Array:
+def segment(images: jax.Array, segments: int) -> jax.Array:
     """`superpixels` of the batch from inside a trace: a host callback on the (gradient-stopped) images."""
     shape = jax.ShapeDtypeStruct(images.shape[:-1], jnp.int32)
     return jax.pure_callback(
-        lambda x: superpixels(x, features), shape, jax.lax.stop_gradient(images), vmap_method="sequential"
+        lambda x: superpixels(x, segments), shape, jax.lax.stop_gradient(images), vmap_method="sequential"
     )
 
 
@@ -88,7 +89,7 @@ def image_lime(
     images,
     targets=None,
     *,
-    features: int = 49,
+    segments: int = 49,
     samples: int = 2048,
     segmentation: str | np.ndarray = "superpixels",
     width: float = 0.25,
@@ -96,7 +97,7 @@ def image_lime(
     relu: bool = False,
     batch_size: int = 16,
 ) -> Explanation:
-    """imageLIME maps of `targets` (B,) or (B, K) (None: top-1) over about `features` superpixels;
+    """imageLIME maps of `targets` (B,) or (B, K) (None: top-1) over about `segments` superpixels;
     see the module doc. images: float ``(B, H, W, 3)`` RGB. Returns an `Explanation` with map
     ``(B, [K,] H, W)`` float32 in [0, 1] and the scores of the images."""
     if images.ndim != 4 or images.shape[-1] != 3:
@@ -106,8 +107,8 @@ def image_lime(
         raise ValueError(
             f"unknown segmentation {segmentation!r}; choose from {', '.join(SEGMENTATIONS)} or pass a label array"
         )
-    if features < 1 or width <= 0:
-        raise ValueError(f"features must be at least 1 and width positive; got {features} and {width}")
+    if segments < 1 or width <= 0:
+        raise ValueError(f"segments must be at least 1 and width positive; got {segments} and {width}")
     check_samples(samples)
     if named == "superpixels" and importlib.util.find_spec("skimage") is None:  # before the callback
         raise ImportError(
@@ -118,14 +119,14 @@ def image_lime(
         labels = given_labels(segmentation, images.shape[:-1])
         count = int(labels.max()) + 1
         labels = jnp.asarray(labels)
-    elif named == "grid":  # squares of about H / sqrt(features) pixels
-        side = round(math.sqrt(features))
+    elif named == "grid":  # squares of about H / sqrt(segments) pixels
+        side = round(math.sqrt(segments))
         cells, grid = patch_features(images.shape[1:3], tuple(-(-n // side) for n in images.shape[1:3]))
         count = int(np.prod(grid))
         labels = jnp.broadcast_to(jnp.asarray(cells), images.shape[:-1])
     else:
-        count = 2 * features
-        labels = segment(images, features)  # (B, H, W)
+        count = 2 * segments
+        labels = segment(images, segments)  # (B, H, W)
     present = jax.vmap(lambda f: jnp.zeros(count, bool).at[f.reshape(-1)].set(True))(labels)  # (B, P)
     mean = images.mean(axis=(1, 2))  # (B, 3): MATLAB's fill for the features left out
     kept = coin_flips(random_key(key), samples, count)

@@ -1,14 +1,15 @@
 """IS-CAM (Naidu et al. 2020), as torchcam's `ISCAM`: Score-CAM whose channel weights integrate the
 score along a path of ever stronger masks:
 
-    M_c = upsample( rescale(A_c) ),  x_i = fill + m_i M_c (image - fill),  m_i = sum_{j<=i} j / N,
+    M_c = upsample( rescale(A_c) ),  x_i = x' + m_i M_c (image - x'),  m_i = sum_{j<=i} j / N,
     w = softmax_c( 1/N sum_i S(x_i) - S(image) ),  map = normalise( relu( sum_c w_c A_c ) )
 
 with N = `samples` (torchcam's `num_samples`, 10) and torchcam's multipliers m_i (they grow to
 (N + 1) / 2, past the image itself). As torchcam: each channel is min-max scaled at the layer, then
 upsampled bilinearly; scores are logits (`score="logit"`) minus the image's; the weights are a
-softmax over channels. Masking blends towards `fill` (default the mean pixel: what multiplying a
-normalised input does, as torchcam's users do; "black" multiplies the raw pixels).
+softmax over channels. Masking blends towards `baseline` x' (default "mean", the mean pixel: what
+multiplying a normalised input does, as torchcam's users do; "black" multiplies the raw pixels; a
+number or a per-channel tuple).
 
 Cost: `samples` forward passes per channel and image (10240 at `inception_5b-output`), vmapped so
 one pass holds at most `batch_size` whole images (the rule in `methods.common`), under `lax.map`;
@@ -44,17 +45,17 @@ def channel_mask(activations: jax.Array, channel, size: tuple[int, ...]) -> jax.
 
 
 def averaged_mask_cam(
-    model, variables, images, targets, layer, reshape, samples: int, fill, relu: bool, batch_size: int, mask_at
+    model, variables, images, targets, layer, reshape, samples: int, baseline, relu: bool, batch_size: int, mask_at
 ) -> Explanation:
     """torchcam's Score-CAM family with `samples` masks per channel (IS-CAM, SS-CAM): perturbation
     i (channel i % C, sample i // C) sees the images through `mask_at(i, i // C, channel_mask(..., i % C))`,
-    blended towards `fill`; each channel's weight is the softmax over channels of its score gain
+    blended towards `baseline`; each channel's weight is the softmax over channels of its score gain
     averaged over its samples; the map is the weighted sum of the activations."""
     if samples < 1:
         raise ValueError(f"samples must be at least 1; got {samples}")
     activations, explained, target, *_ = layer_outputs(model, variables, images, targets, layer, reshape)
     images = maps.float32_or_wider(images)
-    background = fill_value(fill, images.shape[-1])
+    background = fill_value(baseline, images.shape[-1])
     channels = activations.shape[-1]
 
     def masked(i):  # the batch through perturbation i's mask: (B, *spatial, C)
@@ -76,7 +77,7 @@ def is_cam(
     *,
     layer: str | None = None,
     samples: int = 10,
-    fill="mean",
+    baseline="mean",
     relu: bool = True,
     reshape: Callable | None = None,
     batch_size: int = 32,
@@ -89,5 +90,5 @@ def is_cam(
         return ((sample + 1) * (sample + 2) / (2 * samples)).astype(mask.dtype) * mask
 
     return averaged_mask_cam(
-        model, variables, images, targets, layer, reshape, samples, fill, relu, batch_size, mask_at
+        model, variables, images, targets, layer, reshape, samples, baseline, relu, batch_size, mask_at
     )

@@ -29,7 +29,7 @@ import numpy as np
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
 from gradcam_jax._src.methods.common import fill_value, random_key
-from gradcam_jax._src.methods.feature_ablation import patch_features, with_features
+from gradcam_jax._src.methods.regions import patch_features, with_features
 from gradcam_jax._src.methods.surrogate import check_samples, coin_flips, lasso, surrogate_explanation
 
 ALPHA = 0.01  # captum's SkLearnLasso(alpha=0.01)

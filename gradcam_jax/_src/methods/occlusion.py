@@ -2,13 +2,14 @@
 `occlusionSensitivity`: a mask slides over the image, and the map is the drop in the class score
 when the mask hides each spot — score(image) - score(occluded image).
 
-Options, as MATLAB names them (`MaskSize`, `Stride`, `MaskValue`, `MaskClipping`, `OutputUpsampling`):
-- `mask_size` "auto" = 20% of the input size along each axis, rounded; an int (the same along
-  every axis: a square, a cube for volumes, a span for signals), or one int per spatial axis
+Options, MATLAB's (`MaskSize`, `Stride`, `MaskValue`, `MaskClipping`, `OutputUpsampling`) under the
+names every method here shares (`patch` the size of a region, `baseline` what replaces pixels):
+- `patch` (MaskSize) "auto" = 20% of the input size along each axis, rounded; an int (the same
+  along every axis: a square, a cube for volumes, a span for signals), or one int per spatial axis
   ((height, width) for images; (depth, height, width) for volumes).
 - `stride` "auto" = 10% of the input size along each axis, rounded up; an int, or one per axis.
-- `mask_value` "mean" = the mean pixel (MEAN_PIXEL, the ImageNet mean in RGB 0..255), "black",
-  a number or an RGB tuple.
+- `baseline` (MaskValue) "mean" = the mean pixel (MEAN_PIXEL, the ImageNet mean in RGB 0..255),
+  "black", a number or an RGB tuple.
 - `clipping` True (MaskClipping "on"): the first mask is centred on the top-left pixel and masks at
   the edges are clipped; False ("off"): its top-left corner is there and only whole masks are used.
 - `upsampling` "bicubic" (default) or "nearest": how the grid of mask positions becomes a map at
@@ -44,19 +45,9 @@ import numpy as np
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
 from gradcam_jax._src.methods.common import fill_value, perturbed_scores, target_scores
+from gradcam_jax._src.methods.regions import per_axis
 
 UPSAMPLINGS = ("bicubic", "nearest")
-
-
-def per_axis(value, size: tuple[int, ...], auto_fraction: float, rounding) -> tuple[int, ...]:
-    """One positive int per axis of `size` from "auto" (a fraction of each), an int (every axis) or
-    a tuple of len(size) ints."""
-    if value == "auto":
-        return tuple(max(1, int(rounding(auto_fraction * n))) for n in size)
-    value = (value,) * len(size) if isinstance(value, int) else tuple(value)
-    if len(value) != len(size) or any(not isinstance(v, int) or v < 1 for v in value):
-        raise ValueError(f"expected a positive int or {len(size)} of them, one per spatial axis; got {value!r}")
-    return value
 
 
 def mask_starts(size: int, mask: int, stride: int, clipping: bool) -> np.ndarray:
@@ -76,10 +67,10 @@ class Grid(NamedTuple):
     first: tuple[int, ...]  # first pixel of the first mask
 
 
-def occlusion_grid(size: tuple[int, ...], mask_size, stride, clipping: bool) -> Grid:
+def occlusion_grid(size: tuple[int, ...], patch, stride, clipping: bool) -> Grid:
     """Where the masks go on an input of spatial `size` ((H, W), (L,), (D, H, W)); see the module
     doc for the options."""
-    mask = per_axis(mask_size, size, 0.2, round)
+    mask = per_axis(patch, size, 0.2, round)
     step = per_axis(stride, size, 0.1, math.ceil)
     axes = [mask_starts(n, m, s, clipping) for n, m, s in zip(size, mask, step)]
     starts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(size))
@@ -121,9 +112,9 @@ def occlusion(
     images,
     targets=None,
     *,
-    mask_size="auto",
+    patch="auto",
     stride="auto",
-    mask_value="mean",
+    baseline="mean",
     clipping: bool = True,
     upsampling: str = "bicubic",
     relu: bool = False,
@@ -135,9 +126,9 @@ def occlusion(
         raise ValueError(f"unknown upsampling {upsampling!r}; choose from {', '.join(UPSAMPLINGS)}")
     images = maps.float32_or_wider(images)
     size = images.shape[1:-1]
-    grid = occlusion_grid(size, mask_size, stride, clipping)
+    grid = occlusion_grid(size, patch, stride, clipping)
     starts = jnp.asarray(grid.starts)
-    value = fill_value(mask_value, images.shape[-1])
+    value = fill_value(baseline, images.shape[-1])
     # each axis's coordinates, shaped to broadcast against the others: (H, 1) and (1, W) for images
     coordinates = [jnp.arange(n)[tuple(slice(None) if a == i else None for a in range(len(size)))]
                    for i, n in enumerate(size)]  # fmt: skip

@@ -1,13 +1,13 @@
 """Score-CAM (Wang et al., CVPR-W 2020): no gradients; each channel is weighted by the score the
 model gives the image seen through that channel's activation, used as a mask.
 
-    M_c = rescale( upsample(A_c) ),   w_c = score( fill + M_c (image - fill) ),   map = normalise( sum_c w_c A_c )
+    M_c = rescale( upsample(A_c) ),   w_c = score( x' + M_c (image - x') ),   map = normalise( sum_c w_c A_c )
 
 As the authors' code: the mask is the channel upsampled bilinearly and min-max scaled to [0, 1]
 (a constant channel masks everything out), the weight is the softmax probability of the masked
-image (`score="softmax"`), with no baseline subtracted, and `relu=True`. Masking blends towards
-`fill` (default the mean pixel, which is what multiplying the *normalised* input by the mask does
-in PyTorch code; "black" multiplies the raw pixels).
+image (`score="softmax"`), with no score subtracted, and `relu=True`. Masking blends towards
+`baseline` x' (default "mean", the mean pixel, which is what multiplying the *normalised* input by
+the mask does in PyTorch code; "black" multiplies the raw pixels; a number or a per-channel tuple).
 
 Cost: one forward pass per channel and image (1024 for `inception_5b-output`), vmapped so one pass
 holds at most `batch_size` whole images (the rule in `methods.common`), under `lax.map`. A layer with fewer channels is cheaper, e.g.
@@ -39,14 +39,14 @@ def score_cam(
     layer: str | None = None,
     relu: bool = True,
     reshape: Callable | None = None,
-    fill="mean",
+    baseline="mean",
     batch_size: int = 16,
 ) -> Explanation:
     """Score-CAM maps of `targets` (B,) or (B, K) (None: top-1) at `layer`; see the module doc.
     Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1] and the activations."""
     activations, explained, target, *_ = layer_outputs(model, variables, images, targets, layer, reshape)
     images = maps.float32_or_wider(images)
-    background = fill_value(fill, images.shape[-1])
+    background = fill_value(baseline, images.shape[-1])
     size = images.shape[1:-1]
 
     def masked(channel):  # the batch seen through one channel's mask: (B, *spatial, C)

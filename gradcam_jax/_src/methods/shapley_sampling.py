@@ -25,7 +25,7 @@ import numpy as np
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
 from gradcam_jax._src.methods.common import fill_value, perturbed_scores, random_key, target_scores
-from gradcam_jax._src.methods.feature_ablation import patch_features, with_features
+from gradcam_jax._src.methods.regions import patch_features, with_features
 
 
 @register("shapley_sampling", score="logit")

@@ -4,10 +4,10 @@ second and third gradient powers are averaged over noisy copies of the image:
     D2 = 1/n sum_i g_i^2,  D3 = 1/n sum_i g_i^3,  a = D2 / (2 D2 + sum_ij (D3 A)_ij + 1e-8),
     w_c = sum_ij a_ijc relu(g_ijc),  map = normalise( relu( sum_c w_c A_c ) )
 
-with g_i = dS/dA at the image plus noise e_i ~ N(0, stdev^2), n = `samples` (torchcam's
-`num_samples`, 4), `stdev` torchcam's `std` (0.3) in the units the model takes (torchcam's models
-take normalised input; for GoogLeNet's 0..255 pixels a comparable noise is about 17), A the
-image's activations, logit scores. torchcam's own formula, which sums D3 A over positions (the
+with g_i = dS/dA at the image plus noise e_i ~ N(0, noise^2), n = `samples` (torchcam's
+`num_samples`, 4), `noise` the standard deviation, torchcam's `std` (0.3), in the units the model
+takes (torchcam's models take normalised input; for GoogLeNet's 0..255 pixels a comparable noise
+is about 17), A the image's activations, logit scores. torchcam's own formula, which sums D3 A over positions (the
 paper's Grad-CAM++ multiplies by the sum of A). Where torchcam takes g and A of its last noisy draw
 for the weights and the map, this uses the mean gradient and the image's activations (the paper's
 choice; with torchcam's small default noise the two agree, see docs/methods.md). The draws come
@@ -41,7 +41,7 @@ def smooth_grad_cam_plus_plus(
     *,
     layer: str | None = None,
     samples: int = 4,
-    stdev: float = 0.3,
+    noise: float = 0.3,
     key=None,
     relu: bool = True,
     reshape: Callable | None = None,
@@ -57,7 +57,7 @@ def smooth_grad_cam_plus_plus(
     key = random_key(key)
 
     def powers(i):  # (g, g^2, g^3) at noisy draw i, each (B, K, *s, C)
-        noisy = images + stdev * jax.random.normal(jax.random.fold_in(key, i), images.shape, images.dtype)
+        noisy = images + noise * jax.random.normal(jax.random.fold_in(key, i), images.shape, images.dtype)
         g = maps.float32_or_wider(
             layer_gradients(model, variables, noisy, target, layer=layer, reshape=reshape).gradients
         )

@@ -3,21 +3,21 @@ which removes the speckle of a single gradient:
 
     gradient = 1/n sum_i dS(x + e_i) / dx,   e_i ~ N(0, sigma^2),   sigma = noise * (max x - min x)
 
-with n = `samples` and `noise` the paper's noise level (10-20% works best there). The noise comes
-from `key` (a `jax.random` key or an int seed, as every sampled method takes it; the default is
-seed 0), so a call is reproducible; each draw is shared by the batch's images, so an image's map
-does not depend on its batch or on `batch_size`. `seed=` is the older name of an int key, still accepted. Samples are vmapped so one forward/backward
-pass holds at most `batch_size` whole images (the rule in `methods.common`), and `lax.map` walks
-the chunks. The map reduces the averaged gradient over channels (`reduce`, default "abs_max")
-and rescales it; `Explanation.gradients` holds it.
+with n = `samples` and `noise` the paper's noise level, a fraction of each image's range (max - min),
+not a value in the units the model takes (10-20% works best there). The noise comes from `key` (a
+`jax.random` key or an int seed, as every sampled method takes it; the default is seed 0), so a
+call is reproducible; each draw is shared by the batch's images, so an image's map does not depend
+on its batch or on `batch_size`. The key is traced: a new key does not recompile (its older name
+`seed` still works until the next release). Samples are vmapped so one forward/backward pass holds
+at most `batch_size` whole images (the rule in `methods.common`), and `lax.map` walks the chunks.
+The map reduces the averaged gradient over channels (`reduce`, default "abs_max") and rescales it;
+`Explanation.gradients` holds it.
 
 Differentiable with respect to `variables` and `images`, under `jit`: the noise is fixed by `key`,
 and `sigma` follows the image's range.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -37,21 +37,16 @@ def smoothgrad(
     samples: int = 16,
     noise: float = 0.15,
     key=None,
-    seed: int | None = None,
     reduce: str = "abs_max",
     batch_size: int = 8,
 ) -> Explanation:
     """SmoothGrad maps of `targets` (B,) or (B, K) (None: top-1) at input resolution; see the
     module doc. Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1]."""
-    if seed is not None:
-        if key is not None:
-            raise ValueError("give key or its older name seed, not both")
-        warnings.warn("smoothgrad's seed= is now key= (as every sampled method's)", DeprecationWarning, stacklevel=2)
     images = maps.float32_or_wider(images)
     scores, target = target_scores(model, variables, images, targets)  # top-1 of the clean image
     per_image = tuple(range(1, images.ndim))
     sigma = noise * (images.max(axis=per_image) - images.min(axis=per_image))  # (B,)
-    key = random_key(key if seed is None else seed)
+    key = random_key(key)
 
     def gradient_at(i):
         # one draw for the whole batch, so an image's map depends on the key, not on its batch (or slice)

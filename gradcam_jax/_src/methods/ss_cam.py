@@ -1,14 +1,15 @@
 """SS-CAM (Wang et al. 2020), as torchcam's `SSCAM`: Score-CAM whose channel weights average the
 score over noisy copies of each channel's mask:
 
-    M_c = upsample( rescale(A_c) ),  x_i = fill + (M_c + e_i) (image - fill),  e_i ~ N(0, stdev^2) per pixel,
+    M_c = upsample( rescale(A_c) ),  x_i = x' + (M_c + e_i) (image - x'),  e_i ~ N(0, noise^2) per pixel,
     w = softmax_c( 1/N sum_i S(x_i) - S(image) ),  map = normalise( relu( sum_c w_c A_c ) )
 
-with N = `samples` (torchcam's `num_samples`, 35) and `stdev` torchcam's `std` (2.0, in mask
-units). Masks, scores (logits minus the image's), the softmax over channels and the fill are as in
+with N = `samples` (torchcam's `num_samples`, 35) and `noise` the standard deviation, torchcam's
+`std` (2.0), in mask units (the mask runs from 0 to 1), not in the units the model takes. Masks,
+scores (logits minus the image's), the softmax over channels and the `baseline` x' are as in
 `is_cam` (torchcam's Score-CAM family). The noise comes from `key` (a `jax.random` key or an int
 seed; the same key gives the same map): draw i = sample * C + channel is
-`stdev * jax.random.normal(fold_in(key, i), spatial)`, one draw added to every image's mask of that
+`noise * jax.random.normal(fold_in(key, i), spatial)`, one draw added to every image's mask of that
 channel (`benchmarks/originals.py` hands the same draws to torchcam), so an image's map depends on
 the key, not on the batch it is in or on `batch_size`.
 
@@ -39,9 +40,9 @@ def ss_cam(
     *,
     layer: str | None = None,
     samples: int = 35,
-    stdev: float = 2.0,
+    noise: float = 2.0,
     key=None,
-    fill="mean",
+    baseline="mean",
     relu: bool = True,
     reshape: Callable | None = None,
     batch_size: int = 32,
@@ -52,8 +53,8 @@ def ss_cam(
     key = random_key(key)
 
     def mask_at(i, sample, mask):  # perturbation i = sample * C + channel: its own noise draw
-        return mask + stdev * jax.random.normal(jax.random.fold_in(key, i), mask.shape[1:], mask.dtype)
+        return mask + noise * jax.random.normal(jax.random.fold_in(key, i), mask.shape[1:], mask.dtype)
 
     return averaged_mask_cam(
-        model, variables, images, targets, layer, reshape, samples, fill, relu, batch_size, mask_at
+        model, variables, images, targets, layer, reshape, samples, baseline, relu, batch_size, mask_at
     )
