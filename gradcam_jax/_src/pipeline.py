@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcam_jax._src.methods.base import RENAMED
 from gradcam_jax.models import imagenet
 from gradcam_jax.models.googlenet import INPUT_SIZE
 
@@ -200,19 +201,16 @@ def ordered_map(pool: concurrent.futures.Executor, fn: Callable, items: Iterable
 
 
 def accepted_options(method: Callable) -> list[str]:
-    """The options `method` takes: its keyword-only parameters, and `score` where it has a default
-    score (whether or not its signature shows `score`)."""
-    names = [p.name for p in inspect.signature(method).parameters.values() if p.kind is p.KEYWORD_ONLY]
-    if getattr(method, "default_score", None) and "score" not in names:
-        names.append("score")
-    return names
+    """The options `method` takes: the keyword-only parameters its signature shows (`score` included)."""
+    return [p.name for p in inspect.signature(method).parameters.values() if p.kind is p.KEYWORD_ONLY]
 
 
 def check_method_options(name: str, method: Callable, options: dict | None) -> dict:
     """`options` as a dict, or a one-line ValueError naming `name`'s options if one is not among them."""
     options = dict(options or {})
     accepted = accepted_options(method)
-    unknown = [k for k in options if k not in accepted]
+    older = RENAMED.get(name, {})  # an option's older name still reaches the method (it warns there)
+    unknown = [k for k in options if k not in accepted and k not in older]
     if unknown:
         raise ValueError(f"{name} has no option {unknown[0]!r}; its options: {', '.join(accepted) or 'none'}")
     return options
