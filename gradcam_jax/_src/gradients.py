@@ -40,7 +40,9 @@ def column_cotangents(scores: jax.Array) -> jax.Array:
     return jnp.broadcast_to(jnp.eye(k, dtype=scores.dtype)[:, None], (k, *scores.shape))
 
 
-def layer_gradients(model, variables, images, target, *, layer: str | None, reshape: Callable | None = None) -> LayerGradients:
+def layer_gradients(
+    model, variables, images, target, *, layer: str | None, reshape: Callable | None = None
+) -> LayerGradients:
     """Activations at `layer` and gradients of each of the K columns of `target(outputs)` w.r.t. them.
 
     target: a function of the model's outputs returning (B,) or (B, K) float scores (`gradcam_jax._src.targets`).
@@ -49,7 +51,7 @@ def layer_gradients(model, variables, images, target, *, layer: str | None, resh
     token outputs (B, N, C) of an image model are laid out by `adapters.tokens.auto_grid` (prefix
     tokens and grid inferred from the token count and the image's aspect ratio; `tokens.grid_hook`).
     """
-    path, shape = taps.resolve_layer(model, variables, images, layer)
+    path, shape = taps.resolve_map_layer(model, variables, images, layer, reshape)
 
     def all_scores(delta):
         outputs, activation = taps.forward_with_layer(model, variables, images, path, delta)
