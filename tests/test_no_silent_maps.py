@@ -4,6 +4,7 @@ import warnings
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -109,3 +110,38 @@ def test_overlay_is_the_module_and_calling_it_still_blends_with_a_warning():
     with pytest.warns(DeprecationWarning, match="call gradcam_jax.blend"):
         old = gj.overlay(image, heatmap)
     np.testing.assert_array_equal(old, gj.blend(image, heatmap))
+
+
+class Softmaxed(nn.Module):
+    """A classifier that ends in a softmax (flaxmodels' `output="softmax"`)."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.softmax(Small()(x))
+
+
+def test_a_model_that_already_softmaxes_is_flagged_under_a_softmax_score(small):
+    _, _, x = small
+    model = Softmaxed()
+    variables = model.init(jax.random.key(0), x)
+    with pytest.warns(gj.DegenerateMapWarning, match=r"softmax of a softmax \(2\).*score=\"logit\""):
+        twice = gj.grad_cam(model, variables, x, np.array([1, 2]), score="softmax")
+    assert np.all(np.asarray(twice.flags) & diagnostics.SOFTMAX_TWICE)
+    once = gj.grad_cam(model, variables, x, np.array([1, 2]), score="logit")  # the probability itself
+    assert not np.any(np.asarray(once.flags) & diagnostics.SOFTMAX_TWICE)
+
+
+@pytest.mark.parametrize(
+    ("fn", "expected"),
+    [
+        (jax.nn.softmax, True),
+        (lambda z: jnp.exp(z) / jnp.exp(z).sum(-1, keepdims=True), True),
+        (jax.jit(jax.nn.softmax), True),
+        (jax.nn.log_softmax, False),  # softmax of log-probabilities is the softmax of the logits: harmless
+        (lambda z: z / z.sum(-1, keepdims=True), False),
+        (lambda z: z * 2.0, False),
+    ],
+)
+def test_ends_in_softmax_reads_the_last_operation(fn, expected):
+    jaxpr = jax.make_jaxpr(lambda z: fn(z @ jnp.ones((3, 4))))(jnp.ones((2, 3)))
+    assert diagnostics.ends_in_softmax(jaxpr.jaxpr) is expected

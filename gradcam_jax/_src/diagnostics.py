@@ -7,7 +7,9 @@ int32 bit set per map, shaped like `Explanation.scores`:
 - CONSTANT_MAP: the map has one value everywhere (an all-zero map included): it shows nothing;
 - NONFINITE_SCORE: the explained score is NaN or Inf;
 - SATURATED_SCORE: a softmax score within 1e-6 of 1 or 0, where its gradient vanishes;
-- ZERO_GRADIENT: the method's gradient (at the layer or the input) is zero everywhere.
+- ZERO_GRADIENT: the method's gradient (at the layer or the input) is zero everywhere;
+- SOFTMAX_TWICE: a softmax score of a model whose outputs are a softmax already (its last operation,
+  read from its jaxpr at trace time): the probabilities are softmaxed again, which flattens them.
 
 `flag_names(flags)` reads them; a method warns once per call, naming the causes and the fixes.
 """
@@ -24,12 +26,14 @@ CONSTANT_MAP = 1
 NONFINITE_SCORE = 2
 SATURATED_SCORE = 4
 ZERO_GRADIENT = 8
+SOFTMAX_TWICE = 16
 
 FLAGS = {
     CONSTANT_MAP: ("constant map", "the map is one value everywhere"),
     NONFINITE_SCORE: ("non-finite score", "check the inputs' scale and the model's outputs"),
     SATURATED_SCORE: ("saturated softmax", 'explain score="logit" (a softmax at 0 or 1 has no gradient)'),
     ZERO_GRADIENT: ("zero gradient", 'try another layer, or score="logit"'),
+    SOFTMAX_TWICE: ("softmax of a softmax", 'the model outputs probabilities: score="logit" explains them as they are'),
 }
 SATURATION = 1e-6
 
@@ -50,6 +54,30 @@ def degenerate_flags(maps: jax.Array, scores: jax.Array, softmax: bool, gradient
         zero = (gradients == 0).all(axis=tuple(range(2, gradients.ndim)))
         flags = flags | jnp.where(zero, ZERO_GRADIENT, 0)
     return flags.astype(jnp.int32)
+
+
+def ends_in_softmax(jaxpr, out: int = 0) -> bool:
+    """Whether output `out` of `jaxpr` is computed last by a softmax, exp(z) / sum(exp(z)) (jax.nn and
+    flax's `softmax`, or written out), looking through nested jit/custom-derivative calls."""
+    producers = {v: eqn for eqn in jaxpr.eqns for v in eqn.outvars}
+
+    def made_by(var, *names):  # the equation making `var`, through broadcasts and reshapes
+        eqn = producers.get(var)
+        while eqn is not None and eqn.primitive.name in ("broadcast_in_dim", "reshape", "convert_element_type"):
+            eqn = producers.get(eqn.invars[0])
+        return eqn if eqn is not None and eqn.primitive.name in names else None
+
+    eqn = producers.get(jaxpr.outvars[out])
+    if eqn is None:
+        return False
+    inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+    if inner is not None:  # a nested call: follow the same output inside it
+        inner = getattr(inner, "jaxpr", inner)
+        return ends_in_softmax(inner, eqn.outvars.index(jaxpr.outvars[out]))
+    if eqn.primitive.name != "div":
+        return False
+    numerator, denominator = eqn.invars
+    return made_by(numerator, "exp") is not None and made_by(denominator, "reduce_sum") is not None
 
 
 def flag_names(flags) -> list[str]:

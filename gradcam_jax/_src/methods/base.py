@@ -103,9 +103,11 @@ def publish(impl, model, variables, images, target, **options) -> tuple[Explanat
     if gives_one_score(model, variables, images, target):
         result = drop_k(result)
     classes = 0
-    if isinstance(target, targets_lib.Classes):  # the model's real number of outputs, for the range check
-        logits = jax.eval_shape(lambda v, x: targets_lib.logits_of(taps.call_model(model, v, x)), variables, images)
-        classes = logits.shape[-1]
+    if isinstance(target, targets_lib.Classes):  # the model's logits as a jaxpr: their count, and their last op
+        logits = jax.make_jaxpr(lambda v, x: targets_lib.logits_of(taps.call_model(model, v, x)))(variables, images)
+        classes = logits.out_avals[0].shape[-1]
+        if softmax and diagnostics.ends_in_softmax(logits.jaxpr):
+            result = result._replace(flags=result.flags | diagnostics.SOFTMAX_TWICE)
     return result, Checks(jnp.isfinite(images).all(), jnp.zeros((0, classes), jnp.int8))
 
 
