@@ -10,9 +10,17 @@ result.map                                                    # (1, 224, 224) fl
 # The public API: everything below, flat; the implementation lives in gradcam_jax/_src (private).
 # Sub-namespaces: methods, targets, metrics, overlay, models (and gradcam_jax.toys, imported on its own).
 from gradcam_jax import methods, metrics, models, overlay, targets
-from gradcam_jax._src.adapters.taps import UnknownLayerError, channels_first, channels_last, default_layer, layer_shapes
+from gradcam_jax._src.adapters.taps import (
+    FlatLayerError,
+    UnknownLayerError,
+    channels_first,
+    channels_last,
+    default_layer,
+    layer_shapes,
+)
 from gradcam_jax._src.adapters.tokens import tokens_to_grid
 from gradcam_jax._src.classify import top_k
+from gradcam_jax._src.diagnostics import DegenerateMapWarning, flag_names
 from gradcam_jax._src.images import ImageError, load_image
 from gradcam_jax._src.methods import (
     METHODS,
@@ -54,6 +62,7 @@ from gradcam_jax._src.methods import (
     ss_cam,
     xgrad_cam,
 )
+from gradcam_jax._src.methods.base import LayoutError
 from gradcam_jax._src.overlay import blend
 from gradcam_jax.dataset import explain_dataset
 from gradcam_jax.models import (
@@ -69,9 +78,12 @@ from gradcam_jax.video import VideoError, explain_clips, explain_frames, explain
 
 __all__ = [
     "BVLCGoogLeNet",
+    "DegenerateMapWarning",
     "Explanation",
+    "FlatLayerError",
     "GoogLeNet",
     "ImageError",
+    "LayoutError",
     "METHODS",
     "TorchvisionGoogLeNet",
     "UnknownLayerError",
@@ -95,6 +107,7 @@ __all__ = [
     "feature_ablation",
     "fem",
     "finer_cam",
+    "flag_names",
     "fullgrad",
     "generic_attention",
     "grad_cam",

@@ -51,7 +51,7 @@ def layer_gradients(
     token outputs (B, N, C) of an image model are laid out by `adapters.tokens.auto_grid` (prefix
     tokens and grid inferred from the token count and the image's aspect ratio; `tokens.grid_hook`).
     """
-    path, shape = taps.resolve_layer(model, variables, images, layer)
+    path, shape = taps.resolve_map_layer(model, variables, images, layer, reshape)
 
     def all_scores(delta):
         outputs, activation = taps.forward_with_layer(model, variables, images, path, delta)

@@ -287,6 +287,27 @@ def resolve_layer(model, variables, images, layer: str | None) -> tuple[str, jax
     raise UnknownLayerError(layer, shapes)
 
 
+class FlatLayerError(ValueError):
+    """A layer whose output has no spatial or token axis ((B, C), a scalar per image), asked of a
+    method that lays its map out over the layer's positions; the message lists layers that qualify."""
+
+
+def resolve_map_layer(model, variables, images, layer: str | None, reshape=None) -> tuple[str, jax.ShapeDtypeStruct]:
+    """`resolve_layer` for the methods that weigh a layer's positions (the CAM family): its output must
+    be a map `(B, *s, C)` or tokens `(B, N, C)` (or come with a `reshape` hook). A flat output (B, C)
+    would give a "map" over its channels: a `FlatLayerError` naming the layers that qualify instead."""
+    path, shape = resolve_layer(model, variables, images, layer)
+    if reshape is None and len(shape.shape) < 3:
+        shapes = layer_shapes(model, variables, images)
+        fit = [p for p, s in shapes.items() if len(s.shape) >= 3]
+        listed = ", ".join(fit[-8:]) if fit else "none: pass `reshape` or explain the input (saliency, occlusion)"
+        raise FlatLayerError(
+            f"layer {layer or path!r} outputs {tuple(shape.shape)}, no spatial or token axis to lay a map on; "
+            f"layers that qualify (the last {min(len(fit), 8)}): {listed}"
+        )
+    return path, shape
+
+
 def forward_with_layer(model, variables, images, path: str, delta: jax.Array | None = None):
     """(the model's outputs, activation at `path`), with `delta` added to that activation if given."""
     with tap([path], {path: delta} if delta is not None else None) as tapped:

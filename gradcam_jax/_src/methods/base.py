@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradcam_jax._src import diagnostics
 from gradcam_jax._src import targets as targets_lib
 from gradcam_jax._src.adapters import taps
 from gradcam_jax._src.inputs import check_images, is_concrete
@@ -68,13 +69,28 @@ class Explanation(NamedTuple):
     for images (B, H, W, C), (B, L) for signals, (B, D, H, W) for volumes and clips.
     scores: (B,) or (B, K) float32, the scores explained. targets: the class indices, the same
     shape, int32 (None for a target function). activations: `(B, *s, C)` at the layer ((B, h, w, C)
-    for images), and gradients: `(B, [K,] *s, C)`, where the method has them."""
+    for images), and gradients: `(B, [K,] *s, C)`, where the method has them. flags: int32, shaped
+    like `scores`: why a map is not informative, 0 where it is (`gradcam_jax.diagnostics`: a constant
+    map, a non-finite or saturated score, a zero gradient); a call with any flag set warns once."""
 
     map: jax.Array
     scores: jax.Array
     targets: jax.Array | Callable | None  # inside a method's core: the target object it explained
     activations: jax.Array | None = None
     gradients: jax.Array | None = None
+    flags: jax.Array | None = None
+
+
+class Checks(NamedTuple):
+    """What the jitted core reports beside the result, checked on the host after (or before) it runs."""
+
+    finite: jax.Array  # () bool: every pixel of the images was finite
+    outputs: jax.Array  # (0, N): N the model's number of classes for class targets (0 otherwise), by shape only
+
+
+class LayoutError(ValueError):
+    """A batch whose shape does not fit the model (a missing batch or channel axis, channels first into
+    a channels-last model, a wrong channel count): raised before the model runs, in one line."""
 
 
 METHODS: dict[str, Callable[..., Explanation]] = {}
@@ -128,7 +144,11 @@ def drop_k(result: Explanation) -> Explanation:
     """Remove the K axis (of size 1) from every per-target field."""
     take = lambda x: None if x is None else x[:, 0]  # noqa: E731
     return result._replace(
-        map=take(result.map), scores=take(result.scores), targets=take(result.targets), gradients=take(result.gradients)
+        map=take(result.map),
+        scores=take(result.scores),
+        targets=take(result.targets),
+        gradients=take(result.gradients),
+        flags=take(result.flags),
     )
 
 
@@ -140,16 +160,25 @@ def gives_one_score(model, variables, images, target) -> bool:
     return len(getattr(shape, "shape", ())) == 1
 
 
-def publish(impl, model, variables, images, target, **options) -> tuple[Explanation, jax.Array]:
-    """The jitted core: `impl`, then the K axis and the targets field as the user asked; and
-    whether every pixel was finite (checked in the same program, so no extra pass or sync)."""
+def publish(impl, model, variables, images, target, **options) -> tuple[Explanation, Checks]:
+    """The jitted core: `impl`, its maps flagged (`diagnostics.degenerate_flags`), then the K axis and
+    the targets field as the user asked; and the `Checks` (in the same program: no extra pass or sync)."""
     result = impl(model, variables, images, target, **options)
     explained = result.targets
-    indices = explained.indices.reshape(images.shape[0], -1) if isinstance(explained, targets_lib.Classes) else None
-    result = result._replace(targets=indices)
+    is_classes = isinstance(explained, targets_lib.Classes)
+    softmax = is_classes and explained.score == "softmax"
+    flags = diagnostics.degenerate_flags(result.map, result.scores, softmax, result.gradients)
+    indices = explained.indices.reshape(images.shape[0], -1) if is_classes else None
+    result = result._replace(targets=indices, flags=flags)
     if gives_one_score(model, variables, images, target):
         result = drop_k(result)
-    return result, jnp.isfinite(images).all()
+    classes = 0
+    if isinstance(target, targets_lib.Classes):  # the model's logits as a jaxpr: their count, and their last op
+        logits = jax.make_jaxpr(lambda v, x: targets_lib.logits_of(taps.call_model(model, v, x)))(variables, images)
+        classes = logits.out_avals[0].shape[-1]
+        if softmax and diagnostics.ends_in_softmax(logits.jaxpr):
+            result = result._replace(flags=result.flags | diagnostics.SOFTMAX_TWICE)
+    return result, Checks(jnp.isfinite(images).all(), jnp.zeros((0, classes), jnp.int8))
 
 
 def hashable(option):
@@ -187,11 +216,20 @@ def register(
             options = renamed_options(name, options)
             variables = taps.prepare(model, variables)
             images = check_images(images, values=False)
-            target = resolve_target(name, score, model, images, targets, options.pop("score", None))
+            try:
+                target = resolve_target(name, score, model, images, targets, options.pop("score", None))
+            except ValueError:  # targets sized for another batch: perhaps the batch is laid out wrong
+                raise_layout_mismatch(variables, images)
+                raise
             options = {k: v if k in TRACED_OPTIONS else hashable(v) for k, v in options.items()}  # static
-            result, finite = jitted(model, variables, images, target, **options)
-            if is_concrete(finite) and not bool(finite):  # inside the caller's jit/grad: not checked
+            checks = traced_checks(jitted, model, variables, images, target, options)
+            if isinstance(target, targets_lib.Classes) and target.indices is not None:
+                targets_lib.check_class_range(target.indices, images.shape[0], checks.outputs.shape[-1])
+            result, ran = jitted(model, variables, images, target, **options)
+            if is_concrete(ran.finite) and not bool(ran.finite):  # inside the caller's jit/grad: not checked
                 raise ValueError("images contain NaN or Inf values; expected finite pixel values")
+            if is_concrete(result.flags):
+                diagnostics.warn_flags(name, result.flags)
             return result
 
         functools.update_wrapper(method, impl)  # name and doc of `impl`
@@ -203,6 +241,29 @@ def register(
         return method
 
     return decorate
+
+
+def traced_checks(jitted, model, variables, images, target, options) -> Checks:
+    """The `Checks` of a call, by shape only (the trace is cached: about a millisecond after the first).
+    A batch that does not fit the model fails while tracing: a `LayoutError` says how, in one line."""
+    try:
+        return jitted.eval_shape(model, variables, images, target, **options)[1]
+    except Exception as err:
+        raise_layout_mismatch(variables, images)
+        notes = getattr(err, "__notes__", None)  # the error's one line, without jit's note on its traceback
+        if notes:
+            notes[:] = [note for note in notes if not note.startswith(JAX_NOTE)]
+        raise
+
+
+JAX_NOTE = "--------------------\nFor simplicity, JAX has removed"  # the note jit adds to errors raised in a trace
+
+
+def raise_layout_mismatch(variables, images) -> None:
+    """A `LayoutError` if `images` do not fit the model's first convolution (`diagnostics.layout_mismatch`)."""
+    message = diagnostics.layout_mismatch(variables, tuple(images.shape))
+    if message is not None:
+        raise LayoutError(message) from None
 
 
 def resolve_target(name: str, default_score: str | None, model, images, targets, score: str | None):

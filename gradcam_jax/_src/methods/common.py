@@ -114,7 +114,7 @@ def layer_outputs(model, variables, images, target, layer: str | None, reshape: 
     weigh activations without the layer's gradient (Eigen-CAM, Score-CAM and their kin). A token
     layer (B, N, C) of images is laid out on its patch grid unless `reshape` is given
     (`tokens.grid_hook`, the rule `gradients.layer_gradients` follows too)."""
-    path, _ = taps.resolve_layer(model, variables, images, layer)
+    path, _ = taps.resolve_map_layer(model, variables, images, layer, reshape)
     outputs, raw = taps.forward_with_layer(model, variables, images, path)
     scores, resolved = resolved_scores(target, outputs, images.shape[0])
     reshape = tokens.grid_hook(reshape, raw.shape, images.shape)
