@@ -139,7 +139,7 @@ ARGUMENT_CASES = {
     "unknown class": (["explain", CAT, "--class", "golden retreiver"], "did you mean 'golden retriever'"),
     "class out of range": (["explain", CAT, "--class", "1000"], r"out of range 0\.\.999"),
     "unknown method": (["explain", CAT, "--method", "gradcam"], "invalid choice: 'gradcam'"),
-    "alpha outside [0, 1]": (["explain", CAT, "--alpha", "1.5"], r"--alpha must be in \[0, 1\]"),
+    "opacity outside [0, 1]": (["explain", CAT, "--opacity", "1.5"], r"--opacity must be in \[0, 1\]"),
     "unwritable output": (["explain", CAT, "--out", "/dev/null/out"], "cannot write to /dev/null"),
     "output over the input": (["explain", CAT, "--out", CAT], "refusing to overwrite an input"),
     "missing image": (["classify", "/no/such/photo.jpg"], "no such file"),
@@ -164,7 +164,7 @@ def test_argument_case(case, no_heavy_work, capsys):
 
 
 def test_unknown_layer_fails_before_reading_images(capsys, monkeypatch):
-    monkeypatch.setattr(cli.Batches, "load", lambda self, path: pytest.fail("images read before the layer was checked"))
+    monkeypatch.setattr(cli.Images, "load", lambda self, path: pytest.fail("images read before the layer was checked"))
     assert cli.main(["explain", CAT, "--layer", "inception_9z-output"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unknown layer 'inception_9z-output'" in err and "inception_5b/output" in err

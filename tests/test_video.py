@@ -285,7 +285,7 @@ def test_bad_arguments_fail_in_one_line_before_heavy_work(no_heavy_work, pan, tm
         "exists": ([clip, "--out", str(tmp_path / "taken.mp4")], "exists; pass --overwrite"),
         "over the input": ([clip, "--out", clip, "--overwrite"], "refusing to overwrite an input"),
         "opacity": ([clip, "--opacity", "2"], r"--opacity must be in [0, 1]"),
-        "option": ([clip, "--option", "alpha=0.5"], "grad_cam has no option 'alpha'; its options: layer, relu"),
+        "option": ([clip, "--option", "alpha=0.5"], "grad_cam has no option 'alpha'; its options: score, layer, relu"),
         "class": ([clip, "--class", "bull mastif"], "did you mean 'bull mastiff'"),
     }
     for case, (argv, message) in cases.items():

@@ -177,8 +177,14 @@ def publish(impl, model, variables, images, target, **options) -> tuple[Explanat
         logits = jax.make_jaxpr(lambda v, x: targets_lib.logits_of(taps.call_model(model, v, x)))(variables, images)
         classes = logits.out_avals[0].shape[-1]
         if softmax and diagnostics.ends_in_softmax(logits.jaxpr):
-            result = result._replace(flags=result.flags | diagnostics.SOFTMAX_TWICE)
+            result = result._replace(flags=flags_of(result) | diagnostics.SOFTMAX_TWICE)
     return result, Checks(jnp.isfinite(images).all(), jnp.zeros((0, classes), jnp.int8))
+
+
+def flags_of(result: Explanation) -> jax.Array:
+    """`result.flags`, set by `publish` before anything reads it."""
+    assert result.flags is not None
+    return result.flags
 
 
 def hashable(option):
