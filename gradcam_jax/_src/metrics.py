@@ -184,7 +184,7 @@ def deletion(
         taps.prepare(model, variables),
         images,
         maps,
-        one_target("deletion", model, images, targets, score),
+        one_target("deletion", model, taps.prepare(model, variables), images, targets, score),
         steps=steps,
         baseline=baseline,
         batch_size=batch_size,
@@ -214,7 +214,7 @@ def insertion(
         taps.prepare(model, variables),
         images,
         maps,
-        one_target("insertion", model, images, targets, score),
+        one_target("insertion", model, taps.prepare(model, variables), images, targets, score),
         steps=steps,
         baseline=baseline,
         batch_size=batch_size,
@@ -243,16 +243,21 @@ def confidence_change(model, variables, images, maps, targets, *, score: str = "
         taps.prepare(model, variables),
         images,
         maps,
-        one_target("confidence_change", model, images, targets, score),
+        one_target("confidence_change", model, taps.prepare(model, variables), images, targets, score),
     )
 
 
-def one_target(name: str, model, images, targets, score: str | None):
-    """The target object of a metric: class indices (B,) scored by `score` (default "softmax"), or a
-    target function giving one score per image."""
+def one_target(name: str, model, variables, images, targets, score: str | None):
+    """The target object of a metric: class indices (B,) scored by `score` (default "softmax"),
+    checked against the model's real number of outputs (its output shape: one trace, no compute),
+    or a target function giving one score per image."""
     if not targets_lib.is_function(targets) and np.ndim(targets) != 1:
         raise ValueError(f"{name} explains one target per image: targets must be (B,); got shape {np.shape(targets)}")
-    return resolve_target(name, "softmax", model, images, targets, score)
+    target = resolve_target(name, "softmax", model, images, targets, score)
+    if isinstance(target, targets_lib.Classes) and target.indices is not None:
+        logits = jax.eval_shape(lambda v, x: targets_lib.logits_of(taps.call_model(model, v, x)), variables, images)
+        targets_lib.check_class_range(target.indices, images.shape[0], logits.shape[-1])
+    return target
 
 
 def neighbour_sum(x: jax.Array) -> jax.Array:
@@ -382,7 +387,7 @@ def road(
         taps.prepare(model, variables),
         images,
         jnp.asarray(maps, jnp.float32),
-        one_target("road", model, images, targets, score),
+        one_target("road", model, taps.prepare(model, variables), images, targets, score),
         jnp.asarray(chosen),
         jnp.float32(noise),
         random_key(key),
