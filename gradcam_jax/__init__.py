@@ -10,7 +10,16 @@ result.map                                                    # (1, 224, 224) fl
 # The public API: everything below, flat; the implementation lives in gradcam_jax/_src (private).
 # Sub-namespaces: methods, targets, metrics, overlay, models (and gradcam_jax.toys, imported on its own).
 from gradcam_jax import methods, metrics, models, overlay, targets
-from gradcam_jax._src.adapters.taps import UnknownLayerError, channels_first, channels_last, default_layer, layer_shapes
+from gradcam_jax._src.adapters.taps import (
+    AmbiguousLayerError,
+    UnknownLayerError,
+    attention_at,
+    channels_first,
+    channels_last,
+    default_layer,
+    layer_shapes,
+    per_example,
+)
 from gradcam_jax._src.adapters.tokens import tokens_to_grid
 from gradcam_jax._src.classify import top_k
 from gradcam_jax._src.images import ImageError, load_image
@@ -68,6 +77,7 @@ from gradcam_jax.models import (
 from gradcam_jax.video import VideoError, explain_clips, explain_frames, explain_video
 
 __all__ = [
+    "AmbiguousLayerError",
     "BVLCGoogLeNet",
     "Explanation",
     "GoogLeNet",
@@ -78,6 +88,7 @@ __all__ = [
     "VideoError",
     "WeightsError",
     "ablation_cam",
+    "attention_at",
     "attention_rollout",
     "blend",
     "cam",
@@ -122,6 +133,7 @@ __all__ = [
     "models",
     "occlusion",
     "overlay",
+    "per_example",
     "saliency",
     "score_cam",
     "shapley_cam",
