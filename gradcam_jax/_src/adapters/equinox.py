@@ -64,7 +64,9 @@ def check_hashable(static) -> None:
             f"the Equinox model {type(static).__name__} holds a {kind} in its field {path!r}, which makes its "
             f"static half unhashable, so it cannot be a static argument of jit; make it {fix}"
         )
-    raise TypeError(f"the static half of the Equinox model {type(static).__name__} is unhashable; pass a hashable model")
+    raise TypeError(
+        f"the static half of the Equinox model {type(static).__name__} is unhashable; pass a hashable model"
+    )
 
 
 def unhashable_fields(module, prefix: str = "") -> list[tuple[str, object]]:
@@ -216,9 +218,7 @@ def not_default(static) -> set[str]:
     for path, module in submodules(static):
         conv: Any = module
         if isinstance(module, (eqx.nn.Dropout, eqx.nn.Identity)) or (
-            isinstance(conv, eqx.nn.Conv)
-            and all(k == 1 for k in conv.kernel_size)
-            and any(s > 1 for s in conv.stride)
+            isinstance(conv, eqx.nn.Conv) and all(k == 1 for k in conv.kernel_size) and any(s > 1 for s in conv.stride)
         ):
             skipped.add(path)
     return skipped

@@ -61,7 +61,9 @@ def check_variables(model, variables) -> None:
                 f"got {type(variables).__name__}"
             )
     elif isinstance(model, hk.Transformed) and not isinstance(variables, Mapping):
-        raise TypeError(f"variables of a transformed Haiku model are its params (a mapping); got {type(variables).__name__}")
+        raise TypeError(
+            f"variables of a transformed Haiku model are its params (a mapping); got {type(variables).__name__}"
+        )
 
 
 def interceptor(hooks: Sequence[Callable]) -> Callable:
@@ -91,4 +93,8 @@ def call(model, variables, images, hooks: Sequence[Callable]):
 
 def not_transformed(err: BaseException) -> bool:
     """Whether `err` is Haiku's complaint about a module built outside `hk.transform`."""
-    return "haiku" in sys.modules and isinstance(err, ValueError) and "must be initialized inside an `hk.transform`" in str(err)
+    return (
+        "haiku" in sys.modules
+        and isinstance(err, ValueError)
+        and "must be initialized inside an `hk.transform`" in str(err)
+    )
