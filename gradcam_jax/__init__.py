@@ -11,12 +11,15 @@ result.map                                                    # (1, 224, 224) fl
 # Sub-namespaces: methods, targets, metrics, overlay, models (and gradcam_jax.toys, imported on its own).
 from gradcam_jax import methods, metrics, models, overlay, targets
 from gradcam_jax._src.adapters.taps import (
+    AmbiguousLayerError,
     FlatLayerError,
     UnknownLayerError,
+    attention_at,
     channels_first,
     channels_last,
     default_layer,
     layer_shapes,
+    per_example,
 )
 from gradcam_jax._src.adapters.tokens import tokens_to_grid
 from gradcam_jax._src.classify import top_k
@@ -77,6 +80,7 @@ from gradcam_jax.models import (
 from gradcam_jax.video import VideoError, explain_clips, explain_frames, explain_video
 
 __all__ = [
+    "AmbiguousLayerError",
     "BVLCGoogLeNet",
     "DegenerateMapWarning",
     "Explanation",
@@ -90,6 +94,7 @@ __all__ = [
     "VideoError",
     "WeightsError",
     "ablation_cam",
+    "attention_at",
     "attention_rollout",
     "blend",
     "cam",
@@ -135,6 +140,7 @@ __all__ = [
     "models",
     "occlusion",
     "overlay",
+    "per_example",
     "saliency",
     "score_cam",
     "shapley_cam",

@@ -9,6 +9,7 @@ its submodules' outputs are reached:
 - `nnx`: NNX `(graphdef, state)` from `nnx.split`;
 - `equinox`: Equinox `(static, params)` from `eqx.partition`;
 - `keras`: Keras 3 models on the JAX backend, through `stateless_call`;
+- `haiku`: Haiku `hk.transform` / `hk.transform_with_state` models (Haiku's own `intercept_methods`);
 - `hooks`: submodule-call hooks for frameworks without interceptors (NNX, Equinox, Keras);
 - `internals`: the per-image taps' use of JAX internals (models that vmap inside);
 - `tokens`: transformer token layers laid out as grids;

@@ -9,9 +9,15 @@ respect to `delta` at zero is the gradient with respect to A. The model's code d
 
 Supported attention modules: linen `nn.MultiHeadDotProductAttention` (and `nn.SelfAttention`,
 `nn.MultiHeadAttention`), NNX `nnx.MultiHeadAttention` and Equinox `eqx.nn.MultiheadAttention`,
-each with its default `attention_fn`. A module given a custom `attention_fn` that never calls its
-library's `dot_product_attention_weights` (a fused kernel) is not seen: pass the default while
-explaining. The submodule path comes from linen's interceptor, or for NNX and Equinox from
+each with its default `attention_fn`, and Keras `keras.layers.MultiHeadAttention` (its explicit-scores
+path forced while a tap is open; flash attention is not read). The fused
+`jax.nn.dot_product_attention`, called by any submodule (its path: the innermost submodule running
+it), is replaced while a tap is open by the same computation done explicitly (softmax of the scaled
+scores, with `bias`, `mask` and `is_causal`; grouped-query heads repeated), whose probabilities are
+read; calls with sequence lengths, a local window or `return_residual` run the original, unread.
+A model that computes its softmax inline names where the probabilities are with
+`taps.attention_at(model, ...)`: a submodule whose output they are (equimo's `attn_drop`) or the
+function that returns them (see `AttentionTapped.see` and `_watched_function`). The submodule path comes from linen's interceptor, or for NNX and Equinox from
 `adapters.hooks` (the hooked call that is running). A module called on different query and key/value
 inputs is cross-attention; the methods refuse it as a block. (Inputs are compared by identity: an
 Equinox block calling `attn(x, x, x)` is self-attention, `jax.vmap(attn)(x, x, x)` is not seen as such,
@@ -33,6 +39,7 @@ opened it only; restored when the last thread using them is done).
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import importlib
 import inspect
 import sys
@@ -55,7 +62,11 @@ _WEIGHTS = (
     ("equinox.nn._attention", "dot_product_attention_weights"),
 )
 
-ATTENTION_MODULES = "linen nn.MultiHeadDotProductAttention, nnx.MultiHeadAttention, eqx.nn.MultiheadAttention"
+ATTENTION_MODULES = (
+    "linen nn.MultiHeadDotProductAttention, nnx.MultiHeadAttention, eqx.nn.MultiheadAttention, "
+    "keras.layers.MultiHeadAttention, jax.nn.dot_product_attention; elsewhere name them with "
+    "gradcam_jax.attention_at(model, ...)"
+)
 
 
 class Frame(NamedTuple):
@@ -110,17 +121,22 @@ class AttentionTapped(taps.Tapped):
         self.detach = set(detach)
         self.probabilities: dict[str, jax.Array] = {}
         self.self_attention: dict[str, bool] = {}
+        self.places: tuple[str, ...] = ()  # `attention_at` submodule paths (set by `forward`)
 
     def see(self, path: str, out):
+        if isinstance(out, jax.Array) and any(matches(path, place) for place in self.places):
+            out = self.see_attention(Frame(path.rpartition("/")[0] or path, True), out)
         out = super().see(path, out)
         return jax.lax.stop_gradient(out) if path in self.detach else out
 
-    def see_attention(self, frame: Frame, probabilities):
+    def see_attention(self, frame: Frame, probabilities, strict: bool = True):
         """Record the probabilities of the submodule in `frame` (its first call only); return them,
-        perturbed if asked."""
+        perturbed if asked. Not `strict` (a named function): other shapes pass unread."""
         if frame.path in self.probabilities:
             return probabilities
         seen, levels = internals.unbatch(probabilities, self.entry_trace)  # Equinox: per image and head
+        if seen.ndim != 4 and not strict:
+            return probabilities
         if seen.ndim != 4:
             raise TypeError(
                 f"attention {frame.path!r} gives probabilities of shape {tuple(seen.shape)}; "
@@ -132,6 +148,17 @@ class AttentionTapped(taps.Tapped):
             delta = self.perturb_attention[frame.path].astype(probabilities.dtype)
             probabilities = probabilities + internals.rebatch(delta, levels)
         return probabilities
+
+
+def matches(path: str, place: str) -> bool:
+    """Whether submodule `path` is the `attention_at` place `place` (`*` matching one segment; '-'
+    may stand for '/')."""
+    parts = path.split("/")
+    for candidate in taps.candidate_paths(place):
+        wanted = candidate.split("/")
+        if len(wanted) == len(parts) and all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted)):
+            return True
+    return False
 
 
 @contextlib.contextmanager
@@ -147,11 +174,51 @@ def attention_tap(
         yield tapped
 
 
+@contextlib.contextmanager
+def _placed(model, tapped: AttentionTapped) -> Iterator[None]:
+    """The `attention_at` places of `model` given to `tapped`, the named functions wrapped meanwhile."""
+    places = taps.attention_places(model)
+    tapped.places = tuple(p for p in places if isinstance(p, str))
+    functions = [(owner, name, _watched_function) for owner, name in (p for p in places if not isinstance(p, str))]
+    with patching.all_patched(functions):
+        yield
+
+
+class _LinenCalls(threading.local):
+    def __init__(self):
+        self.stack: list[tuple[str, tuple]] = []  # (path, positional arguments) of linen submodules in their call
+
+
+_linen_calls = _LinenCalls()
+
+
+def running_frame() -> Frame | None:
+    """The attention frame a function called now belongs to: the innermost attention submodule's, else
+    the innermost submodule running (NNX / Equinox / Keras hooks, or linen), self-attention when it
+    was called on one input (or the same one thrice)."""
+    if _frames.stack:
+        return _frames.stack[-1]
+    running = hooks.running() or (_linen_calls.stack[-1] if _linen_calls.stack else None)
+    if running is None:
+        return None
+    path, args = running
+    return Frame(path, len(args) == 1 or (len(args) >= 2 and is_self_attention(*args[:3])))
+
+
 def _linen_frames(next_fun, args, kwargs, context):
-    """Linen interceptor: a `MultiHeadDotProductAttention` call runs inside its `Frame`."""
+    """Linen interceptor: a `MultiHeadDotProductAttention` call runs inside its `Frame`; every
+    submodule call is on `_linen_calls` (whose a fused attention is)."""
     module = context.module
-    if context.method_name != "__call__" or not isinstance(module, nn.MultiHeadDotProductAttention):
+    if context.method_name != "__call__":
         return next_fun(*args, **kwargs)
+    if not isinstance(module, nn.MultiHeadDotProductAttention):
+        if not module.path:
+            return next_fun(*args, **kwargs)
+        _linen_calls.stack.append(("/".join(module.path), args))
+        try:
+            return next_fun(*args, **kwargs)
+        finally:
+            _linen_calls.stack.pop()
     query = args[0] if args else kwargs.get("inputs_q")
     key = args[1] if len(args) > 1 else kwargs.get("inputs_k", kwargs.get("inputs_kv"))
     value = args[2] if len(args) > 2 else kwargs.get("inputs_v", kwargs.get("inputs_kv"))
@@ -209,6 +276,100 @@ def _watched_weights(original: Callable) -> Callable:
     return weights
 
 
+def _watched_function(original: Callable) -> Callable:
+    """A function named by `attention_at` (it returns attention probabilities), its result passed to
+    the open attention taps with the submodule running it (`running_frame`)."""
+
+    def function(*args, **kwargs):
+        probabilities = original(*args, **kwargs)
+        frame = running_frame()
+        if frame is None or not hasattr(probabilities, "ndim"):
+            return probabilities
+        for tapped in taps.open_taps():
+            if isinstance(tapped, AttentionTapped):
+                probabilities = tapped.see_attention(frame, probabilities, strict=False)
+        return probabilities
+
+    return function
+
+
+def _explicit_attention(original: Callable) -> Callable:
+    """`jax.nn.dot_product_attention`, computed explicitly inside a submodule (`running_frame`) so its
+    probabilities (..., heads, queries, keys) are read and perturbed; the original elsewhere."""
+
+    def dot_product_attention(query, key, value, bias=None, mask=None, *, scale=None, is_causal=False, **options):
+        frame = running_frame()
+        if frame is None or any(v not in (None, False) for k, v in options.items() if k != "implementation"):
+            return original(query, key, value, bias, mask, scale=scale, is_causal=is_causal, **options)
+        heads, depth = query.shape[-2], query.shape[-1]
+        if key.shape[-2] != heads:  # grouped-query attention: each key/value head serves several
+            key, value = (jnp.repeat(a, heads // key.shape[-2], axis=-2) for a in (key, value))
+        scale = depth**-0.5 if scale is None else scale
+        logits = jnp.einsum("...tnh,...snh->...nts", query, key, preferred_element_type=jnp.float32) * scale
+        if bias is not None:
+            logits = logits + bias.astype(jnp.float32)
+        if is_causal:
+            queries, keys = logits.shape[-2:]
+            causal = jnp.tril(jnp.ones((queries, keys), bool))
+            mask = causal if mask is None else jnp.logical_and(mask, causal)
+        if mask is not None:
+            logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+        probabilities = jax.nn.softmax(logits, axis=-1).astype(query.dtype)
+        for tapped in taps.open_taps():
+            if isinstance(tapped, AttentionTapped):
+                probabilities = tapped.see_attention(frame, probabilities)
+        return jnp.einsum("...nts,...snh->...tnh", probabilities, value)
+
+    return dot_product_attention
+
+
+def _keras_framed(original: Callable) -> Callable:
+    """`keras.layers.MultiHeadAttention.call` (query, value, key=None, ...), inside its `Frame`."""
+
+    def call(self, *args, **kwargs):
+        path = hooks.path_of(self)
+        if path is None or getattr(self, "_flash_attention", False):
+            return original(self, *args, **kwargs)
+        query, value, key = (*args, None, None, None)[:3]
+        query = kwargs.get("query", query)
+        value = kwargs.get("value", value)
+        key = kwargs.get("key", key)
+        with _inside(Frame(path, is_self_attention(query, value if key is None else key, value))):
+            return original(self, *args, **kwargs)
+
+    return call
+
+
+def _keras_scores(original: Callable) -> Callable:
+    """`MultiHeadAttention._compute_attention`, asked for its scores inside a frame: the explicit path
+    (softmax, then `_masked_softmax`) rather than the fused one."""
+    signature = inspect.signature(original)
+
+    def compute(self, *args, **kwargs):
+        if not (_frames.stack and _frames.stack[-1].path == hooks.path_of(self)):
+            return original(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        bound.arguments["return_attention_scores"] = True
+        return original(*bound.args, **bound.kwargs)
+
+    return compute
+
+
+def _keras_softmax(original: Callable) -> Callable:
+    """`MultiHeadAttention._masked_softmax`, its probabilities passed to the open attention taps."""
+
+    def softmax(self, *args, **kwargs):
+        probabilities = original(self, *args, **kwargs)
+        if not (_frames.stack and _frames.stack[-1].path == hooks.path_of(self)):
+            return probabilities
+        for tapped in taps.open_taps():
+            if isinstance(tapped, AttentionTapped):
+                probabilities = tapped.see_attention(_frames.stack[-1], probabilities)
+        return probabilities
+
+    return softmax
+
+
 def _watching() -> contextlib.AbstractContextManager:
     """Wrap the probability functions and the NNX/Equinox attention classes' `__call__` in this thread
     (restored on exit). The wraps are these module functions, so a nested tap wraps nothing twice."""
@@ -227,6 +388,11 @@ def _patches() -> list[tuple[object, str, Callable[[Callable], Callable]]]:
     patches.append((nnx.MultiHeadAttention, "__call__", _framed_unfused))
     if "equinox" in sys.modules:
         patches.append((sys.modules["equinox"].nn.MultiheadAttention, "__call__", _framed))
+    patches.append((jax.nn, "dot_product_attention", _explicit_attention))
+    if "keras" in sys.modules:
+        mha = sys.modules["keras"].layers.MultiHeadAttention
+        patches += [(mha, "call", _keras_framed), (mha, "_compute_attention", _keras_scores)]
+        patches.append((mha, "_masked_softmax", _keras_softmax))
     return patches
 
 
@@ -252,7 +418,7 @@ def attention_layout(model, variables, images) -> AttentionLayout:
     order: dict[str, list] = {}
 
     def run(variables, images):
-        with attention_tap(None) as tapped:
+        with attention_tap(None) as tapped, _placed(model, tapped):
             model_outputs = taps.call_model(model, variables, images)
         order.update(attention=list(tapped.probabilities), outputs=list(tapped.outputs))
         order["self"] = [tapped.self_attention[p] for p in tapped.probabilities]
@@ -310,7 +476,7 @@ def resolve_blocks(layout: AttentionLayout, blocks: Iterable[str] | None = None)
 
 def forward(model, variables, images, perturb_attention=None, layers=(), detach=()):
     """(the model's outputs, the `AttentionTapped` of one forward pass)."""
-    with attention_tap(layers, perturb_attention, detach) as tapped:
+    with attention_tap(layers, perturb_attention, detach) as tapped, _placed(model, tapped):
         outputs = taps.call_model(model, variables, images)
     return outputs, tapped
 

@@ -23,6 +23,7 @@ class _Running(threading.local):
 
     def __init__(self):
         self.paths: list[dict[int, str]] = []
+        self.calls: list[tuple[str, tuple]] = []  # (path, positional arguments) of the submodules in their call
 
 
 _running = _Running()
@@ -35,6 +36,12 @@ def path_of(module) -> str | None:
         if id(module) in paths:
             return paths[id(module)]
     return None
+
+
+def running() -> tuple[str, tuple] | None:
+    """(path, positional arguments) of the innermost hooked submodule inside its call now, if any:
+    whose output a function called inside it (`adapters.attention`) belongs to."""
+    return _running.calls[-1] if _running.calls else None
 
 
 def instance_call(cls):
@@ -58,10 +65,12 @@ def hooked_calls(named: Sequence[tuple[str, object]], hooks: Sequence[Callable])
             if key not in paths or key in running:
                 return call(*args, **kwargs)
             running.add(key)
+            _running.calls.append((paths[key], args))
             try:
                 out = call(*args, **kwargs)
             finally:
                 running.discard(key)
+                _running.calls.pop()
             for hook in hooks:
                 out = hook(paths[key], out)
             return out

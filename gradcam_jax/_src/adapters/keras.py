@@ -12,8 +12,11 @@ inference mode (BatchNorm's moving statistics, no dropout). The model is hashed 
 is a static argument under `jit`; `variables=None` is read at each public call (`weights`), so a
 model trained further is explained with its new weights.
 
-Layers are tapped by their Keras names (`"conv1"`), a layer of a nested model by its path
-(`"backbone/conv5"`), through `hooks.hooked_calls` on each layer's `__call__`. Their outputs are
+Layers are tapped by their Keras names (`"conv1"`), a layer of a nested model, or a layer inside a
+layer (keras-hub's blocks: `"vit_encoder/transformer_block_1/mha"`), by its path, through
+`hooks.hooked_calls` on each layer's `__call__`. A name Keras made up, the class's snake-case name
+with a per-instance number (`vi_t_backbone_1`, `softmax_3`), may also be written without the number
+(`vi_t_backbone`, `softmax`; `aliases`), when that names one layer. Their outputs are
 read in `keras.config.image_data_format()` (channels-last by default). Keras must run on JAX
 (`KERAS_BACKEND=jax`, set before keras is imported); it is imported only by code that already holds
 a Keras model.
@@ -22,6 +25,7 @@ a Keras model.
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -82,15 +86,57 @@ def prepare(model, variables):
     return weights(model) if variables is None else variables
 
 
-def layers(model, prefix: tuple[str, ...] = ()) -> list[tuple[str, object]]:
-    """(path, layer) for every layer of `model`, nested models' layers by path ("backbone/conv5")."""
+def sublayers(layer) -> list:
+    """The layers directly inside `layer`: a model's `layers`, a layer's tracked sublayers."""
     keras = sys.modules["keras"]
+    if isinstance(layer, keras.Model):
+        children = list(layer.layers)
+    else:
+        flatten = getattr(layer, "_flatten_layers", None)  # Keras 3's own walk of tracked sublayers
+        children = list(flatten(include_self=False, recursive=False)) if flatten is not None else []
+    return [child for child in children if not isinstance(child, keras.layers.InputLayer)]
+
+
+def layers(model, prefix: tuple[str, ...] = (), seen: set[int] | None = None) -> list[tuple[str, object]]:
+    """(path, layer) for every layer of `model`, in nested models and inside layers, by path
+    ("backbone/conv5", "vit_encoder/transformer_block_1/mha"); a shared layer at its first path."""
+    seen = set() if seen is None else seen
     found = []
-    for layer in model.layers:
+    for layer in sublayers(model):
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
         path = (*prefix, layer.name)
         found.append(("/".join(path), layer))
-        if isinstance(layer, keras.Model):
-            found += layers(layer, path)
+        found += layers(layer, path, seen)
+    return found
+
+
+def snake_case(name: str) -> str:
+    """The name Keras derives from a class name (`keras.src.utils.naming.to_snake_case`): ViTBackbone ->
+    vi_t_backbone."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def stable_name(layer) -> str:
+    """`layer.name` without the per-instance number Keras appends to the names it makes up
+    (`vi_t_backbone_1` -> `vi_t_backbone`); a name given by the author stays as it is."""
+    auto = snake_case(type(layer).__name__)
+    return auto if re.fullmatch(re.escape(auto) + r"(_\d+)?", layer.name) else layer.name
+
+
+def aliases(model) -> dict[str, list[str]]:
+    """{path with made-up names unnumbered (`stable_name`): the paths it may denote}, where it differs."""
+    found: dict[str, list[str]] = {}
+    stable: dict[str, str] = {}
+    for path, layer in layers(model):
+        parent, _, _ = path.rpartition("/")
+        alias = "/".join(p for p in (stable.get(parent, parent), stable_name(layer)) if p)
+        stable[path] = alias
+        if alias != path:
+            found.setdefault(alias, []).append(path)
     return found
 
 

@@ -18,7 +18,9 @@ is tapped at its first call.
 - the static half of an Equinox model with its arrays as variables (`eqx.partition`;
   `adapters.equinox`), or with `(arrays, state)` for a model with state;
 - a Keras 3 model (JAX backend) with None (its own weights) or `(trainable, non_trainable)` values
-  as variables (`adapters.keras`).
+  as variables (`adapters.keras`);
+- a Haiku `hk.transform(f)` / `hk.transform_with_state(f)` (or its `apply`) with its params, or
+  `(params, state)`, as variables (`adapters.haiku`): modules tapped by their Haiku names.
 NNX and Equinox submodules are tapped by attribute path (`"blocks/0/conv"`), Keras layers by name
 (`"backbone/conv5"`), with the same `Tapped`.
 
@@ -40,7 +42,7 @@ from collections.abc import Iterable, Iterator, Mapping
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax._src.adapters import equinox, internals, keras, linen, nnx
+from gradcam_jax._src.adapters import equinox, haiku, internals, keras, linen, nnx
 from gradcam_jax._src.targets import logits_of
 
 
@@ -51,6 +53,15 @@ class UnknownLayerError(ValueError):
         valid = list(valid)
         super().__init__(f"unknown layer {layer!r}; valid layers ('-' may stand for '/'): {', '.join(valid)}")
         self.layer, self.valid = layer, valid
+
+
+class AmbiguousLayerError(ValueError):
+    """A layer name that may denote several submodules (a Keras name written without its number)."""
+
+    def __init__(self, layer: str, candidates: Iterable[str]):
+        candidates = list(candidates)
+        super().__init__(f"layer {layer!r} is ambiguous; it may be any of: {', '.join(candidates)}; name one of them")
+        self.layer, self.candidates = layer, candidates
 
 
 def candidate_paths(layer: str) -> tuple[str, ...]:
@@ -72,6 +83,7 @@ class Tapped:
         self.outputs: dict[str, jax.Array] = {}
         self.paths: list[str] = []
         self.channel_first = False  # set by `call_model` for the model being run
+        self.channel_rank: int | None = None  # channel-first outputs are those of this rank (the images')
         self.entry_trace = internals.current_trace()  # vmaps opened later are the model's own
 
     def see(self, path: str, out):
@@ -86,16 +98,23 @@ class Tapped:
         if not hasattr(out, "shape"):
             raise TypeError(f"layer {names[0]!r} outputs {type(out).__name__}, not an array")
         seen, levels = internals.unbatch(out, self.entry_trace)
-        seen = jnp.moveaxis(seen, 1, -1) if self.channel_first and seen.ndim >= 3 else seen
+        seen = jnp.moveaxis(seen, 1, -1) if self.moves(seen) else seen
         if self.capture_all:
             self.outputs[path] = seen
         for name in names:
             self.outputs[name] = seen
             if name in self.perturb:
                 delta = self.perturb[name].astype(out.dtype)
-                delta = jnp.moveaxis(delta, -1, 1) if self.channel_first and delta.ndim >= 3 else delta
+                delta = jnp.moveaxis(delta, -1, 1) if self.moves(delta) else delta
                 out = out + internals.rebatch(delta, levels)
         return out
+
+    def moves(self, seen) -> bool:
+        """Whether the (batched) output `seen` is channel-first, to be moved: a channel-first model's
+        outputs of the images' rank; tokens (B, N, C) and attention matrices of image models are not."""
+        if not self.channel_first or seen.ndim < 3:
+            return False
+        return self.channel_rank is None or seen.ndim == self.channel_rank
 
     def by_name(self, layers: Iterable[str]) -> dict[str, jax.Array]:
         """`{name: activation}` for `layers`; `UnknownLayerError` for any that was never called."""
@@ -142,20 +161,60 @@ _open = _OpenTaps()
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """A model whose layer outputs are channel-first (`channels_first`) or -last (`channels_last`)."""
+    """A model whose layer outputs are channel-first (`channels_first`) or -last (`channels_last`),
+    and (Equinox) which takes one example or the batch (`per_example`; None: found by trying)."""
 
     model: object
-    channel_first: bool
+    channel_first: bool | None  # None: the model's kind's default (`default_channel_first`)
+    per_example: bool | None = None
+    attention: tuple = ()  # where the attention probabilities are (`attention_at`; `adapters.attention`)
 
 
 def channels_first(model) -> Layout:
     """`model`, with its layers' outputs read as channel-first: `(C, *s)` per image, `(B, C, *s)`."""
-    return Layout(model, True)
+    return dataclasses.replace(model, channel_first=True) if isinstance(model, Layout) else Layout(model, True)
 
 
 def channels_last(model) -> Layout:
     """`model`, with its layers' outputs read as channel-last (B, h, w, C): the default but for Equinox."""
-    return Layout(model, False)
+    return dataclasses.replace(model, channel_first=False) if isinstance(model, Layout) else Layout(model, False)
+
+
+def per_example(model, per_example: bool = True) -> Layout:
+    """An Equinox `model` (its static half) said to take one channel-first example `(C, H, W)` (True;
+    the library vmaps it over the batch) or the NHWC batch (False). Without it the rule is: the batch
+    if the model accepts it (tried with `jax.eval_shape`), else one example."""
+    if not equinox.is_module(unwrap(model)):
+        raise TypeError(f"per_example is for Equinox models (eqx.partition); got {type(unwrap(model)).__name__}")
+    if isinstance(model, Layout):
+        return dataclasses.replace(model, per_example=per_example)
+    return Layout(model, None, per_example)
+
+
+def attention_at(model, *where: str | tuple[object, str]) -> Layout:
+    """`model`, with its attention probabilities (B, heads, queries, keys) read where it computes them
+    inline, for the transformer methods: each of `where` is a submodule path whose output they are
+    (`"blocks/*/attn/attn_drop"`, `*` matching one path segment; they count as the attention of the
+    submodule's parent, `"blocks/0/attn"`), or an `(owner, "name")` pair naming the function that
+    returns them (`(jax.nn, "softmax")`, `(my_module, "attention_weights")`; they count as the
+    attention of the innermost submodule running it, and outputs of another rank are passed over)."""
+    for item in where:
+        if not (isinstance(item, str) or (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str))):
+            raise TypeError(f"attention_at takes submodule paths or (owner, 'function name') pairs; got {item!r}")
+    if isinstance(model, Layout):
+        return dataclasses.replace(model, attention=(*model.attention, *where))
+    return Layout(model, None, None, tuple(where))
+
+
+def default_channel_first(model) -> bool:
+    """Whether `model`'s layers output channel-first by default: Equinox's, and Keras' when
+    `image_data_format()` says so."""
+    return equinox.is_module(model) or (keras.is_model(model) and keras.channel_first())
+
+
+def attention_places(model) -> tuple:
+    """The `attention_at` places of `model` (() if none were given)."""
+    return model.attention if isinstance(model, Layout) else ()
 
 
 def unwrap(model):
@@ -170,6 +229,7 @@ def check_model(model) -> None:
     nnx.check_not_module(model)
     if equinox.is_module(model):
         equinox.check_partitioned(model)
+        equinox.check_hashable(model)
 
 
 def prepare(model, variables):
@@ -179,35 +239,49 @@ def prepare(model, variables):
     check_model(model)
     if equinox.is_module(unwrap(model)):
         equinox.check_variables(unwrap(model), variables)
+    if haiku.is_model(unwrap(model)):
+        haiku.check_variables(unwrap(model), variables)
     return keras.prepare(unwrap(model), variables) if keras.is_model(unwrap(model)) else variables
 
 
 def call_model(model, variables, images):
     """Run `model` (see the module doc for the kinds) on `images` and return what it returns; the one
     place models are called. Open `tap` contexts see its submodules' outputs."""
-    channel_first = False
+    channel_first, per = None, None
     if isinstance(model, Layout):
-        model, channel_first = model.model, model.channel_first
-    elif equinox.is_module(model):
-        channel_first = True
-    elif keras.is_model(model):
-        channel_first = keras.channel_first()
+        model, channel_first, per = model.model, model.channel_first, model.per_example
+    if channel_first is None:
+        channel_first = default_channel_first(model)
     for tapped in _open.taps:
         tapped.channel_first = channel_first
+        tapped.channel_rank = getattr(images, "ndim", None)
     hooks = [t.see for t in _open.taps]
     if nnx.is_graphdef(model):
         return nnx.call(model, variables, images, hooks)
     if equinox.is_module(model):
-        return equinox.call(model, variables, images, hooks)
+        return equinox.call(model, variables, images, hooks, per)
     if keras.is_model(model):
         return keras.call(model, variables, images, hooks)
+    if haiku.is_model(model):
+        return haiku.call(model, variables, images, hooks)
     nnx.check_not_module(model)
     if linen.is_module(model) or callable(model):
-        return linen.call(model, variables, images)
+        try:
+            return linen.call(model, variables, images)
+        except ValueError as err:
+            if haiku.not_transformed(err):
+                raise TypeError(haiku.NOT_TRANSFORMED) from err
+            raise
     raise TypeError(
         f"model must be a linen Module, a function (variables, images) -> outputs, an NNX GraphDef "
-        f"(nnx.split), an Equinox module (eqx.partition) or a Keras model; got {type(model).__name__}"
+        f"(nnx.split), an Equinox module (eqx.partition), a Keras model or a Haiku transformed function "
+        f"(hk.transform); got {type(model).__name__}"
     )
+
+
+def not_default(model) -> set[str]:
+    """Paths `layer=None` passes over (`equinox.not_default`: dropout, identity, strided 1x1 convs)."""
+    return equinox.not_default(unwrap(model)) if equinox.is_module(unwrap(model)) else set()
 
 
 def bias_layers(model, variables, images) -> dict[str, jax.Array]:
@@ -269,6 +343,7 @@ def default_layer(model, variables, images) -> str:
     if isinstance(named, str):
         return named
     shapes = layer_shapes(model, variables, images)
+    shapes = {p: s for p, s in shapes.items() if p not in not_default(model)}  # dropout, shortcuts
     spatial = [path for path, s in shapes.items() if is_spatial_map(s.shape, images.shape)]
     if not spatial:
         raise ValueError("no submodule outputs a spatial map (B, h, w, C) with h*w > 1; pass `layer` (a path)")
@@ -284,6 +359,13 @@ def resolve_layer(model, variables, images, layer: str | None) -> tuple[str, jax
     for path in candidate_paths(layer):
         if path in shapes:
             return path, shapes[path]
+    aliases = keras.aliases(unwrap(model)) if keras.is_model(unwrap(model)) else {}
+    for alias in candidate_paths(layer):
+        found = [path for path in aliases.get(alias, ()) if path in shapes]
+        if len(found) > 1:
+            raise AmbiguousLayerError(layer, found)
+        if found:
+            return found[0], shapes[found[0]]
     raise UnknownLayerError(layer, shapes)
 
 
