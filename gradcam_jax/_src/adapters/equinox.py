@@ -153,34 +153,21 @@ def output_of(returned):
     return returned[0]
 
 
-_PER_EXAMPLE: dict[tuple, bool] = {}  # (static, stateful, images' shape and dtype) -> per example
-
-
 def takes_examples(static, net, state, images) -> bool:
     """Whether `net` takes one channel-first example rather than the NHWC batch: it is called on the
-    batch if that works (`jax.eval_shape`), else per example; the first error is raised if neither
-    does. Remembered per (static, stateful, images' shape and dtype)."""
-    key = (static, state is None, tuple(images.shape), str(images.dtype))
-    try:
-        if key in _PER_EXAMPLE:
-            return _PER_EXAMPLE[key]
-    except TypeError:  # an unhashable model (`check_hashable`): not remembered
-        key = None
+    batch if that works (`jax.eval_shape`: traced, nothing computed), else per example; the first
+    error is raised if neither does. Decided at each trace, not remembered: jit's own cache keeps the
+    compiled program, so this runs once per compilation (`per_example` says it outright)."""
     spec = jax.ShapeDtypeStruct(images.shape, images.dtype)
     try:
         jax.eval_shape(lambda x: run(net, state, x, False), spec)
-        found = False
+        return False
     except Exception as batched_error:  # noqa: BLE001 - any failure on the batch: try one example
         try:
             jax.eval_shape(lambda x: run(net, state, x, True), spec)
         except Exception:  # noqa: BLE001
             raise batched_error from None
-        found = True
-    if key is not None:
-        if len(_PER_EXAMPLE) > 256:
-            _PER_EXAMPLE.clear()
-        _PER_EXAMPLE[key] = found
-    return found
+        return True
 
 
 def state_aware(hook: Callable) -> Callable:
