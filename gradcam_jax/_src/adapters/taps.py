@@ -40,7 +40,7 @@ from collections.abc import Iterable, Iterator, Mapping
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax._src.adapters import equinox, internals, keras, linen, nnx
+from gradcam_jax._src.adapters import elements, equinox, internals, keras, lifted, linen, nnx
 from gradcam_jax._src.targets import logits_of
 
 
@@ -51,6 +51,23 @@ class UnknownLayerError(ValueError):
         valid = list(valid)
         super().__init__(f"unknown layer {layer!r}; valid layers ('-' may stand for '/'): {', '.join(valid)}")
         self.layer, self.valid = layer, valid
+
+
+def unknown_layer(layer: str, valid: Iterable[str]) -> UnknownLayerError:
+    """The error for `layer`, which no path names; for a scanned module named without its iteration
+    (`lifted`), the message lists its indices."""
+    valid = list(valid)
+    for path in candidate_paths(layer):
+        iterations = [p for p in valid if p.startswith(path + "[") and "/" not in p[len(path) :]]
+        indexed = [p for p in iterations if p[len(path) + 1 : p.index("]", len(path))].isdigit()]
+        if indexed:
+            error = UnknownLayerError(layer, valid)
+            error.args = (
+                f"layer {layer!r} runs under nn.scan ({len(indexed)} iterations): name one iteration, "
+                f"{', '.join(indexed)}",
+            )
+            return error
+    return UnknownLayerError(layer, valid)
 
 
 def candidate_paths(layer: str) -> tuple[str, ...]:
@@ -65,43 +82,56 @@ class Tapped:
     def __init__(self, layers: Iterable[str] | None, perturb: Mapping[str, jax.Array]):
         self.capture_all = layers is None
         self.perturb = dict(perturb)
-        self._names_at: dict[str, list[str]] = {}
-        for name in [*(layers or ()), *self.perturb]:
-            for path in candidate_paths(name):
-                self._names_at.setdefault(path, []).append(name)
+        self._names = list(dict.fromkeys([*(layers or ()), *self.perturb]))
         self.outputs: dict[str, jax.Array] = {}
         self.paths: list[str] = []
         self.channel_first = False  # set by `call_model` for the model being run
         self.entry_trace = internals.current_trace()  # vmaps opened later are the model's own
 
+    def _names_at(self, path: str) -> list[tuple[str, tuple]]:
+        """(name, element selectors) of the requested names that denote `path` (`elements`): the
+        exact path first, then its MATLAB reading, each name once."""
+        found: dict[str, tuple] = {}
+        for name in self._names:
+            for candidate in candidate_paths(name):
+                selectors = elements.split_selectors(candidate, path)
+                if selectors is not None and name not in found:
+                    found[name] = selectors
+        return list(found.items())
+
     def see(self, path: str, out):
-        """Record the output `out` of the submodule at `path`; return it, perturbed if asked."""
+        """Record the output `out` of the submodule at `path`; return it, perturbed if asked. A
+        tuple/list/dict/dataclass output is read at one array (`elements`)."""
         if path in self.paths:
             return out  # a shared submodule: only its first call is tapped
         self.paths.append(path)
         # each name once, and only if no exact path matched it already
-        names = [name for name in dict.fromkeys(self._names_at.get(path, ())) if name not in self.outputs]
-        if not (names or (self.capture_all and isinstance(out, jax.Array))):
-            return out
-        if not hasattr(out, "shape"):
-            raise TypeError(f"layer {names[0]!r} outputs {type(out).__name__}, not an array")
-        seen, levels = internals.unbatch(out, self.entry_trace)
-        seen = jnp.moveaxis(seen, 1, -1) if self.channel_first and seen.ndim >= 3 else seen
-        if self.capture_all:
-            self.outputs[path] = seen
-        for name in names:
+        names = [(name, sel) for name, sel in self._names_at(path) if name not in self.outputs]
+        default = () if elements.is_array(out) else elements.first_array(out)
+        if self.capture_all and default is not None:
+            names = [(path, default), *[(n, s) for n, s in names if n != path]]
+        for name, selectors in names:
+            if not selectors and default is None:
+                raise TypeError(f"layer {name!r} outputs {type(out).__name__}, which holds no array")
+            selectors = selectors or default
+            element = elements.select(out, selectors, path)
+            if not hasattr(element, "shape"):
+                raise TypeError(f"layer {name!r} outputs {type(element).__name__} there, not an array")
+            seen, levels = internals.unbatch(element, self.entry_trace)
+            seen = jnp.moveaxis(seen, 1, -1) if self.channel_first and seen.ndim >= 3 else seen
             self.outputs[name] = seen
             if name in self.perturb:
-                delta = self.perturb[name].astype(out.dtype)
+                delta = self.perturb[name].astype(element.dtype)
                 delta = jnp.moveaxis(delta, -1, 1) if self.channel_first and delta.ndim >= 3 else delta
-                out = out + internals.rebatch(delta, levels)
+                current = elements.select(out, selectors, path)  # with any perturbation added before
+                out = elements.replaced(out, selectors, current + internals.rebatch(delta, levels))
         return out
 
     def by_name(self, layers: Iterable[str]) -> dict[str, jax.Array]:
         """`{name: activation}` for `layers`; `UnknownLayerError` for any that was never called."""
         for name in layers:
             if name not in self.outputs:
-                raise UnknownLayerError(name, self.paths)
+                raise unknown_layer(name, self.paths)
         return {name: self.outputs[name] for name in layers}
 
 
@@ -119,7 +149,8 @@ def opened(tapped: Tapped) -> Iterator[Tapped]:
     """`tapped` (a `Tapped` or a subclass: `adapters.attention`) sees the models run in this context."""
     _open.taps.append(tapped)  # NNX and Equinox models read the open taps here (`call_model`)
     try:
-        with linen.intercepted(tapped.see):  # linen submodules, wherever they run while this is open
+        # linen submodules, wherever they run while this is open; nn.scan / nn.remat run plainly (`lifted`)
+        with lifted.plain(), linen.intercepted(tapped.see):
             yield tapped
     finally:
         _open.taps.remove(tapped)
@@ -284,7 +315,21 @@ def resolve_layer(model, variables, images, layer: str | None) -> tuple[str, jax
     for path in candidate_paths(layer):
         if path in shapes:
             return path, shapes[path]
-    raise UnknownLayerError(layer, shapes)
+    for path in shapes:  # a path followed by element selectors (`elements`): its own entry
+        if any(elements.split_selectors(c, path) for c in candidate_paths(layer)):
+            return layer, _element_shapes(model, variables, images, layer)
+    raise unknown_layer(layer, shapes)
+
+
+def _element_shapes(model, variables, images, layer: str) -> jax.ShapeDtypeStruct:
+    """Shape and dtype of the output element `layer` (a path with selectors, `elements`)."""
+
+    def run(variables, images):
+        with tap([layer]) as tapped:
+            call_model(model, variables, images)
+        return tapped.by_name([layer])[layer]
+
+    return jax.eval_shape(run, variables, images)
 
 
 def forward_with_layer(model, variables, images, path: str, delta: jax.Array | None = None):
