@@ -40,7 +40,9 @@ def column_cotangents(scores: jax.Array) -> jax.Array:
     return jnp.broadcast_to(jnp.eye(k, dtype=scores.dtype)[:, None], (k, *scores.shape))
 
 
-def layer_gradients(model, variables, images, target, *, layer: str | None, reshape: Callable | None = None) -> LayerGradients:
+def layer_gradients(
+    model, variables, images, target, *, layer: str | None, reshape: Callable | None = None
+) -> LayerGradients:
     """Activations at `layer` and gradients of each of the K columns of `target(outputs)` w.r.t. them.
 
     target: a function of the model's outputs returning (B,) or (B, K) float scores (`gradcam_jax._src.targets`).
