@@ -10,7 +10,14 @@ result.map                                                    # (1, 224, 224) fl
 # The public API: everything below, flat; the implementation lives in gradcam_jax/_src (private).
 # Sub-namespaces: methods, targets, metrics, overlay, models (and gradcam_jax.toys, imported on its own).
 from gradcam_jax import methods, metrics, models, overlay, targets
-from gradcam_jax._src.adapters.taps import UnknownLayerError, channels_first, channels_last, default_layer, layer_shapes
+from gradcam_jax._src.adapters.taps import (
+    UnknownLayerError,
+    channels_first,
+    channels_last,
+    default_layer,
+    explain_default_layer,
+    layer_shapes,
+)
 from gradcam_jax._src.adapters.tokens import tokens_to_grid
 from gradcam_jax._src.classify import top_k
 from gradcam_jax._src.images import ImageError, load_image
@@ -86,6 +93,7 @@ __all__ = [
     "class_index",
     "deeplift",
     "default_layer",
+    "explain_default_layer",
     "eigen_cam",
     "eigen_grad_cam",
     "explain_clips",

@@ -36,9 +36,11 @@ import contextlib
 import dataclasses
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.extend.core import Literal
 
 from gradcam_jax._src.adapters import elements, equinox, internals, keras, lifted, linen, nnx
 from gradcam_jax._src.targets import logits_of
@@ -291,19 +293,113 @@ def is_spatial_map(shape: tuple[int, ...], image_shape: tuple[int, ...]) -> bool
     return max(strides) / min(strides) < 2
 
 
+class Candidate(NamedTuple):
+    """A layer `default_layer` considered: its path, output shape, and why it was kept or skipped."""
+
+    path: str
+    shape: tuple[int, ...]
+    reason: str  # "chosen", "feeds the output", or why it was skipped
+
+
+def explain_default_layer(model, variables, images) -> list[Candidate]:
+    """Every spatial-map layer (`is_spatial_map`) in call order, with why `default_layer` takes or
+    skips it: the model's own `default_layer` attribute wins (then it is the one entry); else the last
+    spatial map that feeds the model's logits (every output array if it has none), skipping
+    - side branches that do not feed them (big_vision's `head` applied to the 2-D token map for
+      `logits_2d`): the dependence is read from the traced computation (`jax.make_jaxpr`), not values;
+    - maps computed inside an attention submodule (its query/key/value projections);
+    - 1x1-convolution shortcuts: a linen `nn.Conv` with a 1x1 kernel (and a norm applied right after
+      it) called after a map of the same shape in the same parent module (a projection shortcut).
+    """
+    named = getattr(unwrap(model), "default_layer", None)
+    if isinstance(named, str):
+        shapes = layer_shapes(model, variables, images)
+        shape = tuple(shapes[named].shape) if named in shapes else ()
+        return [Candidate(named, shape, "chosen: the model's own default_layer")]
+    shapes = layer_shapes(model, variables, images)
+    spatial = [p for p, s in shapes.items() if is_spatial_map(s.shape, images.shape)]
+    if not spatial:
+        return []
+    kinds: dict[str, tuple[str, bool]] = {}  # linen path -> (class name, whether a 1x1 conv)
+
+    def record(next_fun, args, kwargs, context):
+        module = context.module
+        if context.method_name == "__call__" and module.path:
+            path = lifted.iteration_path("/".join(module.path))
+            kernel = getattr(module, "kernel_size", None)
+            one = isinstance(module, linen.nn.Conv) and kernel is not None and all(k == 1 for k in tuple(kernel))
+            kinds.setdefault(path, (type(module).__name__, one))
+        return next_fun(*args, **kwargs)
+
+    def explained(deltas):
+        with linen.nn.intercept_methods(record), tap(list(deltas), deltas):
+            outputs = call_model(model, variables, images)
+        try:
+            return logits_of(outputs)
+        except TypeError:
+            return [leaf for leaf in jax.tree.leaves(outputs) if hasattr(leaf, "shape")]
+
+    deltas = {p: jnp.zeros(shapes[p].shape, shapes[p].dtype) for p in spatial}
+    feeding = _feeding(jax.make_jaxpr(explained)(deltas), list(deltas))
+    attention_paths = [p for p, (kind, _) in kinds.items() if "Attention" in kind]
+    reasons: dict[str, str] = {}
+    for i, path in enumerate(spatial):
+        parent = path.rpartition("/")[0]
+        kind, one = kinds.get(path, ("", False))
+        before = [q for q in spatial[:i] if q.rpartition("/")[0] == parent and shapes[q].shape == shapes[path].shape]
+        after_one = i > 0 and kinds.get(spatial[i - 1], ("", False))[1] and spatial[i - 1].rpartition("/")[0] == parent
+        if path not in feeding:
+            reasons[path] = "skipped: a side branch, does not feed the explained output"
+        elif any(path.startswith(a + "/") for a in attention_paths):
+            reasons[path] = "skipped: inside an attention submodule"
+        elif before and (one or (after_one and "Norm" in kind and reasons.get(spatial[i - 1], "").startswith("skipped"))):
+            reasons[path] = "skipped: a 1x1 convolution shortcut"
+        else:
+            reasons[path] = "feeds the output"
+    kept = [p for p in spatial if reasons[p] == "feeds the output"]
+    if kept:
+        reasons[kept[-1]] = "chosen: the last spatial map feeding the output"
+    return [Candidate(p, tuple(shapes[p].shape), reasons[p]) for p in spatial]
+
+
+def _feeding(closed, names: list[str]) -> set[str]:
+    """The names of the jaxpr's inputs (one per name, in order) that its outputs depend on, read
+    from the equations (an equation's outputs depend on all its inputs: conservative)."""
+    jaxpr = closed.jaxpr
+    labels: dict = {}
+    for name, var in zip(names, jaxpr.invars):
+        labels[var] = {name}
+    for eqn in jaxpr.eqns:
+        found: set[str] = set()
+        for var in eqn.invars:
+            if not isinstance(var, Literal):
+                found |= labels.get(var, set())
+        if found:
+            for var in eqn.outvars:
+                labels[var] = found
+    reached: set[str] = set()
+    for var in jaxpr.outvars:
+        if not isinstance(var, Literal):
+            reached |= labels.get(var, set())
+    return reached
+
+
 def default_layer(model, variables, images) -> str:
     """The layer explained when `layer=None` (every layer method's default): the layer the model names
     itself, as a `default_layer` attribute (GoogLeNet: "inception_5b-output", MATLAB's), else the last
     submodule whose output is a spatial map (B, h, w, C) with h*w > 1 (torchcam's automatic layer;
-    `is_spatial_map`). ValueError saying to pass `layer` when there is none."""
+    `is_spatial_map`) that feeds the model's logits, skipping side branches, attention internals and
+    1x1 shortcuts (`explain_default_layer` lists the candidates and why). ValueError saying to pass
+    `layer` when there is none."""
     named = getattr(unwrap(model), "default_layer", None)
     if isinstance(named, str):
         return named
-    shapes = layer_shapes(model, variables, images)
-    spatial = [path for path, s in shapes.items() if is_spatial_map(s.shape, images.shape)]
-    if not spatial:
-        raise ValueError("no submodule outputs a spatial map (B, h, w, C) with h*w > 1; pass `layer` (a path)")
-    return spatial[-1]
+    chosen = [c.path for c in explain_default_layer(model, variables, images) if c.reason.startswith("chosen")]
+    if not chosen:
+        raise ValueError(
+            "no submodule outputs a spatial map (B, h, w, C) with h*w > 1 that feeds the output; pass `layer` (a path)"
+        )
+    return chosen[0]
 
 
 def resolve_layer(model, variables, images, layer: str | None) -> tuple[str, jax.ShapeDtypeStruct]:

@@ -71,9 +71,13 @@ def token_setup(
     if len(counts) != 1:
         raise ValueError(f"the blocks' attention covers different token counts {sorted(counts)}; pick blocks alike")
     n = counts.pop()
-    if prefix_tokens is None and grid is None:  # patch embedding's grid, else the image's tiling
+    if prefix_tokens is None:  # the patch embedding's grid, else the image's tiling
         embedding = embedding_grid(layout, next(iter(layout.probabilities)), images.shape)
-        prefix, grid = tokens.inferred_layout(n, images.shape[1:3], embedding)
+        if grid is None:
+            prefix, grid = tokens.inferred_layout(n, images.shape[1:3], embedding)
+        else:  # the embedding still says how many tokens lead
+            lead = n - embedding[0] * embedding[1] if embedding is not None else -1
+            prefix, grid = tokens.token_layout(n, images.shape[1:3], lead if lead >= 0 else None, grid)
     else:
         prefix, grid = tokens.token_layout(n, images.shape[1:3], prefix_tokens, grid)
     pool = pooling_attention(layout, chosen, n)
