@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 
@@ -56,7 +57,7 @@ def _parse(raw: str) -> Selector:
         return raw
 
 
-def _children(value) -> list[tuple[Selector, object]] | None:
+def _children(value: Any) -> list[tuple[Selector, object]] | None:
     """(selector, child) of a container in its own order; None for a leaf."""
     if isinstance(value, Mapping):
         return list(value.items())
@@ -81,7 +82,7 @@ def first_array(value) -> tuple[Selector, ...] | None:
     return None
 
 
-def select(value, selectors: tuple[Selector, ...], layer: str):
+def select(value: Any, selectors: tuple[Selector, ...], layer: str) -> Any:
     """The element of `value` at `selectors`; a KeyError naming `layer` and what is there otherwise."""
     for i, selector in enumerate(selectors):
         children = _children(value)
@@ -106,7 +107,7 @@ def select(value, selectors: tuple[Selector, ...], layer: str):
 _MISSING = object()
 
 
-def replaced(value, selectors: tuple[Selector, ...], new):
+def replaced(value: Any, selectors: tuple[Selector, ...], new: Any) -> Any:
     """`value` with its element at `selectors` (as `select` finds it) replaced by `new`, the
     containers rebuilt as the same kinds (tuple, named tuple, list, dict, dataclass)."""
     if not selectors:
@@ -123,7 +124,7 @@ def replaced(value, selectors: tuple[Selector, ...], new):
         key = next(k for k in value if k == head or str(k) == str(head))
         items = {k: (replaced(v, rest, new) if k == key else v) for k, v in value.items()}
         try:
-            return type(value)(items)
+            return type(value)(items)  # pyright: ignore[reportCallIssue]  # dict, FrozenDict, OrderedDict
         except TypeError:
             return items
     field = str(head)

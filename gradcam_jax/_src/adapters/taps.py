@@ -8,7 +8,12 @@ gradient with respect to the activation, and nothing in the model's code has to 
 
 A layer is named by its Flax path (`"backbone/stage3/block1"`, `"Conv_2"`); MATLAB-style names
 with `-` for `/` (`"inception_5b-output"`) are accepted too. A submodule called more than once
-is tapped at its first call.
+is tapped at its first call. A submodule whose output is a tuple, list, dict or dataclass is tapped
+at one array of it: the first array, depth-first in the container's own order, or the one that
+selectors after the path pick, `"encoder/block0[1][key]"` (`adapters.elements`); the perturbation
+goes back into that element. Blocks lifted by linen's `nn.scan` are tapped per iteration, the index
+after the scanned module's path, `"encoder/block[3]"`, `"encoder/block[3]/mlp"` (while a tap is open
+the scan runs unrolled and `nn.remat` plainly; `adapters.lifted`).
 
 `call_model` is the one place models are called. A model is any of:
 - a linen `Module`: `model.apply(variables, images)`;
@@ -115,7 +120,7 @@ class Tapped:
         for name, selectors in names:
             if not selectors and default is None:
                 raise TypeError(f"layer {name!r} outputs {type(out).__name__}, which holds no array")
-            selectors = selectors or default
+            selectors = selectors or default or ()
             element = elements.select(out, selectors, path)
             if not hasattr(element, "shape"):
                 raise TypeError(f"layer {name!r} outputs {type(element).__name__} there, not an array")
@@ -352,7 +357,9 @@ def explain_default_layer(model, variables, images) -> list[Candidate]:
             reasons[path] = "skipped: a side branch, does not feed the explained output"
         elif any(path.startswith(a + "/") for a in attention_paths):
             reasons[path] = "skipped: inside an attention submodule"
-        elif before and (one or (after_one and "Norm" in kind and reasons.get(spatial[i - 1], "").startswith("skipped"))):
+        elif before and (
+            one or (after_one and "Norm" in kind and reasons.get(spatial[i - 1], "").startswith("skipped"))
+        ):
             reasons[path] = "skipped: a 1x1 convolution shortcut"
         else:
             reasons[path] = "feeds the output"
