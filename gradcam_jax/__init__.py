@@ -18,6 +18,7 @@ from gradcam_jax._src.adapters.taps import (
     channels_first,
     channels_last,
     default_layer,
+    explain_default_layer,
     layer_shapes,
     per_example,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "class_index",
     "deeplift",
     "default_layer",
+    "explain_default_layer",
     "eigen_cam",
     "eigen_grad_cam",
     "explain_clips",

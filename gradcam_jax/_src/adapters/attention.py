@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 
 from gradcam_jax._src import patching
-from gradcam_jax._src.adapters import hooks, internals, taps
+from gradcam_jax._src.adapters import hooks, internals, lifted, taps
 
 # (module, attribute): the probability functions wrapped while a tap is open. Each library's default
 # attention calls its module's global `dot_product_attention_weights` by name at call time.
@@ -222,7 +222,7 @@ def _linen_frames(next_fun, args, kwargs, context):
     query = args[0] if args else kwargs.get("inputs_q")
     key = args[1] if len(args) > 1 else kwargs.get("inputs_k", kwargs.get("inputs_kv"))
     value = args[2] if len(args) > 2 else kwargs.get("inputs_v", kwargs.get("inputs_kv"))
-    with _inside(Frame("/".join(module.path), is_self_attention(query, key, value))):
+    with _inside(Frame(lifted.iteration_path("/".join(module.path)), is_self_attention(query, key, value))):
         return next_fun(*args, **kwargs)
 
 

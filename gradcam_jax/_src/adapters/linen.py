@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gradcam_jax._src.adapters import lifted
+
 
 def is_module(model) -> bool:
     """Whether `model` is a linen Module."""
@@ -26,10 +28,10 @@ def interceptor(hook: Callable) -> Callable:
     """A linen interceptor passing each submodule's `__call__` output, with its path, to `hook(path, out)`."""
 
     def intercept(next_fun, args, kwargs, context):
-        out = next_fun(*args, **kwargs)
         if context.method_name != "__call__" or not context.module.path:
-            return out
-        return hook("/".join(context.module.path), out)
+            return next_fun(*args, **kwargs)
+        path = lifted.iteration_path("/".join(context.module.path))  # before its submodules: see `lifted`
+        return hook(path, next_fun(*args, **kwargs))
 
     return intercept
 

@@ -8,7 +8,12 @@ gradient with respect to the activation, and nothing in the model's code has to 
 
 A layer is named by its Flax path (`"backbone/stage3/block1"`, `"Conv_2"`); MATLAB-style names
 with `-` for `/` (`"inception_5b-output"`) are accepted too. A submodule called more than once
-is tapped at its first call.
+is tapped at its first call. A submodule whose output is a tuple, list, dict or dataclass is tapped
+at one array of it: the first array, depth-first in the container's own order, or the one that
+selectors after the path pick, `"encoder/block0[1][key]"` (`adapters.elements`); the perturbation
+goes back into that element. Blocks lifted by linen's `nn.scan` are tapped per iteration, the index
+after the scanned module's path, `"encoder/block[3]"`, `"encoder/block[3]/mlp"` (while a tap is open
+the scan runs unrolled and `nn.remat` plainly; `adapters.lifted`).
 
 `call_model` is the one place models are called. A model is any of:
 - a linen `Module`: `model.apply(variables, images)`;
@@ -38,11 +43,13 @@ import contextlib
 import dataclasses
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.extend.core import Literal
 
-from gradcam_jax._src.adapters import equinox, haiku, internals, keras, linen, nnx
+from gradcam_jax._src.adapters import elements, equinox, haiku, internals, keras, lifted, linen, nnx
 from gradcam_jax._src.targets import logits_of
 
 
@@ -64,6 +71,23 @@ class AmbiguousLayerError(ValueError):
         self.layer, self.candidates = layer, candidates
 
 
+def unknown_layer(layer: str, valid: Iterable[str]) -> UnknownLayerError:
+    """The error for `layer`, which no path names; for a scanned module named without its iteration
+    (`lifted`), the message lists its indices."""
+    valid = list(valid)
+    for path in candidate_paths(layer):
+        iterations = [p for p in valid if p.startswith(path + "[") and "/" not in p[len(path) :]]
+        indexed = [p for p in iterations if p[len(path) + 1 : p.index("]", len(path))].isdigit()]
+        if indexed:
+            error = UnknownLayerError(layer, valid)
+            error.args = (
+                f"layer {layer!r} runs under nn.scan ({len(indexed)} iterations): name one iteration, "
+                f"{', '.join(indexed)}",
+            )
+            return error
+    return UnknownLayerError(layer, valid)
+
+
 def candidate_paths(layer: str) -> tuple[str, ...]:
     """The Flax paths a layer name may denote: itself, then its MATLAB reading ('-' for '/')."""
     alias = layer.replace("-", "/")
@@ -76,37 +100,50 @@ class Tapped:
     def __init__(self, layers: Iterable[str] | None, perturb: Mapping[str, jax.Array]):
         self.capture_all = layers is None
         self.perturb = dict(perturb)
-        self._names_at: dict[str, list[str]] = {}
-        for name in [*(layers or ()), *self.perturb]:
-            for path in candidate_paths(name):
-                self._names_at.setdefault(path, []).append(name)
+        self._names = list(dict.fromkeys([*(layers or ()), *self.perturb]))
         self.outputs: dict[str, jax.Array] = {}
         self.paths: list[str] = []
         self.channel_first = False  # set by `call_model` for the model being run
         self.channel_rank: int | None = None  # channel-first outputs are those of this rank (the images')
         self.entry_trace = internals.current_trace()  # vmaps opened later are the model's own
 
+    def _names_at(self, path: str) -> list[tuple[str, tuple]]:
+        """(name, element selectors) of the requested names that denote `path` (`elements`): the
+        exact path first, then its MATLAB reading, each name once."""
+        found: dict[str, tuple] = {}
+        for name in self._names:
+            for candidate in candidate_paths(name):
+                selectors = elements.split_selectors(candidate, path)
+                if selectors is not None and name not in found:
+                    found[name] = selectors
+        return list(found.items())
+
     def see(self, path: str, out):
-        """Record the output `out` of the submodule at `path`; return it, perturbed if asked."""
+        """Record the output `out` of the submodule at `path`; return it, perturbed if asked. A
+        tuple/list/dict/dataclass output is read at one array (`elements`)."""
         if path in self.paths:
             return out  # a shared submodule: only its first call is tapped
         self.paths.append(path)
         # each name once, and only if no exact path matched it already
-        names = [name for name in dict.fromkeys(self._names_at.get(path, ())) if name not in self.outputs]
-        if not (names or (self.capture_all and isinstance(out, jax.Array))):
-            return out
-        if not hasattr(out, "shape"):
-            raise TypeError(f"layer {names[0]!r} outputs {type(out).__name__}, not an array")
-        seen, levels = internals.unbatch(out, self.entry_trace)
-        seen = jnp.moveaxis(seen, 1, -1) if self.moves(seen) else seen
-        if self.capture_all:
-            self.outputs[path] = seen
-        for name in names:
+        names = [(name, sel) for name, sel in self._names_at(path) if name not in self.outputs]
+        default = () if elements.is_array(out) else elements.first_array(out)
+        if self.capture_all and default is not None:
+            names = [(path, default), *[(n, s) for n, s in names if n != path]]
+        for name, selectors in names:
+            if not selectors and default is None:
+                raise TypeError(f"layer {name!r} outputs {type(out).__name__}, which holds no array")
+            selectors = selectors or default or ()
+            element = elements.select(out, selectors, path)
+            if not hasattr(element, "shape"):
+                raise TypeError(f"layer {name!r} outputs {type(element).__name__} there, not an array")
+            seen, levels = internals.unbatch(element, self.entry_trace)
+            seen = jnp.moveaxis(seen, 1, -1) if self.moves(seen) else seen
             self.outputs[name] = seen
             if name in self.perturb:
-                delta = self.perturb[name].astype(out.dtype)
+                delta = self.perturb[name].astype(element.dtype)
                 delta = jnp.moveaxis(delta, -1, 1) if self.moves(delta) else delta
-                out = out + internals.rebatch(delta, levels)
+                current = elements.select(out, selectors, path)  # with any perturbation added before
+                out = elements.replaced(out, selectors, current + internals.rebatch(delta, levels))
         return out
 
     def moves(self, seen) -> bool:
@@ -120,7 +157,7 @@ class Tapped:
         """`{name: activation}` for `layers`; `UnknownLayerError` for any that was never called."""
         for name in layers:
             if name not in self.outputs:
-                raise UnknownLayerError(name, self.paths)
+                raise unknown_layer(name, self.paths)
         return {name: self.outputs[name] for name in layers}
 
 
@@ -138,7 +175,8 @@ def opened(tapped: Tapped) -> Iterator[Tapped]:
     """`tapped` (a `Tapped` or a subclass: `adapters.attention`) sees the models run in this context."""
     _open.taps.append(tapped)  # NNX and Equinox models read the open taps here (`call_model`)
     try:
-        with linen.intercepted(tapped.see):  # linen submodules, wherever they run while this is open
+        # linen submodules, wherever they run while this is open; nn.scan / nn.remat run plainly (`lifted`)
+        with lifted.plain(), linen.intercepted(tapped.see):
             yield tapped
     finally:
         _open.taps.remove(tapped)
@@ -334,20 +372,118 @@ def is_spatial_map(shape: tuple[int, ...], image_shape: tuple[int, ...]) -> bool
     return max(strides) / min(strides) < 2
 
 
+class Candidate(NamedTuple):
+    """A layer `default_layer` considered: its path, output shape, and why it was kept or skipped."""
+
+    path: str
+    shape: tuple[int, ...]
+    reason: str  # "chosen", "feeds the output", or why it was skipped
+
+
+def explain_default_layer(model, variables, images) -> list[Candidate]:
+    """Every spatial-map layer (`is_spatial_map`) in call order, with why `default_layer` takes or
+    skips it: the model's own `default_layer` attribute wins (then it is the one entry); else the last
+    spatial map that feeds the model's logits (every output array if it has none), skipping
+    - side branches that do not feed them (big_vision's `head` applied to the 2-D token map for
+      `logits_2d`): the dependence is read from the traced computation (`jax.make_jaxpr`), not values;
+    - maps computed inside an attention submodule (its query/key/value projections);
+    - 1x1-convolution shortcuts: a linen `nn.Conv` with a 1x1 kernel (and a norm applied right after
+      it) called after a map of the same shape in the same parent module (a projection shortcut).
+    """
+    named = getattr(unwrap(model), "default_layer", None)
+    if isinstance(named, str):
+        shapes = layer_shapes(model, variables, images)
+        shape = tuple(shapes[named].shape) if named in shapes else ()
+        return [Candidate(named, shape, "chosen: the model's own default_layer")]
+    shapes = layer_shapes(model, variables, images)
+    spatial = [p for p, s in shapes.items() if is_spatial_map(s.shape, images.shape)]
+    if not spatial:
+        return []
+    kinds: dict[str, tuple[str, bool]] = {}  # linen path -> (class name, whether a 1x1 conv)
+
+    def record(next_fun, args, kwargs, context):
+        module = context.module
+        if context.method_name == "__call__" and module.path:
+            path = lifted.iteration_path("/".join(module.path))
+            kernel = getattr(module, "kernel_size", None)
+            one = isinstance(module, linen.nn.Conv) and kernel is not None and all(k == 1 for k in tuple(kernel))
+            kinds.setdefault(path, (type(module).__name__, one))
+        return next_fun(*args, **kwargs)
+
+    def explained(deltas):
+        with linen.nn.intercept_methods(record), tap(list(deltas), deltas):
+            outputs = call_model(model, variables, images)
+        try:
+            return logits_of(outputs)
+        except TypeError:
+            return [leaf for leaf in jax.tree.leaves(outputs) if hasattr(leaf, "shape")]
+
+    deltas = {p: jnp.zeros(shapes[p].shape, shapes[p].dtype) for p in spatial}
+    feeding = _feeding(jax.make_jaxpr(explained)(deltas), list(deltas))
+    attention_paths = [p for p, (kind, _) in kinds.items() if "Attention" in kind]
+    passed_over = not_default(model)  # Equinox: dropout, identity, strided 1x1 convolutions
+    reasons: dict[str, str] = {}
+    for i, path in enumerate(spatial):
+        parent = path.rpartition("/")[0]
+        kind, one = kinds.get(path, ("", False))
+        before = [q for q in spatial[:i] if q.rpartition("/")[0] == parent and shapes[q].shape == shapes[path].shape]
+        after_one = i > 0 and kinds.get(spatial[i - 1], ("", False))[1] and spatial[i - 1].rpartition("/")[0] == parent
+        if path not in feeding:
+            reasons[path] = "skipped: a side branch, does not feed the explained output"
+        elif path in passed_over:
+            reasons[path] = "skipped: dropout, identity or a strided 1x1 convolution"
+        elif any(path.startswith(a + "/") for a in attention_paths):
+            reasons[path] = "skipped: inside an attention submodule"
+        elif before and (
+            one or (after_one and "Norm" in kind and reasons.get(spatial[i - 1], "").startswith("skipped"))
+        ):
+            reasons[path] = "skipped: a 1x1 convolution shortcut"
+        else:
+            reasons[path] = "feeds the output"
+    kept = [p for p in spatial if reasons[p] == "feeds the output"]
+    if kept:
+        reasons[kept[-1]] = "chosen: the last spatial map feeding the output"
+    return [Candidate(p, tuple(shapes[p].shape), reasons[p]) for p in spatial]
+
+
+def _feeding(closed, names: list[str]) -> set[str]:
+    """The names of the jaxpr's inputs (one per name, in order) that its outputs depend on, read
+    from the equations (an equation's outputs depend on all its inputs: conservative)."""
+    jaxpr = closed.jaxpr
+    labels: dict = {}
+    for name, var in zip(names, jaxpr.invars):
+        labels[var] = {name}
+    for eqn in jaxpr.eqns:
+        found: set[str] = set()
+        for var in eqn.invars:
+            if not isinstance(var, Literal):
+                found |= labels.get(var, set())
+        if found:
+            for var in eqn.outvars:
+                labels[var] = found
+    reached: set[str] = set()
+    for var in jaxpr.outvars:
+        if not isinstance(var, Literal):
+            reached |= labels.get(var, set())
+    return reached
+
+
 def default_layer(model, variables, images) -> str:
     """The layer explained when `layer=None` (every layer method's default): the layer the model names
     itself, as a `default_layer` attribute (GoogLeNet: "inception_5b-output", MATLAB's), else the last
     submodule whose output is a spatial map (B, h, w, C) with h*w > 1 (torchcam's automatic layer;
-    `is_spatial_map`). ValueError saying to pass `layer` when there is none."""
+    `is_spatial_map`) that feeds the model's logits, skipping side branches, attention internals and
+    1x1 shortcuts (`explain_default_layer` lists the candidates and why). ValueError saying to pass
+    `layer` when there is none."""
     named = getattr(unwrap(model), "default_layer", None)
     if isinstance(named, str):
         return named
-    shapes = layer_shapes(model, variables, images)
-    shapes = {p: s for p, s in shapes.items() if p not in not_default(model)}  # dropout, shortcuts
-    spatial = [path for path, s in shapes.items() if is_spatial_map(s.shape, images.shape)]
-    if not spatial:
-        raise ValueError("no submodule outputs a spatial map (B, h, w, C) with h*w > 1; pass `layer` (a path)")
-    return spatial[-1]
+    chosen = [c.path for c in explain_default_layer(model, variables, images) if c.reason.startswith("chosen")]
+    if not chosen:
+        raise ValueError(
+            "no submodule outputs a spatial map (B, h, w, C) with h*w > 1 that feeds the output; pass `layer` (a path)"
+        )
+    return chosen[0]
 
 
 def resolve_layer(model, variables, images, layer: str | None) -> tuple[str, jax.ShapeDtypeStruct]:
@@ -359,14 +495,28 @@ def resolve_layer(model, variables, images, layer: str | None) -> tuple[str, jax
     for path in candidate_paths(layer):
         if path in shapes:
             return path, shapes[path]
+    for path in shapes:  # a path followed by element selectors (`elements`): its own entry
+        if any(elements.split_selectors(c, path) for c in candidate_paths(layer)):
+            return layer, _element_shapes(model, variables, images, layer)
     aliases = keras.aliases(unwrap(model)) if keras.is_model(unwrap(model)) else {}
-    for alias in candidate_paths(layer):
+    for alias in candidate_paths(layer):  # a Keras name written without its per-instance number
         found = [path for path in aliases.get(alias, ()) if path in shapes]
         if len(found) > 1:
             raise AmbiguousLayerError(layer, found)
         if found:
             return found[0], shapes[found[0]]
-    raise UnknownLayerError(layer, shapes)
+    raise unknown_layer(layer, shapes)
+
+
+def _element_shapes(model, variables, images, layer: str) -> jax.ShapeDtypeStruct:
+    """Shape and dtype of the output element `layer` (a path with selectors, `elements`)."""
+
+    def run(variables, images):
+        with tap([layer]) as tapped:
+            call_model(model, variables, images)
+        return tapped.by_name([layer])[layer]
+
+    return jax.eval_shape(run, variables, images)
 
 
 class FlatLayerError(ValueError):

@@ -103,3 +103,29 @@ def grid_hook(reshape: Callable | None, layer_shape: tuple[int, ...], image_shap
     if reshape is None and len(layer_shape) == 3 and len(image_shape) == 4:
         return functools.partial(auto_grid, image_size=tuple(image_shape[1:3]))
     return reshape
+
+
+def inferred_layout(
+    tokens: int, image_size: tuple[int, ...], embedding: tuple[int, int] | None = None
+) -> tuple[int, tuple[int, int]]:
+    """(prefix tokens, (h, w)) of `tokens` tokens of an image of `image_size` (H, W), nothing given.
+
+    embedding: the (h, w) grid of the model's patch embedding (a spatial map the model computes
+    before its first attention, e.g. big_vision's `embedding` conv): the patches are h*w tokens and
+    the rest lead (`tokens - h*w` prefix tokens; 0 for a GAP- or MAP-pooled ViT). Without one, the
+    prefix is the one count up to 16 whose remainder tiles the image (`tiles`); a ValueError asking
+    for `prefix_tokens=`/`grid=` when several do (17 tokens of a square image: 1 + 4x4 or 8 + 3x3)
+    or none does.
+    """
+    if embedding is not None and 0 < embedding[0] * embedding[1] <= tokens:
+        return tokens - embedding[0] * embedding[1], (int(embedding[0]), int(embedding[1]))
+    fits = [p for p in range(min(tokens, 17)) if tiles(tokens - p, image_size)]
+    if len(fits) == 1:
+        return fits[0], patch_grid(tokens - fits[0], image_size)
+    if fits:
+        readings = " or ".join(f"{p} + {'x'.join(map(str, patch_grid(tokens - p, image_size)))}" for p in fits)
+        raise ValueError(
+            f"{tokens} tokens of a {tuple(image_size)} image lay out as {readings} (prefix + grid); "
+            "pass prefix_tokens= (and grid=)"
+        )
+    return token_layout(tokens, image_size)

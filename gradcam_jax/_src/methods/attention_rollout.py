@@ -4,7 +4,7 @@ Per block, the attention probabilities are fused over heads (mean by default; "m
 lowest `discard` fraction of the fused matrix's entries set to 0, the residual connection added as
 `0.5 A + 0.5 I`, and the rows renormalised; the product over blocks, from first to last, says how
 much each token's input reaches each token's output. The map is the class token's row over the
-patches (`transformer.class_row`). Class-agnostic: every target gets the same map; the scores are
+patches (`transformer.final_row`; a MAP head's probe row where the model pools with one). Class-agnostic: every target gets the same map; the scores are
 still the targets' own. One forward pass, no gradient.
 """
 
@@ -19,7 +19,7 @@ from gradcam_jax._src import maps
 from gradcam_jax._src.adapters import attention
 from gradcam_jax._src.gradients import resolved_scores
 from gradcam_jax._src.methods.base import Explanation, register
-from gradcam_jax._src.methods.transformer import class_row, on_grid, token_setup
+from gradcam_jax._src.methods.transformer import final_row, on_grid, token_setup
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -59,7 +59,7 @@ def attention_rollout(
     targets=None,
     *,
     blocks: Iterable[str] | None = None,
-    prefix_tokens: int = 1,
+    prefix_tokens: int | None = None,
     grid: tuple[int, int] | None = None,
     head_fusion: str = "mean",
     discard: float = 0.0,
@@ -69,7 +69,9 @@ def attention_rollout(
 
     blocks: paths of the transformer blocks (default: every block holding a self-attention
     submodule, in call order); prefix_tokens: class and register tokens ahead of the patches;
-    grid: (h, w) of the patches (default: from the token count and the image's aspect ratio).
+    grid: (h, w) of the patches (both None: inferred from the patch embedding, else from the token
+    count and the image's aspect ratio; see `transformer`). A MAP-pooled model's map is its probe's
+    attention row times the rollout.
     Returns an `Explanation` with maps (B, [K,] H, W) float32 in [0, 1].
     """
     if head_fusion not in HEAD_FUSIONS:
@@ -80,6 +82,9 @@ def attention_rollout(
     outputs, tapped = attention.forward(model, variables, images)
     scores, resolved = resolved_scores(targets, outputs, images.shape[0])
     joint = rollout([tapped.probabilities[b.attention] for b in setup.blocks], head_fusion, discard)
-    raw = on_grid(class_row(joint, setup.prefix), setup)  # (B, h, w)
+    pool = None
+    if setup.pool is not None:  # the probe's attention, fused over heads and probes: (B, N)
+        pool = fuse_heads(maps.float32_or_wider(tapped.probabilities[setup.pool]), head_fusion).mean(axis=-2)
+    raw = on_grid(final_row(joint, setup, pool), setup)  # (B, h, w)
     raw = jnp.broadcast_to(raw[:, None], (raw.shape[0], scores.shape[1], *raw.shape[1:]))
     return Explanation(maps.finish(raw, images.shape[1:-1]), scores, resolved)

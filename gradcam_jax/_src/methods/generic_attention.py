@@ -5,7 +5,8 @@ Interpreting Bi-Modal and Encoder-Decoder Transformers", ICCV 2021), self-attent
 
 A (B, heads, N, N) are the block's attention probabilities and dA the gradient of the target score
 with respect to them (`adapters.attention`: a zero perturbation of A, differentiated). The map is
-the class token's row of R over the patches (`transformer.class_row`). One forward pass and one
+the class token's row of R over the patches (`transformer.final_row`; a MAP-pooled model: the
+probe's row mean_h[(dA ⊙ A)^+] of its pooling attention, times R). One forward pass and one
 backward pass per target column; any target function works (e.g. `targets.similarity` for an
 image-text match), class targets are scored by their logit by default.
 """
@@ -21,7 +22,7 @@ from gradcam_jax._src import maps
 from gradcam_jax._src.adapters import attention
 from gradcam_jax._src.gradients import column_cotangents, resolved_scores
 from gradcam_jax._src.methods.base import Explanation, register
-from gradcam_jax._src.methods.transformer import TokenSetup, class_row, on_grid, token_setup
+from gradcam_jax._src.methods.transformer import TokenSetup, final_row, on_grid, token_setup
 
 
 def attention_gradients(model, variables, images, target, setup: TokenSetup):
@@ -47,7 +48,7 @@ def generic_attention(
     targets=None,
     *,
     blocks: Iterable[str] | None = None,
-    prefix_tokens: int = 1,
+    prefix_tokens: int | None = None,
     grid: tuple[int, int] | None = None,
 ) -> Explanation:
     """Chefer et al.'s relevancy maps of `targets` (B,) or (B, K) (None: top-1; class targets scored
@@ -64,5 +65,9 @@ def generic_attention(
         a = maps.float32_or_wider(probabilities[block.attention])[:, None]  # (B, 1, heads, N, N)
         cam = jax.nn.relu(maps.float32_or_wider(gradients[block.attention]) * a).mean(axis=2)
         relevance = relevance + cam @ relevance
-    raw = on_grid(class_row(relevance, setup.prefix), setup)  # (B, K, h, w)
+    pool = None
+    if setup.pool is not None:  # the probe's row: mean over heads and probes of (dA ⊙ A)^+, (B, K, N)
+        a = maps.float32_or_wider(probabilities[setup.pool])[:, None]
+        pool = jax.nn.relu(maps.float32_or_wider(gradients[setup.pool]) * a).mean(axis=(2, 3))
+    raw = on_grid(final_row(relevance, setup, pool), setup)  # (B, K, h, w)
     return Explanation(maps.finish(raw, images.shape[1:-1]), scores, resolved)

@@ -61,7 +61,7 @@ def legrad(
     *,
     head: Callable,
     blocks: Iterable[str] | None = None,
-    prefix_tokens: int = 1,
+    prefix_tokens: int | None = None,
     grid: tuple[int, int] | None = None,
 ) -> Explanation:
     """LeGrad maps of `targets` (B,) or (B, K) (None: top-1; class targets scored by their logit

@@ -3,9 +3,15 @@ blocks they read, how the tokens lie on the image, and the last step from token 
 
 Tokens are `prefix_tokens` leading tokens (class, registers) followed by the patches in row-major
 order on a grid (h, w) that follows the image's aspect ratio unless `grid` is given
-(`adapters.tokens.patch_grid`). A method's relevance R (B, [K,] N, N) is read on the class token's
-row (the first prefix token) over the patch keys; with `prefix_tokens=0` (a GAP-pooled ViT) on the
-mean of all rows.
+(`adapters.tokens.patch_grid`). With neither given (the default) both are inferred: from the model's
+patch embedding, the last spatial map it computes before its first attention (h*w patches, the
+other tokens lead: 0 for a GAP- or MAP-pooled ViT, 1 with a class token), else from the token count
+and the image alone, a ValueError when that is ambiguous (`adapters.tokens.inferred_layout`).
+A method's relevance R (B, [K,] N, N) is read on one row over the patch keys: where the model pools
+its tokens with an attention after its blocks (a MAP head: a cross-attention whose few probe
+queries attend to the N tokens, `pooling_attention`), the probe's attention row times R
+(`final_row`); else the class token's row (the first prefix token); with no prefix tokens (a
+GAP-pooled ViT) the mean of all rows.
 """
 
 from __future__ import annotations
@@ -15,19 +21,45 @@ from typing import NamedTuple
 
 import jax
 
-from gradcam_jax._src.adapters import attention, tokens
+from gradcam_jax._src.adapters import attention, taps, tokens
 
 
 class TokenSetup(NamedTuple):
     blocks: tuple[attention.Block, ...]  # in call order
-    shapes: dict[str, jax.ShapeDtypeStruct]  # attention path -> (B, heads, N, N), for the chosen blocks
+    shapes: dict[str, jax.ShapeDtypeStruct]  # attention path -> (B, heads, N, N), the chosen blocks (and `pool`)
     prefix: int  # leading non-patch tokens
     grid: tuple[int, int]  # (h, w) of the patch tokens
     layout: attention.AttentionLayout  # the whole model's
+    pool: str | None = None  # the pooling (MAP) attention's path, probes (B, heads, q, N) over the tokens
+
+
+def embedding_grid(layout: attention.AttentionLayout, first_attention: str, image_shape) -> tuple[int, int] | None:
+    """(h, w) of the last spatial map (B, h, w, C) the model computes before the attention at
+    `first_attention`: its patch embedding (None if there is none)."""
+    grid = None
+    for path, shape in layout.outputs.items():
+        if path == first_attention or path.startswith(first_attention + "/"):
+            break
+        if taps.is_spatial_map(shape.shape, image_shape):
+            grid = (int(shape.shape[1]), int(shape.shape[2]))
+    return grid
+
+
+def pooling_attention(layout: attention.AttentionLayout, blocks, tokens: int) -> str | None:
+    """The path of the attention that pools the tokens after the last block, if the model has one:
+    the first cross-attention called after it whose keys are the `tokens` tokens and whose queries
+    are fewer (a MAP head's probe; big_vision's `MAPHead_0/MultiHeadDotProductAttention_0`)."""
+    order = list(layout.probabilities)
+    last = max(order.index(b.attention) for b in blocks)
+    for path in order[last + 1 :]:
+        shape = layout.probabilities[path].shape
+        if not layout.self_attention[path] and shape[-1] == tokens and shape[-2] < tokens:
+            return path
+    return None
 
 
 def token_setup(
-    model, variables, images, blocks: Iterable[str] | None, prefix_tokens: int, grid: tuple[int, int] | None
+    model, variables, images, blocks: Iterable[str] | None, prefix_tokens: int | None, grid: tuple[int, int] | None
 ) -> TokenSetup:
     """The checked setup of a transformer method; one ValueError for bad input, before any FLOPs."""
     if images.ndim != 4:
@@ -38,14 +70,35 @@ def token_setup(
     counts = {s.shape[-1] for s in shapes.values()} | {s.shape[-2] for s in shapes.values()}
     if len(counts) != 1:
         raise ValueError(f"the blocks' attention covers different token counts {sorted(counts)}; pick blocks alike")
-    prefix, grid = tokens.token_layout(counts.pop(), images.shape[1:3], prefix_tokens, grid)
-    return TokenSetup(chosen, shapes, prefix, grid, layout)
+    n = counts.pop()
+    if prefix_tokens is None:  # the patch embedding's grid, else the image's tiling
+        embedding = embedding_grid(layout, next(iter(layout.probabilities)), images.shape)
+        if grid is None:
+            prefix, grid = tokens.inferred_layout(n, images.shape[1:3], embedding)
+        else:  # the embedding still says how many tokens lead
+            lead = n - embedding[0] * embedding[1] if embedding is not None else -1
+            prefix, grid = tokens.token_layout(n, images.shape[1:3], lead if lead >= 0 else None, grid)
+    else:
+        prefix, grid = tokens.token_layout(n, images.shape[1:3], prefix_tokens, grid)
+    pool = pooling_attention(layout, chosen, n)
+    if pool is not None:
+        shapes[pool] = layout.probabilities[pool]
+    return TokenSetup(chosen, shapes, prefix, grid, layout, pool)
 
 
 def class_row(relevance: jax.Array, prefix: int) -> jax.Array:
     """(..., N, N) token-to-token relevance -> (..., N): the class token's row, or with no prefix
     tokens the mean over all query rows."""
     return relevance[..., 0, :] if prefix else relevance.mean(axis=-2)
+
+
+def final_row(relevance: jax.Array, setup: TokenSetup, pool_row: jax.Array | None = None) -> jax.Array:
+    """(..., N, N) token-to-token relevance -> (..., N): with a pooling attention (`setup.pool`), its
+    row `pool_row` (..., N) (the probe's attention, fused over heads and probes) times the relevance;
+    else `class_row`."""
+    if setup.pool is not None and pool_row is not None:
+        return (pool_row[..., None, :] @ relevance)[..., 0, :]
+    return class_row(relevance, setup.prefix)
 
 
 def on_grid(keys: jax.Array, setup: TokenSetup) -> jax.Array:

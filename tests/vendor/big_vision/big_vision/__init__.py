@@ -1,0 +1,1 @@
+"""Stub package: only `big_vision.models.vit` is vendored (see ../README.md)."""

@@ -1,0 +1,1 @@
+"""Stub package: only `vit.py` is vendored (see ../../README.md)."""
