@@ -48,18 +48,24 @@ def test_a_flat_layer_is_refused_naming_layers_that_qualify(small):
 
 
 @pytest.mark.parametrize(
-    ("shape", "fix"),
+    ("shape", "takes", "fix"),
     [
-        ((2, 16, 16), r"channel axis is missing \(grayscale\? np\.repeat\(images\[\.\.\., None\], 3, axis=-1\)\)"),
-        ((16, 16, 3), r"batch axis is missing: pass images\[None\]"),
-        ((2, 3, 16, 16), r"channels-first: pass images\.transpose\(0, 2, 3, 1\)"),
-        ((2, 16, 16, 5), r"got 5 channels"),
+        (
+            (2, 16, 16),
+            (2, 16, 16, 3),
+            r"channel axis is missing \(grayscale\?\): pass np\.repeat\(images\[\.\.\., None\], 3, axis=-1\)",
+        ),
+        ((16, 16, 3), (1, 16, 16, 3), r"batch axis is missing: pass images\[None\]"),
+        ((2, 3, 16, 16), (2, 16, 16, 3), r"channels-first: pass images\.transpose\(0, 2, 3, 1\)"),
+        ((2, 16, 16, 4), (2, 16, 16, 3), r"\(alpha\?\): pass images\[\.\.\., :3\]"),
     ],
 )
-def test_a_batch_laid_out_wrong_is_one_line_before_the_model_runs(small, shape, fix):
+def test_a_batch_laid_out_wrong_is_one_line_before_the_model_runs(small, shape, takes, fix):
     model, variables, _ = small
     targets = np.zeros(shape[0], np.int32)
-    with pytest.raises(gj.LayoutError, match=r"takes \(B, H, W, 3\); .*" + fix) as err:
+    with pytest.raises(
+        gj.LayoutError, match=rf"do not fit the model, which takes \({', '.join(map(str, takes))}\): .*{fix}$"
+    ) as err:
         gj.grad_cam(model, variables, np.zeros(shape, np.float32), targets)
     assert "\n" not in str(err.value)
 

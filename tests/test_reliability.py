@@ -174,8 +174,16 @@ API_CASES = {
     "rank 2": (np.zeros((224, 224), np.float32), None, r"must be a batch of \(B, L, C\) signals, \(B, H, W, C\)"),
     "rank 6": (np.zeros((1, 2, 8, 8, 8, 3), np.float32), None, r"\(B, D, H, W, C\) volumes; got shape \(1, 2, 8, 8, 8"),
     # a photo without its batch axis reads as a batch of signals: the model's first convolution says why not
-    "rank 3": (np.zeros((224, 224, 3), np.float32), None, r"the batch axis is missing: pass images\[None\]"),
-    "four channels": (np.zeros((1, 224, 224, 4), np.float32), None, r"takes \(B, H, W, 3\); got 4 channels"),
+    "rank 3": (
+        np.zeros((224, 224, 3), np.float32),
+        None,
+        r"which takes \(1, 224, 224, 3\): the batch axis is missing: pass images\[None\]",
+    ),
+    "four channels": (
+        np.zeros((1, 224, 224, 4), np.float32),
+        None,
+        r"which takes \(1, 224, 224, 3\): 4 channels where the model takes 3 \(alpha\?\)",
+    ),
     "strings": (np.full((1, 2, 2, 3), "x"), None, "must be float"),
     "NaN": (np.full((1, 224, 224, 3), np.nan, np.float32), None, "NaN or Inf"),
     "Inf": (np.full((1, 224, 224, 3), np.inf, np.float32), None, "NaN or Inf"),

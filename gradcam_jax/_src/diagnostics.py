@@ -17,10 +17,13 @@ int32 bit set per map, shaped like `Explanation.scores`:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gradcam_jax._src.targets import logits_of
 
 CONSTANT_MAP = 1
 NONFINITE_SCORE = 2
@@ -106,46 +109,48 @@ class DegenerateMapWarning(UserWarning):
     """Some maps of a call show nothing (`Explanation.flags` says which and why)."""
 
 
-def kernels(variables) -> list[tuple[str, tuple[int, ...]]]:
-    """(path, shape) of every convolution kernel among `variables`, linen/NNX `(*window, C_in, C_out)`,
-    in tree order. (Equinox models take whatever layout their own code transposes from: not judged.)"""
-    found = []
-    for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
-        names = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
-        shape = tuple(getattr(leaf, "shape", ()))
-        if not names or len(shape) < 3:
-            continue
-        if names[-1] == "kernel" or (names[-1] == "value" and len(names) > 1 and names[-2] == "kernel"):
-            found.append(("/".join(n for n in names if n not in ("params", "value", "kernel")), shape))
-    return found
-
-
-def layout_mismatch(variables, shape: tuple[int, ...]) -> str | None:
-    """One line saying how a batch of `shape` does not fit a model with `variables`, from its first
-    convolution (fewest input channels): a missing batch or channel axis, channels first into a
-    channels-last model, a wrong channel count or rank. None when the batch fits (or there is no
-    convolution to judge by)."""
-    found = kernels(variables)
-    if not found:
-        return None
-    path, kernel = min(found, key=lambda pk: pk[1][-2])
-    rank, channels = len(kernel) - 2, kernel[-2]
-    expected = (
-        "(B, " + ", ".join(("L",) if rank == 1 else ("H", "W") if rank == 2 else ("D", "H", "W")) + f", {channels})"
-    )
-    given = f"images of shape {tuple(shape)}"
-    head = f"{given} do not fit the model: its first convolution ({path!r}) takes {expected}"
-    if len(shape) == rank + 2 and shape[-1] == channels:
-        return None
-    if len(shape) == rank + 1 and shape[-1] == channels:
-        return f"{head}; the batch axis is missing: pass images[None]"
-    if len(shape) == rank + 1 and channels == 1:
-        return f"{head}; the channel axis is missing: pass images[..., None]"
-    if len(shape) == rank + 1:
-        return f"{head}; the channel axis is missing (grayscale? np.repeat(images[..., None], {channels}, axis=-1))"
-    if len(shape) == rank + 2 and shape[1] == channels:
+def relaid(shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], str]]:
+    """(shape, how to get it) for each common layout mistake a batch of `shape` may hold, the likeliest
+    first: channels first, an alpha channel, RGB into a one-channel model, then a missing batch axis
+    or a missing channel axis (one channel, or grayscale for an RGB model)."""
+    tries = []
+    if len(shape) >= 3:
         order = (0, *range(2, len(shape)), 1)
-        return f"{head}; these look channels-first: pass images.transpose{order}"
-    if len(shape) == rank + 2:
-        return f"{head}; got {shape[-1]} channels"
-    return f"{head}; got {len(shape) - 2} spatial axes"
+        tries.append((tuple(shape[i] for i in order), f"these look channels-first: pass images.transpose{order}"))
+        if shape[-1] == 4:
+            tries.append(((*shape[:-1], 3), "4 channels where the model takes 3 (alpha?): pass images[..., :3]"))
+        if shape[-1] == 3:
+            tries.append(((*shape[:-1], 1), "3 channels where the model takes 1: pass images.mean(-1, keepdims=True)"))
+    channel_axis = [
+        ((*shape, 1), "the channel axis is missing: pass images[..., None]"),
+        ((*shape, 3), "the channel axis is missing (grayscale?): pass np.repeat(images[..., None], 3, axis=-1)"),
+    ]
+    batch_axis = [((1, *shape), "the batch axis is missing: pass images[None]")]
+    # a last axis of 1 to 4 is likelier channels (one image) than the width of a grayscale batch
+    tries += batch_axis + channel_axis if shape[-1] <= 4 else channel_axis + batch_axis
+    return [(s, fix) for s, fix in tries if 1 <= len(s) - 2 <= 3]
+
+
+def fits(call: Callable, shape: tuple[int, ...], dtype, classifier: bool) -> bool:
+    """Whether `call` traces on a batch of `shape`, and, for a `classifier`, gives (B, N) logits for its
+    B images (linen layers read extra leading axes as more batch: that is not a fit)."""
+    try:
+        out = jax.eval_shape(call, jax.ShapeDtypeStruct(shape, dtype))
+        if not classifier:
+            return True
+        logits = logits_of(out).shape
+        return len(logits) == 2 and logits[0] == shape[0]
+    except Exception:  # noqa: BLE001 - any failure: it does not fit
+        return False
+
+
+def layout_mismatch(call: Callable, shape: tuple[int, ...], dtype, classifier: bool) -> str | None:
+    """One line saying how a batch of `shape` fails to fit a model that `call(images)` runs: the first
+    layout of `relaid` it fits (`fits`), named with its fix. None when it fits as it is, or on none of
+    them (the failure is not the layout's). Only traced, after a failure: nothing is computed."""
+    if fits(call, shape, dtype, classifier):
+        return None
+    for fitting, fix in relaid(shape):
+        if fits(call, fitting, dtype, classifier):
+            return f"images of shape {tuple(shape)} do not fit the model, which takes {fitting}: {fix}"
+    return None

@@ -225,7 +225,7 @@ def register(
             try:
                 target = resolve_target(name, score, model, images, targets, options.pop("score", None))
             except ValueError:  # targets sized for another batch: perhaps the batch is laid out wrong
-                raise_layout_mismatch(variables, images)
+                raise_layout_mismatch(model, variables, images, targets)
                 raise
             options = {k: v if k in TRACED_OPTIONS else hashable(v) for k, v in options.items()}  # static
             checks = traced_checks(jitted, model, variables, images, target, options)
@@ -255,7 +255,7 @@ def traced_checks(jitted, model, variables, images, target, options) -> Checks:
     try:
         return jitted.eval_shape(model, variables, images, target, **options)[1]
     except Exception as err:
-        raise_layout_mismatch(variables, images)
+        raise_layout_mismatch(model, variables, images, target)
         notes = getattr(err, "__notes__", None)  # the error's one line, without jit's note on its traceback
         if notes:
             notes[:] = [note for note in notes if not note.startswith(JAX_NOTE)]
@@ -265,9 +265,13 @@ def traced_checks(jitted, model, variables, images, target, options) -> Checks:
 JAX_NOTE = "--------------------\nFor simplicity, JAX has removed"  # the note jit adds to errors raised in a trace
 
 
-def raise_layout_mismatch(variables, images) -> None:
-    """A `LayoutError` if `images` do not fit the model's first convolution (`diagnostics.layout_mismatch`)."""
-    message = diagnostics.layout_mismatch(variables, tuple(images.shape))
+def raise_layout_mismatch(model, variables, images, targets) -> None:
+    """A `LayoutError` if `images` fail the model only for their layout (`diagnostics.layout_mismatch`:
+    a missing batch or channel axis, channels first, ...), naming the fix; else nothing."""
+    classifier = isinstance(targets, targets_lib.Classes) or not targets_lib.is_function(targets)
+    message = diagnostics.layout_mismatch(
+        lambda x: taps.call_model(model, variables, x), tuple(images.shape), images.dtype, classifier
+    )
     if message is not None:
         raise LayoutError(message) from None
 
