@@ -40,7 +40,7 @@ from gradcam_jax._src import targets as targets_lib
 from gradcam_jax._src.adapters import taps
 from gradcam_jax._src.inputs import check_maps
 from gradcam_jax._src.methods.base import METHODS, accepting_old_names, resolve_target
-from gradcam_jax._src.methods.common import fill_value, perturbed_scores, random_key, target_scores
+from gradcam_jax._src.methods.common import baseline_pixels, perturbed_scores, random_key, target_scores
 
 # RISE's insertion baseline: a Gaussian blur, 11 x 11 kernel, sigma 5.
 BLUR_SIZE, BLUR_SIGMA = 11, 5.0
@@ -122,12 +122,21 @@ def gaussian_blur(images: jax.Array, size: int = BLUR_SIZE, sigma: float = BLUR_
     return jnp.moveaxis(blurred.reshape(c, b, *grid), 0, -1)
 
 
-def baseline_images(images: jax.Array, baseline) -> jax.Array:
+def baseline_images(images: jax.Array, baseline, model=None) -> jax.Array:
     """`(B, *spatial, C)` image of what replaces pixels: "blur" (of the image itself) or a baseline
-    pixel ("mean", "black", a number, a per-channel tuple; see `methods.common.fill_value`)."""
-    if baseline == "blur":
+    pixel ("mean": the model's declared mean pixel, else each image's own mean; "black"; a number; a
+    per-channel tuple; see `methods.common.baseline_pixels`)."""
+    if isinstance(baseline, str) and baseline == "blur":
         return gaussian_blur(images)
-    return jnp.broadcast_to(fill_value(baseline, images.shape[-1]), images.shape)
+    return jnp.broadcast_to(baseline_pixels(baseline, images, model), images.shape)
+
+
+def insertion_baseline(images) -> str:
+    """`insertion`'s default baseline for `(B, *spatial, C)` images: "blur" for 2-D images (RISE's
+    blurred start, which keeps an image's colours but not its objects) and "mean" otherwise: a
+    signal's or a volume's object survives the 11-sample blur (the toy signals' bumps and pulses
+    are classified from a blurred trace as from the trace itself), so every map would score alike."""
+    return "blur" if np.ndim(images) == 4 else "mean"
 
 
 def salience_ranks(maps: jax.Array) -> jax.Array:
@@ -149,7 +158,7 @@ def _curve(model, variables, images, maps, target, *, steps, baseline, batch_siz
     pixels = math.prod(maps.shape[1:])
     per_step = math.ceil(pixels / steps)  # RISE: 224 steps of 224 pixels on a 224 x 224 image
     counts = jnp.minimum(jnp.arange(steps + 1) * per_step, pixels)
-    other = baseline_images(images, baseline)
+    other = baseline_images(images, baseline, model)
     start, end = (other, images) if insert else (images, other)
 
     def perturbed(count):  # the `count` most salient pixels taken from `end`, the rest from `start`
@@ -174,8 +183,9 @@ def deletion(
 ) -> Curve:
     """Deletion curve: the `score` of class `targets` (B,), or the scores (B,) of a target function
     (`gradcam_jax._src.targets`), as the pixels of `images` `(B, *spatial, C)` are replaced by
-    `baseline` ("mean" pixel: RISE's zero in normalised input; "black"; "blur"; a number or a
-    per-channel tuple) in `maps`' `(B, *spatial)` order, most salient first, in `steps` equal steps
+    `baseline` ("mean": the model's declared `mean_pixel`, RISE's zero in normalised input, else each
+    image's own per-channel mean, whatever the input's scale; "black"; "blur"; a number or a
+    per-channel tuple; see `baseline_images`) in `maps`' `(B, *spatial)` order, most salient first, in `steps` equal steps
     (RISE: 224). One forward pass holds `batch_size` images, B x steps per pass (at least one step of the
     whole batch; the rule in `methods.common`). Lower AUC is better."""
     check_maps(maps, images)
@@ -202,13 +212,17 @@ def insertion(
     *,
     score: str = "softmax",
     steps: int = 224,
-    baseline="blur",
+    baseline=None,
     batch_size: int = 16,
 ) -> Curve:
-    """Insertion curve: start from `baseline` (default a blurred copy, as RISE) and put back the
-    pixels of `images` in `maps`' order, most salient first, in `steps` equal steps. Higher AUC
-    is better."""
+    """Insertion curve: start from `baseline` and put back the pixels of `images` in `maps`' order,
+    most salient first, in `steps` equal steps. Higher AUC is better. `baseline` None (the default,
+    `insertion_baseline`): a blurred copy on 2-D images, as RISE; the "mean" pixel on signals and
+    volumes, where the blur leaves the object (a blurred bump is still a bump: every map scored
+    alike, AUC near the clean score). Or any baseline `deletion` takes, "blur" included."""
     check_maps(maps, images)
+    if baseline is None:
+        baseline = insertion_baseline(images)
     return _curve(
         model,
         taps.prepare(model, variables),

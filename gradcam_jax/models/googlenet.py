@@ -200,6 +200,8 @@ class GoogLeNet(nn.Module):
 
     # the layer methods explain by default (`layer=None`): MATLAB's example's `inception_5b-output`
     default_layer: ClassVar[str] = "inception_5b-output"
+    # the pixel it sees as zero, RGB 0..255 (what `baseline="mean"` replaces pixels with)
+    mean_pixel: ClassVar[tuple[float, ...]] = CAFFE_BGR_MEAN[::-1]
 
     num_classes: int = 1000
     conv: Callable[..., nn.Module] = conv

@@ -17,31 +17,57 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradcam_jax._src import maps
 from gradcam_jax._src.adapters import taps, tokens
 from gradcam_jax._src.gradients import column_cotangents, resolved_scores
 
 # The ILSVRC-2012 mean pixel in RGB order: the pixel the BVLC GoogLeNet sees as zero (MATLAB's
-# `occlusionSensitivity` MaskValue "auto"; RISE's zero baseline; Score-CAM's zero input): `baseline="mean"`.
+# `occlusionSensitivity` MaskValue "auto"; RISE's zero baseline; Score-CAM's zero input). GoogLeNet
+# declares it as its `mean_pixel`, so `baseline="mean"` is this pixel for GoogLeNet.
 MEAN_PIXEL = (122.6789, 116.6687, 104.0069)  # Caffe's ilsvrc_2012_mean, RGB 0..255
 FILLS = ("mean", "black")  # the named baselines
 REDUCTIONS = ("abs_max", "abs_sum", "sum")
 
 
-def fill_value(value, channels: int) -> jax.Array:
-    """(channels,) float32 pixel from a `baseline` option `value`: "mean" (MEAN_PIXEL, RGB only),
-    "black" (0), a number or a per-channel tuple, in the units the model takes (RGB 0..255 for
-    GoogLeNet). Every method and metric that replaces pixels takes its `baseline` this way."""
-    if value == "mean":
-        if channels != len(MEAN_PIXEL):
-            raise ValueError(f'baseline "mean" is the RGB ImageNet mean; give a number for {channels}-channel input')
-        value = MEAN_PIXEL
-    elif value == "black":
-        value = 0.0
-    elif isinstance(value, str):
-        raise ValueError(f"unknown baseline {value!r}; choose from {', '.join(FILLS)}, a number or a tuple")
-    return jnp.broadcast_to(jnp.asarray(value, jnp.float32), (channels,))
+def declared_mean(model, channels: int) -> tuple[float, ...] | None:
+    """The model's own mean pixel (its `mean_pixel` attribute, in the units it takes: GoogLeNet's is
+    MEAN_PIXEL), if it declares one with `channels` values; else None. The model may be wrapped
+    (`taps.Layout`), a function or a graph definition: anything without the attribute declares none."""
+    declared = getattr(taps.unwrap(model), "mean_pixel", None)
+    if declared is None or np.size(declared) != channels:
+        return None  # none declared, or for another channel count: the per-image mean instead
+    return tuple(float(v) for v in np.ravel(declared))
+
+
+def baseline_pixels(value, images: jax.Array, model=None) -> jax.Array:
+    """What replaces pixels, from a `baseline` option `value`, as a `(B, 1, ..., 1, C)` float array
+    (one pixel per image, broadcastable to `images` `(B, *spatial, C)`):
+
+    - "mean": the model's declared mean pixel (`declared_mean`: GoogLeNet's Caffe RGB mean on 0..255),
+      else each image's own per-channel mean, which fits any input scale and channel count;
+    - "black": 0; a number, or a per-channel tuple, in the units the model takes.
+
+    Every method and metric that replaces pixels takes its `baseline` this way. A per-image baseline
+    belongs to its image, so a method walking the batch in slices gets the same pixels."""
+    b, *grid, c = images.shape
+    shape = (b, *(1,) * len(grid), c)
+    if isinstance(value, str):
+        if value == "mean":
+            declared = declared_mean(model, c)
+            if declared is None:
+                axes = tuple(range(1, images.ndim - 1))
+                return jnp.mean(maps.float32_or_wider(images), axis=axes, keepdims=True)
+            value = declared
+        elif value == "black":
+            value = 0.0
+        else:
+            raise ValueError(f"unknown baseline {value!r}; choose from {', '.join(FILLS)}, a number or a tuple")
+    pixel = jnp.asarray(value, jnp.float32)
+    if pixel.ndim > 1 or pixel.size not in (1, c):
+        raise ValueError(f"baseline must be a number or {c} per-channel values; got shape {tuple(pixel.shape)}")
+    return jnp.broadcast_to(pixel.reshape(-1), shape)
 
 
 def random_key(key) -> jax.Array:

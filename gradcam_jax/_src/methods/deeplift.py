@@ -18,8 +18,7 @@ also has a rule for `nn.MaxPool` modules; it applies its ReLU rule only to `nn.R
 With ReLUs as the only non-linearities the attributions add up to the difference of the scores
 ("summation to delta"): sum attribution = S(x) - S(x'), exactly.
 
-`baseline` x' is as for `integrated_gradients`: "black" (0, captum's default), "mean" (the mean
-pixel), a number or a per-channel tuple. The map reduces the attribution over channels (`reduce`,
+`baseline` x' is as for `integrated_gradients`: "black" (0, captum's default), "mean" (the model's declared `mean_pixel` (GoogLeNet's: the Caffe RGB mean), else each image's own per-channel mean), a number or a per-channel tuple. The map reduces the attribution over channels (`reduce`,
 default "abs_max") and rescales it; `Explanation.gradients` holds the multipliers
 ``(B, [K,] *spatial, C)``, so the attribution is (images - baseline) * gradients.
 
@@ -39,7 +38,7 @@ import jax.numpy as jnp
 from gradcam_jax._src import maps
 from gradcam_jax._src.adapters import taps
 from gradcam_jax._src.methods.base import Explanation, register
-from gradcam_jax._src.methods.common import fill_value, input_gradients, reduce_channels
+from gradcam_jax._src.methods.common import baseline_pixels, input_gradients, reduce_channels
 from gradcam_jax._src.methods.guided_backprop import swapped_relus
 
 EPS = 1e-10  # captum's: below this input difference a ReLU keeps its own derivative
@@ -90,7 +89,7 @@ def deeplift(model, variables, images, targets=None, *, baseline="black", reduce
     see the module doc. images: float ``(B, *spatial, C)``. Returns an `Explanation` with map
     ``(B, [K,] *spatial)`` float32 in [0, 1] and the multipliers ``(B, [K,] *spatial, C)``."""
     images = maps.float32_or_wider(images)
-    start = fill_value(baseline, images.shape[-1])
+    start = baseline_pixels(baseline, images, model)
     n = images.shape[0]
     reference = jnp.broadcast_to(start.astype(images.dtype), images.shape)
 

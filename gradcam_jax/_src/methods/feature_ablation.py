@@ -12,8 +12,7 @@ so after rescaling the two are the same map. Unlike the pixel methods (`integrat
 `saliency`) there is no absolute value: a patch whose removal raises the score is evidence against
 the class, as in occlusion, and stays at the bottom of the map.
 
-`baseline` is as for `integrated_gradients`: "black" (captum's default baseline 0), "mean" (the mean
-pixel), a number or a per-channel tuple. `patch` is an int (the same along every axis) or one per
+`baseline` is as for `integrated_gradients`: "black" (captum's default baseline 0), "mean" (the model's declared `mean_pixel` (GoogLeNet's: the Caffe RGB mean), else each image's own per-channel mean), a number or a per-channel tuple. `patch` is an int (the same along every axis) or one per
 spatial axis. One forward pass of the batch per patch: 224 x 224 with `patch=16` is 196 passes. The
 patches are vmapped so one pass holds at most `batch_size` whole images (the rule in
 `methods.common`) and `lax.map` walks the chunks.
@@ -28,7 +27,7 @@ import numpy as np
 
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
-from gradcam_jax._src.methods.common import fill_value, perturbed_scores, target_scores
+from gradcam_jax._src.methods.common import baseline_pixels, perturbed_scores, target_scores
 from gradcam_jax._src.methods.regions import patch_features, with_features
 
 
@@ -51,7 +50,7 @@ def feature_ablation(
     size = images.shape[1:-1]
     features, grid = patch_features(size, patch)
     count = int(np.prod(grid))
-    value = fill_value(baseline, images.shape[-1])
+    value = baseline_pixels(baseline, images, model)
     features = jnp.asarray(features)
 
     def ablated(kept):  # the batch with one patch at the baseline

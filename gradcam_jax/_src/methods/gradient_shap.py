@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
 from gradcam_jax._src.methods.common import (
-    fill_value,
+    baseline_pixels,
     input_gradients,
     passes_per_step,
     random_key,
@@ -56,7 +56,7 @@ def gradient_shap(
         raise ValueError(f"samples must be at least 1; got {samples}")
     images = maps.float32_or_wider(images)
     scores, target = target_scores(model, variables, images, targets)  # top-1 of the clean image
-    start = fill_value(baseline, images.shape[-1])
+    start = baseline_pixels(baseline, images, model)
     key = random_key(key)
     # one alpha and one noise draw for the whole batch: an image's map depends on the key, not the batch
     shared = (1,) * images.ndim

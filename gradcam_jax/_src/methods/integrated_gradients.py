@@ -4,8 +4,7 @@ straight path from a baseline x' to the image x, times x - x':
     IG(x) = (x - x') * integral_0^1 dS(x' + a (x - x')) / dx da
 
 The integral is the midpoint rule with `steps` points; by completeness, sum IG = S(x) - S(x') up
-to that rule's error, which `steps` controls. `baseline` is "black" (the paper), "mean" (the mean
-pixel) or a number / RGB tuple. Path points are vmapped so one forward/backward pass holds at
+to that rule's error, which `steps` controls. `baseline` is "black" (the paper), "mean" (the model's declared `mean_pixel` (GoogLeNet's: the Caffe RGB mean), else each image's own per-channel mean) or a number / per-channel tuple. Path points are vmapped so one forward/backward pass holds at
 most `batch_size` whole images (the rule in `methods.common`), and `lax.map` walks the chunks.
 The map reduces IG over channels (`reduce`, default "abs_sum") and rescales it;
 `Explanation.gradients` holds the path-averaged gradients `(B, [K,] *spatial, C)`, so IG = (images - baseline) * gradients.
@@ -21,7 +20,13 @@ import jax.numpy as jnp
 
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
-from gradcam_jax._src.methods.common import fill_value, input_gradients, passes_per_step, reduce_channels, target_scores
+from gradcam_jax._src.methods.common import (
+    baseline_pixels,
+    input_gradients,
+    passes_per_step,
+    reduce_channels,
+    target_scores,
+)
 
 
 @register("integrated_gradients", score="logit")
@@ -40,7 +45,7 @@ def integrated_gradients(
     see the module doc. Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1]."""
     images = maps.float32_or_wider(images)
     scores, target = target_scores(model, variables, images, targets)  # top-1 of x, not of the path
-    start = fill_value(baseline, images.shape[-1])
+    start = baseline_pixels(baseline, images, model)
     alphas = (jnp.arange(steps, dtype=jnp.float32) + 0.5) / steps
 
     def gradient_at(alpha):

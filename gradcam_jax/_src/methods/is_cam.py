@@ -7,9 +7,9 @@ score along a path of ever stronger masks:
 with N = `samples` (torchcam's `num_samples`, 10) and torchcam's multipliers m_i (they grow to
 (N + 1) / 2, past the image itself). As torchcam: each channel is min-max scaled at the layer, then
 upsampled bilinearly; scores are logits (`score="logit"`) minus the image's; the weights are a
-softmax over channels. Masking blends towards `baseline` x' (default "mean", the mean pixel: what
+softmax over channels. Masking blends towards `baseline` x' (default "mean": the model's declared `mean_pixel` (GoogLeNet's: the Caffe RGB mean), else each image's own per-channel mean; the mean pixel is what
 multiplying a normalised input does, as torchcam's users do; "black" multiplies the raw pixels; a
-number or a per-channel tuple).
+number or a per-channel tuple; see `common.baseline_pixels`).
 
 Cost: `samples` forward passes per channel and image (10240 at `inception_5b-output`), vmapped so
 one pass holds at most `batch_size` whole images (the rule in `methods.common`), under `lax.map`;
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
-from gradcam_jax._src.methods.common import fill_value, layer_outputs, perturbed_scores, weighted_sum
+from gradcam_jax._src.methods.common import baseline_pixels, layer_outputs, perturbed_scores, weighted_sum
 
 EPS = 1e-8  # torchcam's, in the per-channel min-max scaling
 
@@ -55,7 +55,7 @@ def averaged_mask_cam(
         raise ValueError(f"samples must be at least 1; got {samples}")
     activations, explained, target, *_ = layer_outputs(model, variables, images, targets, layer, reshape)
     images = maps.float32_or_wider(images)
-    background = fill_value(baseline, images.shape[-1])
+    background = baseline_pixels(baseline, images, model)
     channels = activations.shape[-1]
 
     def masked(i):  # the batch through perturbation i's mask: (B, *spatial, C)

@@ -27,7 +27,7 @@ import numpy as np
 
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
-from gradcam_jax._src.methods.common import fill_value, random_key
+from gradcam_jax._src.methods.common import baseline_pixels, random_key
 from gradcam_jax._src.methods.regions import patch_features, with_features
 from gradcam_jax._src.methods.surrogate import check_samples, least_squares, surrogate_explanation
 
@@ -71,7 +71,7 @@ def kernel_shap(
     count = int(np.prod(grid))
     if count < 2:
         raise ValueError(f"kernel_shap needs at least 2 patches; patch={patch!r} gives 1 on {images.shape[1:-1]}")
-    value = fill_value(baseline, images.shape[-1])
+    value = baseline_pixels(baseline, images, model)
     features = jnp.asarray(features)
     kept = shapley_kernel_draws(random_key(key), samples, count)
     every = kept.all(axis=1) | ~kept.any(axis=1)

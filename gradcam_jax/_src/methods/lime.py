@@ -28,7 +28,7 @@ import numpy as np
 
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
-from gradcam_jax._src.methods.common import fill_value, random_key
+from gradcam_jax._src.methods.common import baseline_pixels, random_key
 from gradcam_jax._src.methods.regions import patch_features, with_features
 from gradcam_jax._src.methods.surrogate import check_samples, coin_flips, lasso, surrogate_explanation
 
@@ -39,17 +39,17 @@ EPS = 1e-8  # torch.nn.CosineSimilarity's eps
 
 def input_cosines(images: jax.Array, features: jax.Array, count: int, value: jax.Array, kept: jax.Array) -> jax.Array:
     """(S, B) cosine similarity of each image (B, *spatial, C), flattened, with itself with the
-    features off in row s of `kept` (S, P) set to `value` (C,), as torch's `CosineSimilarity` over the
+    features off in row s of `kept` (S, P) set to its pixel in `value` (B, C), as torch's `CosineSimilarity` over the
     whole input; from per-feature sums, so no perturbed image is built."""
     flat = images.reshape(images.shape[0], -1, images.shape[-1])  # (B, N, C)
     ids = features.reshape(-1)
     per_feature = jax.vmap(lambda v: jax.ops.segment_sum(v, ids, count))  # (B, N) -> (B, P)
     own = per_feature((flat * flat).sum(-1))  # sum x^2 over each feature's pixels and channels
-    mixed = per_feature(flat @ value)  # sum x . value
-    filled = jnp.bincount(ids, length=count) * (value @ value)  # (P,): sum value^2
+    mixed = per_feature(jnp.einsum("bnc,bc->bn", flat, value))  # sum x . value
+    filled = jnp.bincount(ids, length=count)[:, None] * (value * value).sum(-1)  # (P, B): sum value^2
     on = kept.astype(images.dtype)  # (S, P)
     dot = on @ own.T + (1 - on) @ mixed.T  # (S, B)
-    norms = on @ own.T + (1 - on) @ jnp.broadcast_to(filled[:, None], (count, images.shape[0]))
+    norms = on @ own.T + (1 - on) @ filled
     return dot / jnp.maximum(jnp.sqrt(own.sum(-1) * norms), EPS)
 
 
@@ -74,10 +74,10 @@ def lime(
     images = maps.float32_or_wider(images)
     features, grid = patch_features(images.shape[1:-1], patch)
     count = int(np.prod(grid))
-    value = fill_value(baseline, images.shape[-1]).astype(images.dtype)
+    value = baseline_pixels(baseline, images, model).astype(images.dtype)
     features = jnp.asarray(features)
     kept = coin_flips(random_key(key), samples, count)
-    distances = 1 - input_cosines(images, features, count, value, kept)
+    distances = 1 - input_cosines(images, features, count, value.reshape(len(images), -1), kept)
     weights = jnp.exp(-(distances**2) / (2 * WIDTH**2))  # (S, B)
 
     def partial_image(row):  # the batch with only the row's patches

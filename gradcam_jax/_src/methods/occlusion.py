@@ -8,8 +8,8 @@ names every method here shares (`patch` the size of a region, `baseline` what re
   along every axis: a square, a cube for volumes, a span for signals), or one int per spatial axis
   ((height, width) for images; (depth, height, width) for volumes).
 - `stride` "auto" = 10% of the input size along each axis, rounded up; an int, or one per axis.
-- `baseline` (MaskValue) "mean" = the mean pixel (MEAN_PIXEL, the ImageNet mean in RGB 0..255),
-  "black", a number or an RGB tuple.
+- `baseline` (MaskValue) "mean" = the model's declared `mean_pixel` (GoogLeNet's: the Caffe RGB mean), else each image's own per-channel mean
+  (MATLAB's "auto" for GoogLeNet), "black", a number or a per-channel tuple.
 - `clipping` True (MaskClipping "on"): the first mask is centred on the top-left pixel and masks at
   the edges are clipped; False ("off"): its top-left corner is there and only whole masks are used.
 - `upsampling` "bicubic" (default) or "nearest": how the grid of mask positions becomes a map at
@@ -44,7 +44,7 @@ import numpy as np
 
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
-from gradcam_jax._src.methods.common import fill_value, perturbed_scores, target_scores
+from gradcam_jax._src.methods.common import baseline_pixels, perturbed_scores, target_scores
 from gradcam_jax._src.methods.regions import per_axis
 
 UPSAMPLINGS = ("bicubic", "nearest")
@@ -128,7 +128,7 @@ def occlusion(
     size = images.shape[1:-1]
     grid = occlusion_grid(size, patch, stride, clipping)
     starts = jnp.asarray(grid.starts)
-    value = fill_value(baseline, images.shape[-1])
+    value = baseline_pixels(baseline, images, model)
     # each axis's coordinates, shaped to broadcast against the others: (H, 1) and (1, W) for images
     coordinates = [jnp.arange(n)[tuple(slice(None) if a == i else None for a in range(len(size)))]
                    for i, n in enumerate(size)]  # fmt: skip

@@ -6,8 +6,9 @@ model gives the image seen through that channel's activation, used as a mask.
 As the authors' code: the mask is the channel upsampled bilinearly and min-max scaled to [0, 1]
 (a constant channel masks everything out), the weight is the softmax probability of the masked
 image (`score="softmax"`), with no score subtracted, and `relu=True`. Masking blends towards
-`baseline` x' (default "mean", the mean pixel, which is what multiplying the *normalised* input by
-the mask does in PyTorch code; "black" multiplies the raw pixels; a number or a per-channel tuple).
+`baseline` x' (default "mean": the model's declared `mean_pixel` (GoogLeNet's: the Caffe RGB mean), else each image's own per-channel mean; blending towards
+the mean pixel is what multiplying the *normalised* input by the mask does in PyTorch code; "black"
+multiplies the raw pixels; a number or a per-channel tuple; see `common.baseline_pixels`).
 
 Cost: one forward pass per channel and image (1024 for `inception_5b-output`), vmapped so one pass
 holds at most `batch_size` whole images (the rule in `methods.common`), under `lax.map`. A layer with fewer channels is cheaper, e.g.
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
-from gradcam_jax._src.methods.common import fill_value, layer_outputs, perturbed_scores, weighted_sum
+from gradcam_jax._src.methods.common import baseline_pixels, layer_outputs, perturbed_scores, weighted_sum
 
 
 @register("score_cam", score="softmax")
@@ -46,7 +47,7 @@ def score_cam(
     Returns an `Explanation` with map `(B, [K,] *spatial)` float32 in [0, 1] and the activations."""
     activations, explained, target, *_ = layer_outputs(model, variables, images, targets, layer, reshape)
     images = maps.float32_or_wider(images)
-    background = fill_value(baseline, images.shape[-1])
+    background = baseline_pixels(baseline, images, model)
     size = images.shape[1:-1]
 
     def masked(channel):  # the batch seen through one channel's mask: (B, *spatial, C)

@@ -24,7 +24,7 @@ import numpy as np
 
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.base import Explanation, register
-from gradcam_jax._src.methods.common import fill_value, perturbed_scores, random_key, target_scores
+from gradcam_jax._src.methods.common import baseline_pixels, perturbed_scores, random_key, target_scores
 from gradcam_jax._src.methods.regions import patch_features, with_features
 
 
@@ -51,7 +51,7 @@ def shapley_sampling(
     size = images.shape[1:-1]
     features, grid = patch_features(size, patch)
     count = int(np.prod(grid))
-    value = fill_value(baseline, images.shape[-1])
+    value = baseline_pixels(baseline, images, model)
     features = jnp.asarray(features)
     orders = jax.vmap(lambda k: jax.random.permutation(k, count))(jax.random.split(random_key(key), samples))
     ranks = jnp.argsort(orders, axis=-1)  # (S, P): where each patch comes back in each order
