@@ -113,7 +113,7 @@ def relaid(shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], str]]:
     """(shape, how to get it) for each common layout mistake a batch of `shape` may hold, the likeliest
     first: channels first, an alpha channel, RGB into a one-channel model, then a missing batch axis
     or a missing channel axis (one channel, or grayscale for an RGB model)."""
-    tries = []
+    tries: list[tuple[tuple[int, ...], str]] = []
     if len(shape) >= 3:
         order = (0, *range(2, len(shape)), 1)
         tries.append((tuple(shape[i] for i in order), f"these look channels-first: pass images.transpose{order}"))
@@ -127,7 +127,7 @@ def relaid(shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], str]]:
     ]
     batch_axis = [((1, *shape), "the batch axis is missing: pass images[None]")]
     # a last axis of 1 to 4 is likelier channels (one image) than the width of a grayscale batch
-    tries += batch_axis + channel_axis if shape[-1] <= 4 else channel_axis + batch_axis
+    tries += batch_axis + channel_axis if shape and shape[-1] <= 4 else channel_axis + batch_axis
     return [(s, fix) for s, fix in tries if 1 <= len(s) - 2 <= 3]
 
 
