@@ -25,6 +25,7 @@ import shutil
 import socket
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,6 +38,7 @@ from gradcam_jax._src import choices, outputs, pipeline
 from gradcam_jax._src import images as images_lib
 from gradcam_jax._src.adapters import taps
 from gradcam_jax._src.classify import top_k
+from gradcam_jax._src.diagnostics import DegenerateMapWarning, flag_names
 from gradcam_jax._src.methods import METHODS
 from gradcam_jax._src.methods.transformer import method_names
 from gradcam_jax._src.overlay import blend
@@ -55,13 +57,15 @@ MONO_FONTS = ("ui-monospace", "Consolas", "monospace")
 
 class Panel(NamedTuple):
     """One explained picture: the overlay (uint8 (H, W, 3) at the photo's size), the map
-    (float32 (224, 224) in [0, 1]), the class explained, its score, and a caption."""
+    (float32 (224, 224) in [0, 1]), the class explained, its score, a caption (with a note naming
+    the causes and fixes when the map is not informative), and those causes' names (empty: fine)."""
 
     overlay: np.ndarray
     map: np.ndarray
     target: int
     score: float
     caption: str
+    flags: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +174,11 @@ class Explorer:
         photo_rgb = images_lib.read_image(photo)
         x = images_lib.resize(photo_rgb, self.input_size)[None].astype(np.float32)
         targets = None if classes is None else np.asarray([classes], np.int32)
-        maps, scores, chosen = choices.per_class(fn(self.model, self.variables, x, targets, **options), targets)
+        with warnings.catch_warnings():  # a flagged map is named in its panel's caption instead
+            warnings.simplefilter("ignore", DegenerateMapWarning)
+            result = fn(self.model, self.variables, x, targets, **options)
+        maps, scores, chosen = choices.per_class(result, targets)
+        flags = choices.class_flags(result, targets)
         original = np.asarray(photo_rgb)
         return [
             Panel(
@@ -178,9 +186,10 @@ class Explorer:
                 m,
                 int(c),
                 float(s),
-                f"{self.label(int(c))} [{int(c)}] {s:.3f} · {method}",
+                f"{self.label(int(c))} [{int(c)}] {s:.3f} · {method}" + flag_caption(f),
+                tuple(flag_names(f)),
             )
-            for m, c, s in zip(maps[0], chosen[0], scores[0])
+            for m, c, s, f in zip(maps[0], chosen[0], scores[0], flags[0])
         ]
 
     def method(self, name: str, layer: str, score: str, relu: bool, opacity: float):
@@ -221,6 +230,12 @@ class Explorer:
             frames_per_batch=1, opacity=opacity, input_size=self.input_size,
         )  # fmt: skip
         return next(frames)
+
+
+def flag_caption(flags) -> str:
+    """What a caption adds for a map that is not informative: its causes and fixes ('' when fine)."""
+    note = choices.flag_note(flags)
+    return f"\n\n⚠ {note}" if note else ""
 
 
 def no_other_arguments(name: str, given: dict) -> None:
@@ -380,6 +395,8 @@ class Handlers:
         rate = rate or FrameRate()
         fps = rate.tick()
         text = f"{explorer.label(explained.target)} [{explained.target}] {explained.score:.3f} · {fps:.1f} frames/s"
+        if explained.flags:
+            text += f"\n\n⚠ map not informative: {', '.join(explained.flags)}"
         return explained.overlay, text, rate
 
 

@@ -22,6 +22,7 @@ import json
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,10 @@ from tqdm import tqdm
 
 from gradcam_jax import dataset as dataset_lib
 from gradcam_jax import video as video_lib
+from gradcam_jax._src import diagnostics, outputs, pipeline
 from gradcam_jax._src import images as images_lib
-from gradcam_jax._src import outputs, pipeline
 from gradcam_jax._src.adapters import taps
-from gradcam_jax._src.choices import check_opacity, method_options, per_class
+from gradcam_jax._src.choices import check_opacity, class_flags, flag_note, method_options, per_class
 from gradcam_jax._src.classify import top_k
 from gradcam_jax._src.methods import METHODS
 from gradcam_jax._src.methods.transformer import method_names
@@ -185,6 +186,7 @@ def run_explain(args) -> int:
     images = Images(paths, args.crop)
     for chunk, result in images.explained(explain, args.batch):
         maps, scores, chosen = per_class(result, classes or None)
+        flags = class_flags(result, classes or None)
         for b, (path, original, resized) in enumerate(chunk):
             backdrop = np.asarray(original) if args.crop == "none" else resized
             for k, cls in enumerate(classes or [None]):
@@ -194,7 +196,15 @@ def run_explain(args) -> int:
                     outputs.save_npy(npy, maps[b, k].astype(np.float32))
                 c = int(chosen[b, k])
                 print(f"{path}: {SPEC.label(c)} [{c}] ({scores[b, k]:.3f}) -> {png}", flush=True)
+                warn_flagged(path, c, flags[b, k])
     return images.finish()
+
+
+def warn_flagged(image, c: int, flags) -> None:
+    """One line on stderr for a map that is not informative (`Explanation.flags`): why, and the fix."""
+    note = flag_note(flags, cli=True)
+    if note:
+        print(f"warning: {image}: class {c} ({SPEC.label(c)}): {note}", file=sys.stderr, flush=True)
 
 
 def run_explain_dataset(args, options: dict, classes: list[int]) -> int:
@@ -214,6 +224,7 @@ def run_explain_dataset(args, options: dict, classes: list[int]) -> int:
     def report(record):
         c, png = record["class"], plan.out / record["overlay"]
         print(f"{record['image']}: {record['label']} [{c}] ({record['score']:.3f}) -> {png}", flush=True)
+        warn_flagged(record["image"], c, flag_bits(record.get("flags", [])))
 
     with dataset_lib.host_processes(args.processes) if args.processes else contextlib.nullcontext() as host:
         summary = dataset_lib.run_dataset(
@@ -271,6 +282,12 @@ def run_video(args) -> int:
             progress=True,
         )  # fmt: skip
     print(f"{name}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} frames/s) -> {out}", flush=True)
+    if stats.flagged:
+        print(
+            f"warning: {name}: {stats.flagged} of {stats.frames} frames' maps are not informative; "
+            "try --score logit or another --layer",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -367,7 +384,7 @@ EXPLAIN_DESCRIPTION = (
     "A folder is a resumable dataset run, sharded over every local device: "
     "OUT/<path in folder>[-<class index>].png, the maps (--maps shards: one 8-bit PNG per batch, read "
     "with gradcam_jax.dataset.load_maps; --maps npy: OUT/maps/<path in folder>[-<class index>].npy) and "
-    "OUT/index.jsonl (image, class, label, score, map, overlay), written batch by batch; "
+    "OUT/index.jsonl (image, class, label, score, flags, map, overlay), written batch by batch; "
     "a rerun skips the images already done."
 )
 
@@ -472,6 +489,11 @@ def run_app(args) -> int:
     )
 
 
+def flag_bits(names: list[str]) -> int:
+    """The flag value of a record's flag names (`dataset` index records)."""
+    return sum(bit for bit, (name, _) in diagnostics.FLAGS.items() if name in names)
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -482,7 +504,9 @@ def positive_int(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():  # a flagged map gets the CLI's own line (`warn_flagged`)
+            warnings.simplefilter("ignore", diagnostics.DegenerateMapWarning)
+            return args.run(args)
     except (ValueError, RuntimeError, OSError, images_lib.ImageError) as err:  # OSError: a full disk, say
         fail(str(err))
         return 2

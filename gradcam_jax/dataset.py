@@ -9,7 +9,8 @@ directly is named by its stem):
     settings.json               method, options, classes, crop, maps, input_size: a rerun must use the same
                                 (or overwrite)
     index.jsonl                 one JSON line per finished (image, class): image, name, output
-                                (<name>[-<class>]), class, label, score, map (its file), row (its
+                                (<name>[-<class>]), class, label, score, flags (why the map is not
+                                informative: flag names, [] when it is), map (its file), row (its
                                 place in a shard), overlay, and the image's size and mtime_ns when
                                 read; under jax.distributed one file per process, index.<i>-of-<n>.jsonl
     .lock                       held (flock) while a run writes here; under jax.distributed one per process
@@ -64,6 +65,7 @@ from PIL import Image
 from gradcam_jax._src import images as images_lib
 from gradcam_jax._src import outputs, pipeline
 from gradcam_jax._src.adapters import taps
+from gradcam_jax._src.diagnostics import flag_names
 from gradcam_jax._src.images import INPUT_SIZE
 from gradcam_jax._src.methods import METHODS
 from gradcam_jax._src.overlay import blend
@@ -106,6 +108,7 @@ class DatasetSummary(NamedTuple):
     devices: int  # local devices each batch was sharded over
     processes: int
     index: Path
+    flagged: int = 0  # maps this call indexed whose record has flags (not informative)
 
 
 # -- planning (pure, apart from reading the folder and earlier indexes) --------------------------
@@ -447,11 +450,12 @@ class Writer:
         self.opacity, self.on_image, self.bar = opacity, on_image, bar
         self.settings = plan.settings
         self.shards = shard_names(plan.out, plan.process)
+        self.flagged = 0  # maps indexed with flags
 
     def submit(self, chunk: list, result: tuple) -> tuple[list[dict], list, int]:
         """Fetch a batch's results (waiting for the device), start writing its files; (records,
         the writes, images)."""
-        maps, pixels, scores, chosen = per_class(len(chunk), result)
+        maps, pixels, scores, chosen, flags = per_class(len(chunk), result)
         files = [
             output_files(item.name, self.settings["classes"], self.settings["overlay_format"]) for item, *_ in chunk
         ]
@@ -460,7 +464,7 @@ class Writer:
         if pixels is not None:
             pieces, shard_writes = self.write_shards(pixels.reshape(-1, *pixels.shape[2:]))  # row b * K + k
             writes += shard_writes
-        return self.records(chunk, files, scores, chosen, pieces), writes, len(chunk)
+        return self.records(chunk, files, scores, chosen, flags, pieces), writes, len(chunk)
 
     def write_maps(self, chunk: list, files: list, maps: np.ndarray) -> list:
         """Each image's .npy maps and overlays, one host task per image."""
@@ -489,8 +493,9 @@ class Writer:
         ]
         return pieces, writes
 
-    def records(self, chunk: list, files: list, scores, chosen, pieces: list[str]) -> list[dict]:
-        """The index lines of a batch: one per (image, class)."""
+    def records(self, chunk: list, files: list, scores, chosen, flags, pieces: list[str]) -> list[dict]:
+        """The index lines of a batch: one per (image, class); "flags": why its map is not informative
+        (`gradcam_jax.flag_names`), [] when it is."""
         records = []
         for b, (item, _, _, when) in enumerate(chunk):
             for k, (_, output, npy, picture) in enumerate(files[b]):
@@ -504,6 +509,7 @@ class Writer:
                         "class": c,
                         "label": self.spec.label(c),
                         "score": round(float(scores[b, k]), 6),
+                        "flags": flag_names(flags[b, k]),
                         **where,
                         "overlay": picture if self.plan.overlays else None,
                         **when,
@@ -516,6 +522,7 @@ class Writer:
         for future in writes:
             future.result()
         append_index(self.index, records)
+        self.flagged += sum(bool(record["flags"]) for record in records)
         for record in records:
             if self.on_image is not None:
                 self.on_image(record)
@@ -525,17 +532,17 @@ class Writer:
 
 
 def per_class(n: int, result: tuple) -> tuple:
-    """(maps, pixels, scores, chosen): the first `n` rows on the host, top-1 (B, ...) made (B, 1, ...)
-    so that one loop serves both."""
-    maps, pixels, scores, chosen = pipeline.real_rows(n, result)
-    if scores.ndim == 1:
-        maps, pixels, scores, chosen = (None if a is None else a[:, None] for a in (maps, pixels, scores, chosen))
-    return maps, pixels, scores, chosen
+    """(maps, pixels, scores, chosen, flags): the first `n` rows on the host, top-1 (B, ...) made
+    (B, 1, ...) so that one loop serves both."""
+    arrays = pipeline.real_rows(n, result)
+    if arrays[2].ndim == 1:
+        arrays = tuple(None if a is None else a[:, None] for a in arrays)
+    return arrays
 
 
 def batch_explainer(plan: DatasetPlan, model, variables, mesh: Mesh) -> Callable:
     """`explain(pixels uint8 (rows, h, w, 3), chunk)` -> device arrays (maps for the host or None,
-    quantized maps or None, scores, classes), dispatched without waiting: the batch sharded over
+    quantized maps or None, scores, classes, flags), dispatched without waiting: the batch sharded over
     `mesh`, cast to float32 there (a quarter of the bytes to stack and copy)."""
     settings = plan.settings
     data = NamedSharding(mesh, PartitionSpec("data"))
@@ -549,7 +556,8 @@ def batch_explainer(plan: DatasetPlan, model, variables, mesh: Mesh) -> Callable
         targets = None if not classes else jax.device_put(np.tile(np.asarray(classes, np.int32), (rows, 1)), data)
         result = method(model, variables, images, targets, **plan.options)
         quantized = quantize(result.map) if settings["maps"] == "shards" else None
-        return result.map if host_maps else None, quantized, result.scores, result.targets
+        flags = result.flags if result.flags is not None else jnp.zeros_like(result.targets)
+        return result.map if host_maps else None, quantized, result.scores, result.targets, flags
 
     return explain
 
@@ -608,7 +616,7 @@ def run_dataset(
             loaded.close()  # pyright: ignore[reportAttributeAccessIssue]  (a generator)
             if bar is not None:
                 bar.close()
-    return DatasetSummary(explained, plan.finished, failed, mesh.size, plan.processes, writer.index)
+    return DatasetSummary(explained, plan.finished, failed, mesh.size, plan.processes, writer.index, writer.flagged)
 
 
 def write_as_computed(batches: Iterable[tuple[list, tuple]], writer: Writer) -> int:

@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
 from gradcam_jax._src import images as images_lib
 from gradcam_jax._src import maps as maps_lib
 from gradcam_jax._src import outputs, pipeline
+from gradcam_jax._src.diagnostics import flag_names
 from gradcam_jax._src.images import INPUT_SIZE
 from gradcam_jax._src.methods import METHODS
 from gradcam_jax._src.overlay import blend
@@ -67,6 +69,7 @@ class ExplainedFrame(NamedTuple):
     map: np.ndarray  # float32 (h, w) in [0, 1], the input size: the explanation of the frame as the model saw it
     target: int  # the class explained
     score: float  # its score
+    flags: tuple[str, ...] = ()  # why the map is not informative (`gradcam_jax.flag_names`); () when it is
 
 
 class VideoStats(NamedTuple):
@@ -74,6 +77,7 @@ class VideoStats(NamedTuple):
     seconds: float  # wall time, end to end (decode, compile, compute, encode)
     fps: float  # frames / seconds
     out: Path
+    flagged: int = 0  # frames whose map is not informative (`ExplainedFrame.flags`)
 
 
 # -- reading (I/O edge) --------------------------------------------------------------------------
@@ -185,13 +189,14 @@ def stretch(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
 
 def frame_explainer(model, variables, method: str, targets: int | None, options: dict) -> Callable:
     """`explain(inputs, frame_size)` -> device arrays (maps at the input size, maps at frame_size,
-    classes, scores), each (B, ...): one method call on a batch, dispatched without waiting."""
+    classes, scores, flags), each (B, ...): one method call on a batch, dispatched without waiting."""
     fn = METHODS[method]
 
     def explain(inputs: np.ndarray, frame_size: tuple[int, int]):
         chosen = None if targets is None else np.full((len(inputs),), targets, np.int32)
         result = fn(model, variables, inputs, chosen, **options)
-        return result.map, stretch(result.map, frame_size), result.targets, result.scores
+        flags = result.flags if result.flags is not None else jnp.zeros_like(result.targets)
+        return result.map, stretch(result.map, frame_size), result.targets, result.scores, flags
 
     return explain
 
@@ -238,10 +243,13 @@ def explain_frames(
     )
     try:
         for chunk, arrays in batches:
-            maps, stretched, chosen, scores = pipeline.real_rows(len(chunk), arrays)
+            maps, stretched, chosen, scores, flags = pipeline.real_rows(len(chunk), arrays)
             for b, (frame, _) in enumerate(chunk):
                 # `blend` upsamples only where sizes differ: here the map is already at the frame's size
-                yield ExplainedFrame(blend(frame, stretched[b], opacity), maps[b], int(chosen[b]), float(scores[b]))
+                yield ExplainedFrame(
+                    blend(frame, stretched[b], opacity), maps[b], int(chosen[b]), float(scores[b]),
+                    tuple(flag_names(flags[b])),
+                )  # fmt: skip
     finally:
         inputs.close()
 
@@ -291,11 +299,12 @@ def explain_clips(
     try:
         for chunk, clip in clips(inputs, clip_length):
             # maps (1, T, h, w) and stretched (1, T, H, W): one map per frame of the clip
-            maps, stretched, chosen, scores = (np.asarray(a) for a in explain(clip, chunk[0].shape[:2]))
+            maps, stretched, chosen, scores, flags = (np.asarray(a) for a in explain(clip, chunk[0].shape[:2]))
             for t, frame in enumerate(chunk):
                 yield ExplainedFrame(
-                    blend(frame, stretched[0, t], opacity), maps[0, t], int(chosen[0]), float(scores[0])
-                )
+                    blend(frame, stretched[0, t], opacity), maps[0, t], int(chosen[0]), float(scores[0]),
+                    tuple(flag_names(flags[0])),
+                )  # fmt: skip
     finally:
         inputs.close()
 
@@ -405,8 +414,9 @@ def explain_video(
     else:
         stream = explain_clips(frames, model, variables, clip_length=clip_length, **common)
     explained = prefetch(stream, depth=2 * frames_per_batch)
+    counted = Overlays(explained)
     try:
-        overlays = (e.overlay for e in explained)
+        overlays = iter(counted)
         if progress:
             from tqdm import tqdm
 
@@ -415,7 +425,19 @@ def explain_video(
     finally:
         explained.close()
     seconds = time.perf_counter() - start
-    return VideoStats(count, seconds, count / seconds if seconds > 0 else 0.0, out)
+    return VideoStats(count, seconds, count / seconds if seconds > 0 else 0.0, out, counted.flagged)
+
+
+class Overlays:
+    """The overlays of explained frames, counting the frames whose map is flagged."""
+
+    def __init__(self, frames: Iterable[ExplainedFrame]):
+        self.frames, self.flagged = frames, 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for frame in self.frames:
+            self.flagged += bool(frame.flags)
+            yield frame.overlay
 
 
 def open_source(source: str | Path | int | Source, out: Path, stop: threading.Event | None) -> Source:

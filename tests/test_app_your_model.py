@@ -97,3 +97,28 @@ def test_the_page_serves_your_model_with_its_class_names(browser, toy_url, toy_c
     assert np.abs(shown_image(page, "#overlay img").astype(int) - expected).max() <= 1
     assert requested and all(url.startswith(toy_url) for url in requested), "the page fetched from elsewhere"
     context.close()
+
+
+def test_a_map_that_shows_nothing_says_why_in_its_caption(tmp_path, scene_photo):
+    """A model whose head is zero-initialised: every map is flagged, and the caption under the overlay
+    names the causes and the fixes; an informative map's caption has no note."""
+    from tests.test_methods import Tiny
+    from tests.test_throughput import variables_of
+
+    model = Tiny(num_classes=3)
+    variables = variables_of(model, 32)
+    flat = jax.tree_util.tree_map_with_path(
+        lambda path, v: np.zeros_like(v) if "head" in jax.tree_util.keystr(path) else v, variables
+    )
+    photo, _ = scene_photo
+    fine = app.Explorer(model, variables, labels=toy.SHAPES, input_size=(32, 32))
+    (panel,) = fine.explain(photo, [1], score="logit")
+    assert panel.flags == () and "not informative" not in panel.caption
+    explorer = app.Explorer(model, flat, labels=toy.SHAPES, input_size=(32, 32))
+    (panel,) = explorer.explain(photo, [1], score="logit")
+    assert panel.flags == ("constant map", "zero gradient")
+    assert panel.caption.endswith(
+        'map not informative: constant map, zero gradient; try another layer, or score="logit"'
+    )
+    _, caption, _ = app.Handlers(explorer, tmp_path).explain(photo, "1", "", "grad_cam", None, "logit", False, 0.5)
+    assert caption == panel.caption  # what the page shows under the overlay

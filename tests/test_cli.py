@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -183,3 +184,50 @@ def test_one_batching_loop_serves_every_front_end():
         text = (package / name).read_text()
         assert "pipeline.explained(" in text and ".bucket(" not in text and "stack_padded" not in text, name
     assert not (package / "_src" / "batching.py").exists()
+
+
+# -- a map that shows nothing is said so (issue 27) --------------------------------------------
+
+
+def zero_head_model(monkeypatch):
+    """The CLI with the tiny conv net, its head zero-initialised: every map is flagged."""
+    import jax
+
+    model, variables = tiny_model(monkeypatch)
+    variables = jax.tree_util.tree_map_with_path(
+        lambda path, v: np.zeros_like(v) if "head" in jax.tree_util.keystr(path) else v, variables
+    )
+    monkeypatch.setattr(cli, "model_and_variables", lambda args: (model, variables))
+    return model, variables
+
+
+def test_a_flagged_map_is_one_line_on_stderr_and_the_run_succeeds(photos, tmp_path, monkeypatch, capsys):
+    zero_head_model(monkeypatch)
+    argv = ["explain", str(photos / "cat.png"), "--layer", "relu", "--class", "2", "--out", str(tmp_path / "o")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the library's DegenerateMapWarning is not printed as well
+        assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert lines == [
+        f"warning: {photos / 'cat.png'}: class 2 (great white shark): map not informative: "
+        "constant map, zero gradient; try another --layer, or --score logit"
+    ], err
+    assert "DegenerateMapWarning" not in err
+
+
+def test_an_informative_map_gets_no_warning_line(photos, tmp_path, monkeypatch, capsys):
+    tiny_model(monkeypatch)
+    argv = ["explain", str(photos / "cat.png"), "--layer", "relu", "--score", "logit", "--out", str(tmp_path / "o")]
+    assert cli.main(argv) == 0
+    assert "warning:" not in capsys.readouterr().err
+
+
+def test_a_folder_run_warns_per_flagged_map_and_indexes_the_flags(photos, tmp_path, monkeypatch, capsys):
+    zero_head_model(monkeypatch)
+    out = tmp_path / "o"
+    assert cli.main(["explain", str(photos), "--layer", "relu", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("map not informative: constant map, zero gradient") == 2, err
+    records = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert [r["flags"] for r in records] == [["constant map", "zero gradient"]] * 2

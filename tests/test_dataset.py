@@ -303,3 +303,27 @@ def test_a_model_of_its_own_input_size_and_labels(small_photos, tmp_path):
     assert labels == [["square", "circle", "cross"][int(c)] for c in expected.targets]
     with pytest.raises(ValueError, match=r"input_size \[48, 64\] \(now \[224, 224\]\)"):
         gj.explain_dataset(small_photos, out, model, variables, method_options={"layer": "relu"})
+
+
+def zero_head(variables):
+    import jax
+
+    return jax.tree_util.tree_map_with_path(
+        lambda path, v: np.zeros_like(v) if "head" in jax.tree_util.keystr(path) else v, variables
+    )
+
+
+def test_each_record_names_why_its_map_is_not_informative(small_photos, tmp_path):
+    model, variables = tiny()
+    options = {"layer": "relu", "score": "logit"}
+    fine = gj.explain_dataset(small_photos, tmp_path / "fine", model, variables, method_options=options)
+    assert [r["flags"] for r in read_index(tmp_path / "fine")] == [[]] * 3 and fine.flagged == 0
+    with pytest.warns(gj.DegenerateMapWarning):
+        flat = gj.explain_dataset(
+            small_photos, tmp_path / "flat", model, zero_head(variables), targets=[1, 2], method_options=options
+        )
+    records = read_index(tmp_path / "flat")
+    assert [r["flags"] for r in records] == [["constant map", "zero gradient"]] * 6
+    assert (flat.explained, flat.flagged) == (3, 6)
+    names, classes, maps = dataset_lib.load_maps(tmp_path / "flat")  # readers see the maps as before
+    assert maps.shape == (6, 224, 224) and len(names) == 6

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import gradcam_jax as gj
 from gradcam_jax import cli, video
 from tests.conftest import DOG_BOX, PHOTOS
 
@@ -334,3 +335,27 @@ def test_old_argument_names_give_the_same_frames_with_a_deprecation_warning(tmp_
     assert stats.frames == 3
     with pytest.raises(ValueError, match="grad_cam has no option 'steps'"):
         next(video.explain_frames(iter(frames), model, variables, method_options={"steps": 2}))
+
+
+def test_each_frame_says_why_its_map_is_not_informative(tmp_path):
+    import jax
+
+    from tests.test_methods import Tiny
+    from tests.test_throughput import variables_of
+
+    model = Tiny(num_classes=4)
+    variables = variables_of(model, 32)
+    flat = jax.tree_util.tree_map_with_path(
+        lambda path, v: np.zeros_like(v) if "head" in jax.tree_util.keystr(path) else v, variables
+    )
+    frames = [np.random.default_rng(i).integers(0, 256, (40, 50, 3), np.uint8) for i in range(3)]
+    common = dict(input_size=(32, 32), frames_per_batch=2, method_options={"layer": "relu", "score": "logit"})
+    fine = list(video.explain_frames(iter(frames), model, variables, **common))
+    assert [e.flags for e in fine] == [()] * 3
+    with pytest.warns(gj.DegenerateMapWarning):
+        shown = list(video.explain_frames(iter(frames), model, flat, **common))
+        stats = video.explain_video(
+            video.Source(video.VideoInfo(10.0, None), iter(frames)), tmp_path / "flat.mp4", model, flat, **common
+        )
+    assert [e.flags for e in shown] == [("constant map", "zero gradient")] * 3
+    assert (stats.frames, stats.flagged) == (3, 3)
