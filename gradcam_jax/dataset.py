@@ -556,7 +556,7 @@ def batch_explainer(plan: DatasetPlan, model, variables, mesh: Mesh) -> Callable
         targets = None if not classes else jax.device_put(np.tile(np.asarray(classes, np.int32), (rows, 1)), data)
         result = method(model, variables, images, targets, **plan.options)
         quantized = quantize(result.map) if settings["maps"] == "shards" else None
-        flags = result.flags if result.flags is not None else jnp.zeros_like(result.targets)
+        flags = result.flags if result.flags is not None else jnp.zeros(jnp.shape(result.scores), jnp.int32)
         return result.map if host_maps else None, quantized, result.scores, result.targets, flags
 
     return explain

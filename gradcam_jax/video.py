@@ -195,7 +195,7 @@ def frame_explainer(model, variables, method: str, targets: int | None, options:
     def explain(inputs: np.ndarray, frame_size: tuple[int, int]):
         chosen = None if targets is None else np.full((len(inputs),), targets, np.int32)
         result = fn(model, variables, inputs, chosen, **options)
-        flags = result.flags if result.flags is not None else jnp.zeros_like(result.targets)
+        flags = result.flags if result.flags is not None else jnp.zeros(jnp.shape(result.scores), jnp.int32)
         return result.map, stretch(result.map, frame_size), result.targets, result.scores, flags
 
     return explain
