@@ -383,7 +383,8 @@ class Candidate(NamedTuple):
 def explain_default_layer(model, variables, images) -> list[Candidate]:
     """Every spatial-map layer (`is_spatial_map`) in call order, with why `default_layer` takes or
     skips it: the model's own `default_layer` attribute wins (then it is the one entry); else the last
-    spatial map that feeds the model's logits (every output array if it has none), skipping
+    spatial map that feeds the model's logits (every output array if it has none), skipping:
+
     - side branches that do not feed them (big_vision's `head` applied to the 2-D token map for
       `logits_2d`): the dependence is read from the traced computation (`jax.make_jaxpr`), not values;
     - maps computed inside an attention submodule (its query/key/value projections);
