@@ -133,21 +133,34 @@ class Segmentation:
     """Seg-Grad-CAM's score; see `segmentation`."""
 
     class_index: jax.Array  # () or (K,) int32
-    mask: jax.Array | None  # (H, W) or (B, H, W) float32, or None (every pixel)
+    mask: jax.Array | None  # (*spatial) or (B, *spatial) float32, or None (every position)
     score: str = "logit"
     key: str | None = None
 
     def __call__(self, outputs) -> jax.Array:
         per_pixel = float32_or_wider(entry(outputs, self.key) if self.key else logits_of(outputs))
-        if per_pixel.ndim != 4:
-            raise ValueError(f"segmentation targets need per-pixel scores (B, H, W, N); got {tuple(per_pixel.shape)}")
+        if not 3 <= per_pixel.ndim <= 5:
+            raise ValueError(
+                "segmentation targets need per-position scores (B, L, N), (B, H, W, N) or (B, D, H, W, N); "
+                f"got {tuple(per_pixel.shape)}"
+            )
         if self.score == "softmax":
             per_pixel = jax.nn.softmax(per_pixel, axis=-1)
-        chosen = jnp.take(per_pixel, self.class_index, axis=-1)  # (B, H, W) or (B, H, W, K)
-        mask = jnp.ones(per_pixel.shape[:3]) if self.mask is None else jnp.broadcast_to(self.mask, per_pixel.shape[:3])
-        if chosen.ndim == 4:
-            return jnp.einsum("bhwk,bhw->bk", chosen, mask)
-        return jnp.einsum("bhw,bhw->b", chosen, mask)
+        grid = per_pixel.shape[:-1]  # (B, *spatial)
+        chosen = jnp.take(per_pixel, self.class_index, axis=-1)  # (B, *spatial) or (B, *spatial, K)
+        if self.mask is None:
+            mask = jnp.ones(grid)
+        elif tuple(self.mask.shape) in (tuple(grid[1:]), tuple(grid)):
+            mask = jnp.broadcast_to(self.mask, grid)
+        else:
+            raise ValueError(
+                f"mask must be {tuple(grid[1:])} or {tuple(grid)} for per-position scores {tuple(per_pixel.shape)}; "
+                f"got {tuple(self.mask.shape)}"
+            )
+        axes = "dhw"[-(len(grid) - 1) :]  # the spatial axes' letters: "hw" for images
+        if chosen.ndim == len(grid) + 1:
+            return jnp.einsum(f"b{axes}k,b{axes}->bk", chosen, mask)
+        return jnp.einsum(f"b{axes},b{axes}->b", chosen, mask)
 
     def tree_flatten(self):
         return (self.class_index, self.mask), (self.score, self.key)
@@ -160,12 +173,14 @@ class Segmentation:
 def segmentation(
     class_index: int | Sequence[int], mask=None, score: str = "logit", key: str | None = None
 ) -> Segmentation:
-    """Target: Seg-Grad-CAM (Vinogradova et al., AAAI 2020), the sum of one class's per-pixel
-    scores over a region:  S = sum_{(i,j) in mask} y[b, i, j, class].
+    """Target: Seg-Grad-CAM (Vinogradova et al., AAAI 2020), the sum of one class's per-position
+    scores over a region:  S = sum_{p in mask} y[b, p, class].
 
-    The model's output (its logits, or `outputs[key]`) is (B, H, W, N) per-pixel scores; `mask` is
-    (H, W) or (B, H, W), bool or float weights, None for the whole image; `score` is "logit" (the
-    paper) or "softmax" (per pixel). An int `class_index` gives scores (B,), a sequence (B, K)."""
+    The model's output (its logits, or `outputs[key]`) is per-position scores: (B, H, W, N) per pixel,
+    (B, L, N) per sample of a signal, (B, D, H, W, N) per voxel; `mask` has the same spatial axes,
+    (*spatial) for every image or (B, *spatial), bool or float weights, None for the whole input;
+    `score` is "logit" (the paper) or "softmax" (per position). An int `class_index` gives scores
+    (B,), a sequence (B, K)."""
     if score not in scores_lib.SCORES:
         raise ValueError(f"unknown score {score!r}; choose from {', '.join(scores_lib.SCORES)}")
     index = jnp.asarray(class_index, jnp.int32)
@@ -173,8 +188,8 @@ def segmentation(
         raise ValueError(f"class_index must be an int or a sequence of ints; got shape {tuple(index.shape)}")
     if mask is not None:
         mask = jnp.asarray(mask, jnp.float32)
-        if mask.ndim not in (2, 3):
-            raise ValueError(f"mask must be (H, W) or (B, H, W); got shape {tuple(mask.shape)}")
+        if not 1 <= mask.ndim <= 4:
+            raise ValueError(f"mask must be (*spatial) or (B, *spatial) with 1 to 3 spatial axes; got shape {tuple(mask.shape)}")
     return Segmentation(index, mask, score, key)
 
 
