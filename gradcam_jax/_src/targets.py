@@ -189,7 +189,9 @@ def segmentation(
     if mask is not None:
         mask = jnp.asarray(mask, jnp.float32)
         if not 1 <= mask.ndim <= 4:
-            raise ValueError(f"mask must be (*spatial) or (B, *spatial) with 1 to 3 spatial axes; got shape {tuple(mask.shape)}")
+            raise ValueError(
+                f"mask must be (*spatial) or (B, *spatial) with 1 to 3 spatial axes; got shape {tuple(mask.shape)}"
+            )
     return Segmentation(index, mask, score, key)
 
 

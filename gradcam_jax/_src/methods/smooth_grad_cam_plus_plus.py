@@ -56,17 +56,18 @@ def smooth_grad_cam_plus_plus(
     images = maps.float32_or_wider(images)
     key = random_key(key)
 
-    def powers(i):  # (g, g^2, g^3) at noisy draw i, each (B, K, *s, C)
+    def gradient_at(i):  # g at noisy draw i, (B, K, *s, C) flattened
         noisy = images + noise * jax.random.normal(jax.random.fold_in(key, i), images.shape, images.dtype)
-        g = maps.float32_or_wider(
-            layer_gradients(model, variables, noisy, target, layer=layer, reshape=reshape).gradients
-        )
-        return g, g**2, g**3
+        g = layer_gradients(model, variables, noisy, target, layer=layer, reshape=reshape).gradients
+        return maps.float32_or_wider(g).reshape(-1)
 
-    g, g2, g3 = (
-        p.mean(axis=0)
-        for p in jax.lax.map(powers, jnp.arange(samples), batch_size=passes_per_step(batch_size, len(images)))
-    )
+    # The draws stay flat, (samples, B K prod(s) C), while their powers are averaged: jaxlib 0.10's CPU
+    # backend compiles the mean of g^3 over the draws of a volume's (samples, B, K, d, h, w, C)
+    # gradients into a YNNPACK fusion that kills the process (issue #30,
+    # benchmarks/xla_crash_repro.py); the flat mean is the same numbers.
+    drawn = jax.lax.map(gradient_at, jnp.arange(samples), batch_size=passes_per_step(batch_size, len(images)))
+    shape = (len(images), explained.shape[1], *activations.shape[1:])  # (B, K, *s, C)
+    g, g2, g3 = (p.mean(axis=0).reshape(shape) for p in (drawn, drawn**2, drawn**3))
     spatial = tuple(range(2, g.ndim - 1))
     a = maps.float32_or_wider(activations)[:, None]  # (B, 1, *s, C)
     alpha = g2 / (2 * g2 + (g3 * a).sum(axis=spatial, keepdims=True) + EPS)
