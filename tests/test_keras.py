@@ -17,7 +17,6 @@ import pytest  # noqa: E402
 import gradcam_jax as gj  # noqa: E402
 from gradcam_jax import metrics
 from gradcam_jax.methods import METHODS  # noqa: E402
-from gradcam_jax.toys import classifier as toy
 
 keras = pytest.importorskip("keras")
 
@@ -193,7 +192,9 @@ def test_each_kind_of_method_and_the_metrics_equal_the_linen_twin(small):
     for name, options in METHOD_OPTIONS.items():
         got = METHODS[name](model, None, images, classes, **options)
         want = METHODS[name](twin, variables, images, classes, **options)
-        np.testing.assert_allclose(got.map, want.map, atol=2e-5, err_msg=name)
+        # logits agree to 1e-5; a map divides differences of scores by their range (occlusion's drops
+        # under the per-image mean baseline reach 2.2e-5 on keras 3.0), so maps are held to 5e-5
+        np.testing.assert_allclose(got.map, want.map, atol=5e-5, err_msg=name)
     maps = want.map
     got = metrics.deletion(model, None, images, maps, classes, steps=8)
     np.testing.assert_allclose(
@@ -246,28 +247,48 @@ def test_bad_input_is_one_clear_error(small, monkeypatch):
 # --- a Keras CNN trained here, with model.fit on the JAX backend ----------------------------------
 
 
-def keras_toy_cnn():
-    """`toy.ToyCNN` in Keras: block1..5 (3x3 conv + ReLU, block2 stride 2) -> global average pool -> head."""
-    x = inputs = keras.Input((toy.IMAGE_SIZE, toy.IMAGE_SIZE, 1))
-    for i, (width, stride) in enumerate(zip((16, 32, 32, 32, 32), (1, 2, 1, 1, 1))):
-        x = keras.layers.Conv2D(width, 3, strides=stride, padding="same", activation="relu",
-                                kernel_initializer="lecun_normal", name=f"block{i + 1}")(x)  # fmt: skip
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(len(toy.SHAPES), name="head")(x))
+TRAINED_HERE = """
+import os
+os.environ["KERAS_BACKEND"] = "jax"
+import jax, keras, numpy as np
+from gradcam_jax.toys import classifier as toy
+
+# toy.ToyCNN in Keras: block1..5 (3x3 conv + ReLU, block2 stride 2) -> global average pool -> head
+x = inputs = keras.Input((toy.IMAGE_SIZE, toy.IMAGE_SIZE, 1))
+for i, (width, stride) in enumerate(zip((16, 32, 32, 32, 32), (1, 2, 1, 1, 1))):
+    x = keras.layers.Conv2D(width, 3, strides=stride, padding="same", activation="relu",
+                            kernel_initializer="lecun_normal", name=f"block{i + 1}")(x)
+x = keras.layers.GlobalAveragePooling2D()(x)
+model = keras.Model(inputs, keras.layers.Dense(len(toy.SHAPES), name="head")(x))
+keras.utils.set_random_seed(0)
+model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+batch = toy.make_batch(jax.random.key(0), 12800)  # 400 steps of 32, as the linen toy's fixture
+model.fit(np.asarray(batch.images), np.asarray(batch.labels), batch_size=32, epochs=1, verbose=0)
+report = toy.evaluate(model, None, n=128)
+print(f"Keras toy pointing game (128 held-out images): accuracy {report.accuracy:.3f}, Grad-CAM peak on the "
+      f"shape {report.pointing:.3f} (within {toy.TOLERANCE:g} px: {report.pointing_near:.3f}); random maps "
+      f"{report.random_pointing:.3f} ({report.random_near:.3f})")
+assert report.accuracy >= 0.85, report
+assert report.pointing_near >= 0.85, report
+assert report.pointing_near - report.random_near >= 0.6, report
+"""
 
 
 def test_keras_cnn_trained_here_points_at_the_shape():
-    keras.utils.set_random_seed(0)
-    model = keras_toy_cnn()
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    batch = toy.make_batch(jax.random.key(0), 12800)  # 400 steps of 32, as the linen toy's fixture
-    model.fit(np.asarray(batch.images), np.asarray(batch.labels), batch_size=32, epochs=1, verbose=0)
-    report = toy.evaluate(model, None, n=128)
-    print(
-        f"\nKeras toy pointing game (128 held-out images): accuracy {report.accuracy:.3f}, Grad-CAM peak on the "
-        f"shape {report.pointing:.3f} (within {toy.TOLERANCE:g} px: {report.pointing_near:.3f}); random maps "
-        f"{report.random_pointing:.3f} ({report.random_near:.3f})"
+    # In a process of its own: in a long-lived xdist worker (after the torch, Haiku and keras-hub tests),
+    # XLA's CPU compiler has twice segfaulted in this test's first compile after model.fit (not
+    # reproduced alone or in one process with those files; not root-caused). A crash here then fails
+    # this test, not the worker and every test after it.
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", TRAINED_HERE],
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
-    assert report.accuracy >= 0.85
-    assert report.pointing_near >= 0.85
-    assert report.pointing_near - report.random_near >= 0.6
+    print(done.stdout)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    assert "Keras toy pointing game" in done.stdout
