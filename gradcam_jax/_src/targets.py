@@ -178,7 +178,7 @@ def segmentation(
 
     The model's output (its logits, or `outputs[key]`) is per-position scores: (B, H, W, N) per pixel,
     (B, L, N) per sample of a signal, (B, D, H, W, N) per voxel; `mask` has the same spatial axes,
-    (*spatial) for every image or (B, *spatial), bool or float weights, None for the whole input;
+    ``(*spatial)`` for every image or ``(B, *spatial)``, bool or float weights, None for the whole input;
     `score` is "logit" (the paper) or "softmax" (per position). An int `class_index` gives scores
     (B,), a sequence (B, K)."""
     if score not in scores_lib.SCORES:
