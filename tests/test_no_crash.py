@@ -26,7 +26,7 @@ import pytest
 import gradcam_jax as gj
 from gradcam_jax._src import maps
 from gradcam_jax._src.methods.transformer import ATTENTION_METHODS
-from tests.conftest import ROOT
+from tests.conftest import ROOT, YNN_OFF
 from tests.test_dimensions import LETTERS, TinyND, method_options
 
 # the attention methods read a transformer's attention; image_lime takes RGB photos only
@@ -113,7 +113,11 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-X", "faulthandler", "-c", *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": path},
+        env={
+            **os.environ,
+            "PYTHONPATH": path,
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace(YNN_OFF, "").strip(),
+        },
         capture_output=True,
         text=True,
         timeout=600,
