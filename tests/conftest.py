@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 # jaxlib 0.10's XLA CPU backend compiles some fusions to YNNPACK, and one of them faults (issue 30,
@@ -25,13 +24,12 @@ matplotlib.use("Agg")
 
 import gradcam_jax as gj  # noqa: E402
 
-# XLA's compiled programs shared by this run's processes (both xdist workers, which inherit the
-# variable, and the subprocesses some tests start): a fresh folder per run, removed at its end by
-# the process that made it. A JAX_COMPILATION_CACHE_DIR you set is used as it is.
+# No persistent compilation cache: with one shared by the xdist workers, four full runs here each lost a
+# worker to a segmentation fault inside XLA's compile-and-write-to-cache path (jaxlib 0.10.2; once in
+# the cache write itself). Each process compiles for itself. A JAX_COMPILATION_CACHE_DIR you set is used.
 MADE_CACHE = None
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    MADE_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="gradcam-jax-tests-xla-")
-jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 
 def pytest_unconfigure(config):
