@@ -162,6 +162,31 @@ def test_a_new_key_does_not_recompile_smoothgrad():
     assert not np.allclose(maps[0], maps[2])
 
 
+@pytest.mark.parametrize(
+    "method", ["grad_cam", "score_cam", "occlusion", "integrated_gradients", "guided_backprop", "deeplift", "smoothgrad"]
+)
+def test_a_second_call_on_the_same_shapes_compiles_nothing(method):
+    """A long-running caller (the explorer, a video, a training loop) reuses the compiled program: each
+    XLA CPU program holds memory mappings until it is dropped, so one per call would use them up."""
+    compiled = []
+
+    def count(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(event)
+
+    options = {"layer": "relu"} if method in ("grad_cam", "score_cam") else {}
+    first = gj.METHODS[method](Tiny(), tiny_variables(), IMAGES, TARGETS, **options).map
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        again = gj.METHODS[method](Tiny(), tiny_variables(), IMAGES.copy(), TARGETS.copy(), **options).map
+        np.testing.assert_array_equal(np.asarray(first), np.asarray(again))
+        assert compiled == []
+        jax.jit(lambda x: x * 3.25 + 0.5)(np.ones(7, np.float32))  # a program never seen: the counter counts
+        assert len(compiled) == 1
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+
+
 def test_giving_the_default_score_is_leaving_it_out():
     """The published default means what it says: with a target function (its own score) too."""
     fn = lambda out: out[:, 1]  # noqa: E731
