@@ -219,9 +219,9 @@ def _per_arg(in_axes, args: tuple) -> tuple:
     return tuple(in_axes) if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
 
 
-def _axis_leaves(axes, args) -> list[tuple[int, object]]:
+def _axis_leaves(axes, args) -> list[tuple[int, jax.Array]]:
     """(axis, array) for every array of `args` that `axes` (a prefix tree, None: broadcast) maps."""
-    found: list[tuple[int, object]] = []
+    found: list[tuple[int, jax.Array]] = []
     jax.tree.map(
         lambda axis, arg: None if axis is None else found.extend((axis, leaf) for leaf in jax.tree.leaves(arg)),
         axes,
