@@ -32,12 +32,14 @@ eqx = pytest.importorskip("equinox")
 
 def hand_grad_cam(logits_with, activation, size):
     """MATLAB's Grad-CAM by hand: `logits_with(delta)` the logits with `delta` added at the layer's
-    (B, h, w, C) `activation`; the softmax score of each image's top class, `jax.grad` w.r.t. delta."""
+    (B, h, w, C) `activation` ((B, l, C), (B, d, h, w, C) alike); the softmax score of each image's top
+    class, `jax.grad` w.r.t. delta; each channel weighted by its gradients' sum over the positions."""
     zero = jnp.zeros_like(activation)
     classes = jnp.argmax(logits_with(zero), axis=-1)
     score = lambda d: jax.nn.softmax(logits_with(d))[jnp.arange(len(classes)), classes].sum()  # noqa: E731
     gradients = jax.jit(jax.grad(score))(zero)
-    raw = jnp.einsum("bhwc,bc->bhw", activation, gradients.sum(axis=(1, 2)))
+    spatial = tuple(range(1, activation.ndim - 1))
+    raw = jnp.einsum("b...c,bc->b...", activation, gradients.sum(axis=spatial))
     return np.asarray(maps.finish(raw, size)), gradients
 
 
@@ -173,6 +175,95 @@ def test_equinox_per_example_resnet_with_state_equals_hand_reference():
     np.testing.assert_allclose(explicit.map, expected, atol=1e-4)
     with pytest.raises(ValueError):  # said to take the batch, it fails on it as it would by hand
         gj.grad_cam(gj.per_example(static, False), (params, state), images, layer="blocks/1")
+
+
+class BlockND(eqx.Module):
+    """conv, batch norm (with state) or none, strided conv, in `dims` spatial axes; one (C, *s) example."""
+
+    conv1: eqx.nn.Conv
+    bn: eqx.nn.BatchNorm | None
+    conv2: eqx.nn.Conv
+
+    def __init__(self, dims, stateful, key):
+        k1, k2 = jax.random.split(key)
+        self.conv1 = eqx.nn.Conv(dims, 4, 6, 3, padding=1, key=k1)
+        self.bn = eqx.nn.BatchNorm(6, "batch", mode="ema") if stateful else None
+        self.conv2 = eqx.nn.Conv(dims, 6, 8, 3, stride=2, padding=1, key=k2)
+
+    def __call__(self, x, state=None):
+        y = self.conv1(x)
+        if self.bn is not None:
+            y, state = self.bn(y, state)
+        y = jax.nn.relu(self.conv2(jax.nn.relu(y)))
+        return y if self.bn is None else (y, state)
+
+
+class NetND(eqx.Module):
+    """A per-example signal (dims=1, (C, L)) or volume (dims=3, (C, D, H, W)) classifier."""
+
+    stem: eqx.nn.Conv
+    block: BlockND
+    head: eqx.nn.Linear
+
+    def __init__(self, dims, stateful, key):
+        ks = jax.random.split(key, 3)
+        self.stem = eqx.nn.Conv(dims, 2, 4, 3, padding=1, key=ks[0])
+        self.block = BlockND(dims, stateful, ks[1])
+        self.head = eqx.nn.Linear(8, 5, key=ks[2])
+
+    def __call__(self, x, state=None):
+        x = jax.nn.relu(self.stem(x))
+        if self.block.bn is None:
+            x = self.block(x)
+        else:
+            x, state = self.block(x, state)
+        logits = self.head(x.mean(axis=tuple(range(1, x.ndim))))
+        return logits if self.block.bn is None else (logits, state)
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["plain", "state"])
+@pytest.mark.parametrize("dims,size", [(1, (16,)), (3, (6, 8, 8))], ids=["1d", "3d"])
+def test_equinox_per_example_signal_and_volume_equal_hand_reference(dims, size, stateful):
+    if stateful:
+        net, state = eqx.nn.make_with_state(NetND)(dims, True, jax.random.key(0))
+        index = getattr(net.block.bn, "ema_state_index", None) or net.block.bn.state_index
+        state = state.set(index, tuple(a + 0.3 for a in state.get(index)))  # running statistics off 0 and 1
+        net = eqx.nn.inference_mode(net)
+    else:
+        net, state = NetND(dims, False, jax.random.key(0)), None
+    params, static = eqx.partition(net, eqx.is_array)
+    variables = params if state is None else (params, state)
+    images = jax.random.uniform(jax.random.key(1), (2, *size, 2))  # channels last, as the library takes them
+    first = lambda a: jnp.moveaxis(a, -1, 1)  # noqa: E731
+    last = lambda a: jnp.moveaxis(a, 1, -1)  # noqa: E731
+
+    def conv1(x):  # one example, by hand, up to block/conv1
+        return net.block.conv1(jax.nn.relu(net.stem(x)))
+
+    def after_conv1(y):  # one example, by hand, from block/conv1's output
+        return head(after_block(net, state, y))
+
+    def head(y):
+        return net.head(y.mean(axis=tuple(range(1, y.ndim))))
+
+    for layer, lower, upper in (
+        ("block/conv1", conv1, after_conv1),
+        ("block", lambda x: after_block(net, state, conv1(x)), head),
+    ):
+        activation = last(jax.vmap(lower)(first(images)))
+        logits_with = lambda d, upper=upper, a=activation: jax.vmap(upper)(first(a + d))  # noqa: E731
+        expected, gradients = hand_grad_cam(logits_with, activation, size)
+        check(gj.grad_cam(static, variables, images, layer=layer), activation, gradients, expected)
+    # layer=None: the last map, the block's (its (y, state) output read at y when it has state)
+    assert taps.default_layer(static, variables, images) == "block"
+    np.testing.assert_allclose(gj.grad_cam(static, variables, images).map, expected, atol=1e-4)
+    assert gj.layer_shapes(static, variables, images)["block"].shape == (2, *(n // 2 for n in size), 8)
+
+
+def after_block(net, state, y):
+    """The rest of `BlockND` after its first convolution, one example."""
+    y = y if state is None else net.block.bn(y, state)[0]
+    return jax.nn.relu(net.block.conv2(jax.nn.relu(y)))
 
 
 def test_equinox_list_field_is_one_line_error():
@@ -421,6 +512,40 @@ def test_keras_hub_vit_backbone_nested_by_stable_name():
     want = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1]), axis=-1)
     np.testing.assert_allclose(tapped.probabilities[f"{block}/mha"], want, atol=1e-5)
     assert gj.attention_rollout(model, None, images).map.shape == (2, 32, 32)
+
+
+def test_keras_hub_resnet_backbone_stage_by_stable_name_and_layer_none():
+    keras = pytest.importorskip("keras")
+    keras_hub = pytest.importorskip("keras_hub")
+    config = dict(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block", image_shape=(32, 32, 3),
+    )  # fmt: skip
+    keras_hub.models.ResNetBackbone(**config)  # a first one: the next one is named res_net_backbone_<n>
+    backbone = keras_hub.models.ResNetBackbone(**config)
+    for i, variable in enumerate(backbone.non_trainable_variables):  # running statistics off 0 and 1
+        variable.assign(variable + 0.2 * jax.random.uniform(jax.random.key(10 + i), variable.shape))
+    inputs = keras.Input((32, 32, 3))
+    pool, head = keras.layers.GlobalAveragePooling2D(name="pool"), keras.layers.Dense(5, name="head")
+    model = keras.Model(inputs, head(pool(backbone(inputs))))
+    images = np.asarray(jax.random.uniform(jax.random.key(1), (2, 32, 32, 3)))
+    assert backbone.name != "res_net_backbone"
+
+    # the model split by hand at the first stage's output: the backbone's own graph cut there
+    cut = backbone.get_layer("stack0_block0_out").output
+    lower, upper = keras.Model(backbone.input, cut), keras.Model(cut, backbone.output)
+    activation = jax.jit(lambda x: lower(x, training=False))(images)
+    expected, gradients = hand_grad_cam(
+        lambda d: head(pool(upper(activation + d, training=False))), activation, (32, 32)
+    )
+    result = gj.grad_cam(model, None, images, layer="res_net_backbone/stack0_block0_out")  # no _<n>
+    check(result, activation, gradients, expected)
+
+    # layer=None: the backbone's output, the last stage's (B, 4, 4, 16) map
+    assert taps.default_layer(model, None, images) == backbone.name
+    last = jax.jit(lambda x: backbone(x, training=False))(images)
+    expected, gradients = hand_grad_cam(lambda d: head(pool(last + d)), last, (32, 32))
+    check(gj.grad_cam(model, None, images), last, gradients, expected)
 
 
 def test_unsupported_model_is_one_clear_error():

@@ -31,6 +31,8 @@ def interceptor(hook: Callable) -> Callable:
         if context.method_name != "__call__" or not context.module.path:
             return next_fun(*args, **kwargs)
         path = lifted.iteration_path("/".join(context.module.path))  # before its submodules: see `lifted`
+        if lifted.hidden(path):  # inside an nn.vmap that runs whole
+            return next_fun(*args, **kwargs)
         return hook(path, next_fun(*args, **kwargs))
 
     return intercept

@@ -13,7 +13,9 @@ at one array of it: the first array, depth-first in the container's own order, o
 selectors after the path pick, `"encoder/block0[1][key]"` (`adapters.elements`); the perturbation
 goes back into that element. Blocks lifted by linen's `nn.scan` are tapped per iteration, the index
 after the scanned module's path, `"encoder/block[3]"`, `"encoder/block[3]/mlp"` (while a tap is open
-the scan runs unrolled and `nn.remat` plainly; `adapters.lifted`).
+the scan runs unrolled and `nn.remat` plainly; `adapters.lifted`); so are those lifted by `nn.vmap`
+over anything but the batch (an ensemble's members, `"members[2]/conv"`), while an `nn.vmap` over the
+batch is tapped per image, as below.
 
 `call_model` is the one place models are called. A model is any of:
 - a linen `Module`: `model.apply(variables, images)`;
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
@@ -72,18 +75,24 @@ class AmbiguousLayerError(ValueError):
 
 
 def unknown_layer(layer: str, valid: Iterable[str]) -> UnknownLayerError:
-    """The error for `layer`, which no path names; for a scanned module named without its iteration
-    (`lifted`), the message lists its indices."""
+    """The error for `layer`, which no path names; for a module lifted by `nn.scan` or `nn.vmap` named
+    without its index (`lifted`), the message lists its indices."""
     valid = list(valid)
     for path in candidate_paths(layer):
+        if (lifted.kind_of(path) or ("", 0))[0] == lifted.WHOLE:
+            error = UnknownLayerError(layer, valid)
+            error.args = (
+                f"layer {layer!r} runs inside an {lifted.WHOLE} (collectives may need its axis whole), which is "
+                f"run whole, its layers untapped: name a layer outside it, or remove the axis_name",
+            )
+            return error
         iterations = [p for p in valid if p.startswith(path + "[") and "/" not in p[len(path) :]]
         indexed = [p for p in iterations if p[len(path) + 1 : p.index("]", len(path))].isdigit()]
         if indexed:
             error = UnknownLayerError(layer, valid)
-            error.args = (
-                f"layer {layer!r} runs under nn.scan ({len(indexed)} iterations): name one iteration, "
-                f"{', '.join(indexed)}",
-            )
+            kind, _ = lifted.kind_of(indexed[0]) or (lifted.SCAN, len(indexed))
+            what = "iterations" if kind == lifted.SCAN else "indices of its mapped axis"
+            error.args = (f"layer {layer!r} runs under {kind} ({len(indexed)} {what}): name one, {', '.join(indexed)}",)
             return error
     return UnknownLayerError(layer, valid)
 
@@ -105,6 +114,7 @@ class Tapped:
         self.paths: list[str] = []
         self.channel_first = False  # set by `call_model` for the model being run
         self.channel_rank: int | None = None  # channel-first outputs are those of this rank (the images')
+        self.batch_size: int | None = None  # the images' batch (set by `call_model`): an nn.vmap over it stays
         self.entry_trace = internals.current_trace()  # vmaps opened later are the model's own
 
     def _names_at(self, path: str) -> list[tuple[str, tuple]]:
@@ -175,8 +185,8 @@ def opened(tapped: Tapped) -> Iterator[Tapped]:
     """`tapped` (a `Tapped` or a subclass: `adapters.attention`) sees the models run in this context."""
     _open.taps.append(tapped)  # NNX and Equinox models read the open taps here (`call_model`)
     try:
-        # linen submodules, wherever they run while this is open; nn.scan / nn.remat run plainly (`lifted`)
-        with lifted.plain(), linen.intercepted(tapped.see):
+        # linen submodules, wherever they run while this is open; nn.scan / nn.remat / nn.vmap run plainly (`lifted`)
+        with lifted.plain(lambda: (tapped.batch_size, tapped.channel_rank)), linen.intercepted(tapped.see):
             yield tapped
     finally:
         _open.taps.remove(tapped)
@@ -293,6 +303,7 @@ def call_model(model, variables, images):
     for tapped in _open.taps:
         tapped.channel_first = channel_first
         tapped.channel_rank = getattr(images, "ndim", None)
+        tapped.batch_size = images.shape[0] if getattr(images, "ndim", 0) else None
     hooks = [t.see for t in _open.taps]
     if nnx.is_graphdef(model):
         return nnx.call(model, variables, images, hooks)
@@ -360,15 +371,16 @@ def layer_shapes(model, variables, images) -> dict[str, jax.ShapeDtypeStruct]:
 
 
 def is_spatial_map(shape: tuple[int, ...], image_shape: tuple[int, ...]) -> bool:
-    """Whether a layer output of `shape` is a feature map (B, h, w, C), h*w > 1, of (B, H, W, C)
-    images: h <= H, w <= W, and strides H/h and W/w within a factor 2 of each other (which rules
-    out an attention's (B, tokens, heads, depth) projections)."""
-    if len(shape) != 4 or len(image_shape) != 4 or shape[1] * shape[2] <= 1:
+    """Whether a layer output of `shape` is a feature map of (B, *S, C) inputs with as many spatial
+    axes, (B, *s, C): a signal's (B, l, C), an image's (B, h, w, C), a volume's (B, d, h, w, C); more
+    than one position, each axis no longer than the input's, and strides S/s within a factor 2 of each
+    other (which rules out an attention's (B, tokens, heads, depth) projections of images)."""
+    if len(shape) != len(image_shape) or len(shape) < 3:
         return False
-    h, w, height, width = shape[1], shape[2], image_shape[1], image_shape[2]
-    if h > height or w > width:
+    spatial, full = shape[1:-1], image_shape[1:-1]
+    if math.prod(spatial) <= 1 or any(s < 1 or s > n for s, n in zip(spatial, full)):
         return False
-    strides = (height / h, width / w)
+    strides = [n / s for s, n in zip(spatial, full)]
     return max(strides) / min(strides) < 2
 
 
@@ -388,6 +400,8 @@ def explain_default_layer(model, variables, images) -> list[Candidate]:
     - side branches that do not feed them (big_vision's `head` applied to the 2-D token map for
       `logits_2d`): the dependence is read from the traced computation (`jax.make_jaxpr`), not values;
     - maps computed inside an attention submodule (its query/key/value projections);
+    - maps of one member of an `nn.vmap` over anything but the batch (an ensemble's, `lifted`): one
+      of several parallel maps, none of them the model's;
     - 1x1-convolution shortcuts: a linen `nn.Conv` with a 1x1 kernel (and a norm applied right after
       it) called after a map of the same shape in the same parent module (a projection shortcut).
     """
@@ -433,6 +447,8 @@ def explain_default_layer(model, variables, images) -> list[Candidate]:
             reasons[path] = "skipped: a side branch, does not feed the explained output"
         elif path in passed_over:
             reasons[path] = "skipped: dropout, identity or a strided 1x1 convolution"
+        elif lifted.vmap_members(path):
+            reasons[path] = f"skipped: one of {lifted.vmap_members(path)} parallel members of an nn.vmap (name one)"
         elif any(path.startswith(a + "/") for a in attention_paths):
             reasons[path] = "skipped: inside an attention submodule"
         elif before and (
@@ -472,7 +488,8 @@ def _feeding(closed, names: list[str]) -> set[str]:
 def default_layer(model, variables, images) -> str:
     """The layer explained when `layer=None` (every layer method's default): the layer the model names
     itself, as a `default_layer` attribute (GoogLeNet: "inception_5b-output", MATLAB's), else the last
-    submodule whose output is a spatial map (B, h, w, C) with h*w > 1 (torchcam's automatic layer;
+    submodule whose output is a spatial map (B, h, w, C) with h*w > 1, or (B, l, C) / (B, d, h, w, C)
+    for signals and volumes (torchcam's automatic layer;
     `is_spatial_map`) that feeds the model's logits, skipping side branches, attention internals and
     1x1 shortcuts (`explain_default_layer` lists the candidates and why). ValueError saying to pass
     `layer` when there is none."""

@@ -40,7 +40,7 @@ def embedding_grid(layout: attention.AttentionLayout, first_attention: str, imag
     for path, shape in layout.outputs.items():
         if path == first_attention or path.startswith(first_attention + "/"):
             break
-        if taps.is_spatial_map(shape.shape, image_shape):
+        if len(shape.shape) == 4 and taps.is_spatial_map(shape.shape, image_shape):
             grid = (int(shape.shape[1]), int(shape.shape[2]))
     return grid
 
