@@ -275,6 +275,37 @@ def test_equinox_list_field_is_one_line_error():
     assert "\n" not in str(caught.value)
 
 
+class KeyedNet(eqx.Module):
+    """equimo's calling convention: `__call__(x, key=None, inference=None)`, a key required unless
+    `inference=True` (its `split_for_mode`), whatever the dropout submodules' own flags say."""
+
+    conv: eqx.nn.Conv2d
+    drop: eqx.nn.Dropout
+    head: eqx.nn.Linear
+
+    def __call__(self, x, key=None, inference=None):  # one (C, H, W) example
+        if inference is not True and key is None:
+            raise ValueError("a PRNG key is required unless inference=True")
+        y = self.drop(jax.nn.relu(self.conv(x)), key=key, inference=inference)
+        return self.head(y.mean(axis=(1, 2)))
+
+
+def test_equinox_model_taking_inference_is_called_with_it():
+    k1, k2 = jax.random.split(jax.random.key(0))
+    net = KeyedNet(eqx.nn.Conv2d(3, 8, 3, padding=1, key=k1), eqx.nn.Dropout(0.5), eqx.nn.Linear(8, 5, key=k2))
+    params, static = eqx.partition(net, eqx.is_array)
+    images = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3))
+    expected = jax.vmap(lambda x: net(x, inference=True))(jnp.moveaxis(images, -1, 1))
+    np.testing.assert_allclose(taps.call_model(static, params, images), expected, atol=1e-6)
+    activation = jnp.moveaxis(jax.vmap(lambda x: jax.nn.relu(net.conv(x)))(jnp.moveaxis(images, -1, 1)), 1, -1)
+    expected_map, gradients = hand_grad_cam(
+        lambda d: jax.vmap(net.head)((activation + d).mean(axis=(1, 2))), activation, (16, 16)
+    )
+    # the dropout's output: relu(conv(x)) in inference mode
+    result = gj.grad_cam(static, params, images, layer="drop")
+    check(result, activation, gradients, expected_map)
+
+
 # --- Equinox ViTs: softmax inline (equimo's layout), and jax.nn.dot_product_attention -----------------
 
 

@@ -14,7 +14,9 @@ state (BatchNorm: `net, state = eqx.nn.make_with_state(Net)(key)`, `__call__(x, 
 takes `(params, state)` as variables; the state is read, never updated (the returned one is
 dropped); a submodule returning `(y, state)` (a BatchNorm, a residual block) is tapped at `y`.
 Every model runs in inference mode (`eqx.nn.inference_mode`: BatchNorm's running
-statistics, no dropout). Submodules are
+statistics, no dropout), and a model whose `__call__` takes an `inference` argument (the Equinox
+convention: `eqx.nn.Dropout`, equimo's models, which otherwise ask for a dropout key) is called with
+`inference=True`. Submodules are
 tapped by their attribute path (`"conv2"`, `"layers/2"`, `"features/conv3"`), also when they run
 under `jax.vmap` one image at a time. Their outputs are taken as channel-first ((C, h, w) per
 image, (B, C, h, w) per batch) unless the model is wrapped in `gradcam_jax.channels_last`.
@@ -23,6 +25,8 @@ Equinox is imported only by code that already holds an Equinox model.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -134,9 +138,21 @@ def examples(images) -> jax.Array:
     return jnp.moveaxis(images, -1, 1)
 
 
+def takes_inference(net) -> bool:
+    """Whether `net`'s `__call__` takes an `inference` argument by keyword (`__call__(x, key=None,
+    inference=None)`, as `eqx.nn.Dropout` and equimo's models have it)."""
+    try:
+        parameter = inspect.signature(net).parameters.get("inference")
+    except (TypeError, ValueError):  # no signature to read: called as it is
+        return False
+    return parameter is not None and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+
+
 def run(net, state, images, per_example: bool):
     """`net` on `images` (with `state`: its output, the new state dropped), on the batch or vmapped
-    over channel-first examples."""
+    over channel-first examples; with `inference=True` if it takes that argument (`takes_inference`)."""
+    if takes_inference(net):
+        net = functools.partial(net, inference=True)
     if per_example:
         if state is None:
             return jax.vmap(net)(examples(images))
