@@ -116,14 +116,15 @@ def test_rollout_is_the_product_of_the_blocks(vit, fusion):
     assert result.map.shape == (2, 16, 24)
 
 
-def test_generic_attention_follows_the_rule_with_jax_grad(vit):
+@pytest.mark.parametrize("columns", [2, 1])  # one column: the backward pass runs unbatched (`column_vjp`)
+def test_generic_attention_follows_the_rule_with_jax_grad(vit, columns):
     model, variables, images = vit
-    classes = jnp.array([[0, 3], [2, 1]])
+    classes = jnp.array([[0, 3], [2, 1]])[:, :columns]
     result = gj.generic_attention(model, variables, images, classes)
     params = variables["params"]
     _, probabilities, _ = explicit_forward(model, params, images)
     zeros = [jnp.zeros_like(a) for a in probabilities]
-    for k in range(2):
+    for k in range(columns):
         score = lambda d, k=k: explicit_forward(model, params, images, d)[0][jnp.arange(2), classes[:, k]].sum()  # noqa: E731
         grads = jax.grad(score)(zeros)
         r = np.broadcast_to(np.eye(25), (2, 25, 25))
@@ -132,24 +133,28 @@ def test_generic_attention_follows_the_rule_with_jax_grad(vit):
         np.testing.assert_allclose(result.map[:, k], finish(r[:, 0, 1:].reshape(2, 4, 6), (16, 24)), atol=1e-4)
 
 
-def test_legrad_follows_its_definition_with_jax_grad(vit):
+@pytest.mark.parametrize("columns", [0, 2])  # 0: classes (B,), one column unbatched; 2: (B, 2), vmapped
+def test_legrad_follows_its_definition_with_jax_grad(vit, columns):
     model, variables, images = vit
-    classes = jnp.array([1, 2])
+    classes = jnp.array([[1, 0], [2, 3]])[:, :columns] if columns else jnp.array([1, 2])
     result = gj.legrad(model, variables, images, classes, head=toy_vit.legrad_head)
     params = variables["params"]
     _, probabilities, _ = explicit_forward(model, params, images)
-    per_block = []
-    for layer in range(2):
+    for k in range(max(columns, 1)):
+        column = classes[:, k] if columns else classes
+        per_block = []
+        for layer in range(2):
 
-        def block_score(delta, layer=layer):  # block `layer`'s score, its own attention perturbed
-            deltas = [delta if i == layer else jnp.zeros_like(a) for i, a in enumerate(probabilities)]
-            tokens_l = explicit_forward(model, params, images, deltas)[2][layer]
-            return toy_vit.legrad_head(variables, tokens_l)[jnp.arange(2), classes].sum()
+            def block_score(delta, layer=layer, column=column):  # block `layer`'s score, its own attention perturbed
+                deltas = [delta if i == layer else jnp.zeros_like(a) for i, a in enumerate(probabilities)]
+                tokens_l = explicit_forward(model, params, images, deltas)[2][layer]
+                return toy_vit.legrad_head(variables, tokens_l)[jnp.arange(2), column].sum()
 
-        g = jax.grad(block_score)(jnp.zeros_like(probabilities[layer]))
-        per_block.append(np.maximum(np.asarray(g), 0).mean(axis=(1, 2))[:, 1:].reshape(2, 4, 6))
-    np.testing.assert_allclose(result.map, finish(np.mean(per_block, axis=0), (16, 24)), atol=1e-4)
-    assert result.scores.shape == (2,)
+            g = jax.grad(block_score)(jnp.zeros_like(probabilities[layer]))
+            per_block.append(np.maximum(np.asarray(g), 0).mean(axis=(1, 2))[:, 1:].reshape(2, 4, 6))
+        got = result.map[:, k] if columns else result.map
+        np.testing.assert_allclose(got, finish(np.mean(per_block, axis=0), (16, 24)), atol=1e-4)
+    assert result.scores.shape == ((2, columns) if columns else (2,))
 
 
 @pytest.mark.parametrize("name", ATTENTION_METHODS)

@@ -40,6 +40,27 @@ def column_cotangents(scores: jax.Array) -> jax.Array:
     return jnp.broadcast_to(jnp.eye(k, dtype=scores.dtype)[:, None], (k, *scores.shape))
 
 
+def column_vjp(fn: Callable, primals) -> tuple[jax.Array, object, object]:
+    """((B, K) scores, the gradients of each score column with respect to `primals` (each leaf with
+    the K axis at 1, (B, K, ...)), aux) of `fn(primals) -> ((B, K) scores, aux)`: one forward pass,
+    one backward pass per column.
+
+    For the attention methods, whose backward pass runs through most of the model. The forward pass
+    keeps only the outputs of its matrix products for the backward pass (`jax.checkpoint` with
+    `dots_saveable`); the element-wise work (GELU, layer norms, softmax) between them is redone there.
+    On XLA's CPU backend that is faster than keeping every intermediate: the forward pass then runs
+    almost as the plain forward does. With one column (top-1, one class per image) the backward pass
+    runs once, unbatched, rather than under a `jax.vmap` of size 1. The values are the same up to
+    float32 rounding (XLA fuses the programs differently)."""
+    fn = jax.checkpoint(fn, policy=jax.checkpoint_policies.dots_saveable)
+    scores, vjp, aux = jax.vjp(fn, primals, has_aux=True)
+    if scores.shape[1] == 1:
+        (gradients,) = vjp(jnp.ones_like(scores))
+        return scores, jax.tree.map(lambda g: g[:, None], gradients), aux
+    (gradients,) = jax.vmap(vjp, out_axes=1)(column_cotangents(scores))
+    return scores, gradients, aux
+
+
 def layer_gradients(
     model, variables, images, target, *, layer: str | None, reshape: Callable | None = None
 ) -> LayerGradients:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from gradcam_jax._src import maps
 from gradcam_jax._src.adapters import attention
-from gradcam_jax._src.gradients import column_cotangents, resolved_scores
+from gradcam_jax._src.gradients import column_vjp, resolved_scores
 from gradcam_jax._src.methods.base import Explanation, register
 from gradcam_jax._src.methods.transformer import TokenSetup, final_row, on_grid, token_setup
 
@@ -35,8 +35,7 @@ def attention_gradients(model, variables, images, target, setup: TokenSetup):
         scores, resolved = resolved_scores(target, outputs, images.shape[0])
         return scores, ({p: tapped.probabilities[p] for p in deltas}, resolved)
 
-    scores, vjp, (probabilities, resolved) = jax.vjp(all_scores, attention.zeros_like(setup.shapes), has_aux=True)
-    (gradients,) = jax.vmap(vjp, out_axes=1)(column_cotangents(scores))
+    scores, gradients, (probabilities, resolved) = column_vjp(all_scores, attention.zeros_like(setup.shapes))
     return probabilities, gradients, scores, resolved
 
 

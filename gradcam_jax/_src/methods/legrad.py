@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from gradcam_jax._src import maps
 from gradcam_jax._src import targets as targets_lib
 from gradcam_jax._src.adapters import attention
-from gradcam_jax._src.gradients import column_cotangents, resolved_scores
+from gradcam_jax._src.gradients import column_vjp, resolved_scores
 from gradcam_jax._src.methods.base import Explanation, register
 from gradcam_jax._src.methods.transformer import on_grid, token_setup
 
@@ -86,8 +86,7 @@ def legrad(
         return jnp.stack(per_block).sum(axis=0), (scores, resolved)
 
     deltas = attention.zeros_like(setup.shapes)
-    summed, vjp, (scores, resolved) = jax.vjp(block_scores, deltas, has_aux=True)
-    (gradients,) = jax.vmap(vjp, out_axes=1)(column_cotangents(summed))  # {path: (B, K, heads, N, N)}
+    _, gradients, (scores, resolved) = column_vjp(block_scores, deltas)  # {path: (B, K, heads, N, N)}
     per_block = [
         on_grid(jax.nn.relu(maps.float32_or_wider(gradients[b.attention])).mean(axis=(2, 3)), setup)
         for b in setup.blocks
