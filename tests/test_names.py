@@ -163,7 +163,8 @@ def test_a_new_key_does_not_recompile_smoothgrad():
 
 
 @pytest.mark.parametrize(
-    "method", ["grad_cam", "score_cam", "occlusion", "integrated_gradients", "guided_backprop", "deeplift", "smoothgrad"]
+    "method",
+    ["grad_cam", "score_cam", "occlusion", "integrated_gradients", "guided_backprop", "deeplift", "smoothgrad"],
 )
 def test_a_second_call_on_the_same_shapes_compiles_nothing(method):
     """A long-running caller (the explorer, a video, a training loop) reuses the compiled program: each
