@@ -10,7 +10,7 @@ computed, and nothing below the layer depends on `delta`, so the backward pass s
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,7 @@ def column_cotangents(scores: jax.Array) -> jax.Array:
     return jnp.broadcast_to(jnp.eye(k, dtype=scores.dtype)[:, None], (k, *scores.shape))
 
 
-def column_vjp(fn: Callable, primals) -> tuple[jax.Array, object, object]:
+def column_vjp(fn: Callable, primals) -> tuple[jax.Array, Any, Any]:
     """((B, K) scores, the gradients of each score column with respect to `primals` (each leaf with
     the K axis at 1, (B, K, ...)), aux) of `fn(primals) -> ((B, K) scores, aux)`: one forward pass,
     one backward pass per column.
