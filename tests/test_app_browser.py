@@ -142,6 +142,12 @@ def test_live_mode_paints_the_map_over_camera_frames_and_follows_the_dog(page):
     page.locator("#relu input").check()
     page.get_by_role("tab", name="Live").click()
     page.get_by_text("Click to Access Webcam").click()
+    # Record only once the fake camera plays: a click before that can leave the stream unstarted (one CI
+    # dry run got no frame back in 150 s)
+    page.wait_for_function(
+        "(() => { const v = document.querySelector('#camera video'); return v && v.readyState >= 2 && v.videoWidth > 0; })()",
+        timeout=60_000,
+    )
     page.locator("#camera button", has_text="Record").click()
 
     views, dog = pan_views()
