@@ -255,16 +255,19 @@ def _unrolled_vmap(original: Callable) -> Callable:
             return original(fun, in_axes, out_axes, axis_name, axis_size, *args, **kwargs)
 
         def run(*call_args):
-            if _maps_batch(in_axes, call_args):
+            def as_jax_vmap():
                 return original(fun, in_axes, out_axes, axis_name, axis_size, *args, **kwargs)(*call_args)
+
+            if _maps_batch(in_axes, call_args):
+                return as_jax_vmap()
             if axis_name is not None:  # collectives over the axis may need it whole: its layers are not tapped
                 with _whole():
-                    return original(fun, in_axes, out_axes, axis_name, axis_size, *args, **kwargs)(*call_args)
+                    return as_jax_vmap()
             axes = _per_arg(in_axes, call_args)
             sizes = {leaf.shape[axis % leaf.ndim] for axis, leaf in _axis_leaves(axes, call_args)}
             n = axis_size if axis_size is not None else (sizes.pop() if len(sizes) == 1 else None)
             if n is None:
-                return original(fun, in_axes, out_axes, axis_name, axis_size, *args, **kwargs)(*call_args)
+                return as_jax_vmap()
             per_index = []
             for index in range(n):
                 taken = jax.tree.map(
