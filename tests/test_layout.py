@@ -12,6 +12,7 @@ PACKAGE = Path(gradcam_jax.__file__).parent
 CORE = [
     *sorted((PACKAGE / "_src" / "adapters").glob("*.py")),
     *sorted((PACKAGE / "_src" / "methods").glob("*.py")),
+    *sorted((PACKAGE / "_src" / "evaluation").glob("*.py")),
     *[PACKAGE / "_src" / f"{name}.py" for name in ("targets", "scores", "gradients", "maps", "inputs", "metrics")],
     PACKAGE / "_src" / "patching.py",
 ]
