@@ -14,8 +14,18 @@ import contextlib
 import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 from gradcam_jax._src import patching
+
+
+class Call(NamedTuple):
+    """A submodule call whose output a hook is seeing: its path, the submodule object (a linen bound
+    module, an NNX / Equinox module, a Keras layer) and its positional arguments."""
+
+    path: str
+    module: object
+    args: tuple
 
 
 class _Running(threading.local):
@@ -24,6 +34,7 @@ class _Running(threading.local):
     def __init__(self):
         self.paths: list[dict[int, str]] = []
         self.calls: list[tuple[str, tuple]] = []  # (path, positional arguments) of the submodules in their call
+        self.seeing: list[Call] = []  # the submodule calls whose output the hooks are seeing now, innermost last
 
 
 _running = _Running()
@@ -42,6 +53,22 @@ def running() -> tuple[str, tuple] | None:
     """(path, positional arguments) of the innermost hooked submodule inside its call now, if any:
     whose output a function called inside it (`adapters.attention`) belongs to."""
     return _running.calls[-1] if _running.calls else None
+
+
+def seeing() -> Call | None:
+    """The submodule call whose output the hooks see now (inside `hook(path, out)`), if any: what a
+    hook needs beyond the output (the inputs and parameters of a layer, for `relevance`)."""
+    return _running.seeing[-1] if _running.seeing else None
+
+
+@contextlib.contextmanager
+def seen(call: Call) -> Iterator[None]:
+    """Within this context, `seeing()` is `call` (the linen adapter's interceptor opens it too)."""
+    _running.seeing.append(call)
+    try:
+        yield
+    finally:
+        _running.seeing.pop()
 
 
 def instance_call(cls):
@@ -71,8 +98,9 @@ def hooked_calls(named: Sequence[tuple[str, object]], hooks: Sequence[Callable])
             finally:
                 running.discard(key)
                 _running.calls.pop()
-            for hook in hooks:
-                out = hook(paths[key], out)
+            with seen(Call(paths[key], self, args)):
+                for hook in hooks:
+                    out = hook(paths[key], out)
             return out
 
         return watched

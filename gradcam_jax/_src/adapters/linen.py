@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax._src.adapters import lifted
+from gradcam_jax._src.adapters import hooks, lifted
 
 
 def is_module(model) -> bool:
@@ -33,7 +33,9 @@ def interceptor(hook: Callable) -> Callable:
         path = lifted.iteration_path("/".join(context.module.path))  # before its submodules: see `lifted`
         if lifted.hidden(path):  # inside an nn.vmap that runs whole
             return next_fun(*args, **kwargs)
-        return hook(path, next_fun(*args, **kwargs))
+        out = next_fun(*args, **kwargs)
+        with hooks.seen(hooks.Call(path, context.module, tuple(args))):
+            return hook(path, out)
 
     return intercept
 

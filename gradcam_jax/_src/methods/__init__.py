@@ -28,6 +28,7 @@ from gradcam_jax._src.methods.kpca_cam import kpca_cam
 from gradcam_jax._src.methods.layer_cam import layer_cam
 from gradcam_jax._src.methods.legrad import legrad
 from gradcam_jax._src.methods.lime import lime
+from gradcam_jax._src.methods.lrp import lrp
 from gradcam_jax._src.methods.occlusion import occlusion
 from gradcam_jax._src.methods.saliency import saliency
 from gradcam_jax._src.methods.score_cam import score_cam
@@ -68,6 +69,7 @@ __all__ = [
     "layer_cam",
     "legrad",
     "lime",
+    "lrp",
     "occlusion",
     "register",
     "saliency",

@@ -1,0 +1,180 @@
+"""What a submodule is, for the methods that treat layers by type (LRP, `relevance`): a linear layer
+whose parameters can be read and replaced, a batch norm, a layer norm, or something else.
+
+Each model library names these differently; this module is the one place that knows them:
+linen `nn.Dense` / `nn.Conv` / `nn.BatchNorm` / `nn.LayerNorm` / `nn.RMSNorm`, their NNX twins, Equinox
+`eqx.nn.Linear` / `eqx.nn.Conv` / `eqx.nn.BatchNorm` / `eqx.nn.LayerNorm` / `eqx.nn.RMSNorm`, and Keras
+`Dense` / `Conv*D` / `BatchNormalization` / `LayerNormalization` / `RMSNormalization`. A module is
+classified from the object a hook sees (`hooks.seeing()`), inside the model's trace.
+
+`Linear.apply(kernel, bias, x)` runs the very layer with other parameters (the rules of LRP replace
+the kernel by its positive part, its square, ...): the layer's own code, so padding, strides, dilation,
+groups and layout are the model's.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+LINEAR, BATCH_NORM, LAYER_NORM, OTHER = "linear", "batch_norm", "layer_norm", "other"
+
+# Parameter-free layers that normalise (not elementwise): LRP passes relevance through them, as zennit's
+# composites map normalisations to `Pass`; matched by class name, the models' own classes included.
+NORMALISATION_NAMES = ("LRN", "LocalResponseNorm", "LocalResponseNormalization")
+
+
+class Linear(NamedTuple):
+    """A Dense or Conv layer (1-D, 2-D or 3-D) as seen in the trace: its kernel, its bias (None
+    without one) shaped to broadcast against the layer's output, and `apply(kernel, bias, x)`, the
+    layer with those parameters (bias None: zero; a bias shaped as `bias` is)."""
+
+    kernel: jax.Array
+    bias: jax.Array | None
+    apply: Callable[[jax.Array, jax.Array | None, jax.Array], jax.Array]
+
+
+def type_name(module) -> str:
+    """The class name of a submodule ("Conv", "BatchNorm", "LRN"), as errors and composites name types."""
+    return type(module).__name__
+
+
+def kind(module) -> str:
+    """LINEAR, BATCH_NORM, LAYER_NORM or OTHER for a submodule of any supported library."""
+    if isinstance(module, nn.Module):
+        if isinstance(module, (nn.Dense, nn.Conv)):
+            return LINEAR
+        if isinstance(module, nn.BatchNorm):
+            return BATCH_NORM
+        if isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
+            return LAYER_NORM
+        return OTHER
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is not None and isinstance(module, nnx.Module):
+        if isinstance(module, (nnx.Linear, nnx.Conv)):
+            return LINEAR
+        if isinstance(module, nnx.BatchNorm):
+            return BATCH_NORM
+        if isinstance(module, (nnx.LayerNorm, nnx.RMSNorm)):
+            return LAYER_NORM
+        return OTHER
+    eqx = sys.modules.get("equinox")
+    if eqx is not None and isinstance(module, eqx.Module):
+        if isinstance(module, (eqx.nn.Linear, eqx.nn.Conv)) and not isinstance(module, eqx.nn.ConvTranspose):
+            return LINEAR
+        if isinstance(module, eqx.nn.BatchNorm):
+            return BATCH_NORM
+        if isinstance(module, (eqx.nn.LayerNorm, eqx.nn.RMSNorm)):
+            return LAYER_NORM
+        return OTHER
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(module, keras.layers.Layer):
+        layers = keras.layers
+        if isinstance(module, (layers.Dense, layers.Conv1D, layers.Conv2D, layers.Conv3D)) and not isinstance(
+            module, (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+        ):
+            return LINEAR
+        if isinstance(module, layers.BatchNormalization):
+            return BATCH_NORM
+        if isinstance(module, (layers.LayerNormalization, *_keras_rms(layers))):
+            return LAYER_NORM
+    return OTHER
+
+
+def _keras_rms(layers) -> tuple[type, ...]:
+    return (layers.RMSNormalization,) if hasattr(layers, "RMSNormalization") else ()
+
+
+def is_normalisation(module) -> bool:
+    """A parameter-free normalisation (an LRN) by its class name."""
+    return type_name(module) in NORMALISATION_NAMES
+
+
+def has_parameters(module) -> bool:
+    """Whether a submodule holds parameters of its own (not only through its submodules): a layer
+    that a rule must cover. Containers (a block, a Sequential) hold none of their own."""
+    if isinstance(module, nn.Module):
+        params = module.variables.get("params", {}) if module.scope is not None else {}
+        return any(not isinstance(v, dict) for v in params.values())
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is not None and isinstance(module, nnx.Module):
+        return any(isinstance(v, nnx.Param) for v in vars(module).values())
+    eqx = sys.modules.get("equinox")
+    if eqx is not None and isinstance(module, eqx.Module):
+        return any(eqx.is_array(v) for v in vars(module).values())
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(module, keras.layers.Layer):
+        return bool(getattr(module, "_trainable_variables", None) or getattr(module, "_non_trainable_variables", None))
+    return False
+
+
+def linear(module) -> Linear:
+    """The `Linear` view of a layer `kind` calls LINEAR, inside the model's trace."""
+    if isinstance(module, nn.Module):
+        params = module.variables["params"]
+        unbound = module.clone(parent=None)
+
+        def apply_linen(kernel, bias, x):
+            new = {"kernel": kernel} if bias is None else {"kernel": kernel, "bias": bias}
+            if module.use_bias and bias is None:
+                new["bias"] = jnp.zeros_like(params["bias"])
+            return jnp.asarray(unbound.apply({"params": new}, x))
+
+        return Linear(params["kernel"], params.get("bias"), apply_linen)
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is not None and isinstance(module, nnx.Module):
+        graphdef, state = nnx.split(module)
+
+        def apply_nnx(kernel, bias, x):
+            copy = nnx.merge(graphdef, jax.tree.map(lambda a: a, state))
+            copy.kernel.value = kernel
+            if copy.bias is not None:
+                copy.bias.value = jnp.zeros_like(copy.bias.value) if bias is None else bias
+            return copy(x)
+
+        bias = module.bias.value if module.bias is not None else None
+        return Linear(module.kernel.value, bias, apply_nnx)
+    eqx = sys.modules.get("equinox")
+    if eqx is not None and isinstance(module, eqx.Module):
+
+        def apply_eqx(kernel, bias, x):
+            if module.bias is None:
+                return eqx.tree_at(lambda m: m.weight, module, kernel)(x)
+            bias = jnp.zeros_like(module.bias) if bias is None else bias
+            return eqx.tree_at(lambda m: (m.weight, m.bias), module, (kernel, bias))(x)
+
+        return Linear(module.weight, module.bias, apply_eqx)
+    # Keras: inside `stateless_call` a variable's `.value` is the value being traced
+    use_bias = module.bias is not None
+    bias = module.bias.value if use_bias else None
+    if bias is not None and getattr(module, "data_format", "channels_last") == "channels_first":
+        bias = jnp.reshape(bias, (-1, *[1] * (len(module.kernel.shape) - 2)))  # (C, 1, 1): against (B, C, H, W)
+
+    def apply_keras(kernel, bias, x):
+        if use_bias:
+            weights = [kernel, jnp.zeros_like(module.bias.value) if bias is None else bias.reshape(-1)]
+        else:
+            weights = [kernel]
+        return module.stateless_call(weights, [], x)[0]
+
+    return Linear(module.kernel.value, bias, apply_keras)
+
+
+def first_output(out):
+    """A submodule's output array: `y` of an Equinox `(y, state)`, else `out` itself."""
+    return out[0] if isinstance(out, tuple) else out
+
+
+def affine(module, args: tuple, y_shape, dtype) -> tuple[jax.Array, jax.Array]:
+    """(scale, shift), each of the output's shape, of a batch norm in inference mode, an elementwise
+    affine map y = scale * x + shift: read by running the layer on zeros and ones (any library's
+    parameters and statistics, as it applies them)."""
+    rest = args[1:]  # an Equinox batch norm's state
+    zero = first_output(module(jnp.zeros(y_shape, dtype), *rest))
+    one = first_output(module(jnp.ones(y_shape, dtype), *rest))
+    return one - zero, zero

@@ -1,0 +1,304 @@
+"""The rules of layer-wise relevance propagation (LRP), as zennit 0.5.1 defines them, written as
+modified gradients.
+
+LRP sends the score back layer by layer as *relevance* R. For a linear layer z = W x + b a rule
+says how the relevance R_z of its outputs is shared among its inputs, e.g. the epsilon rule
+(Bach et al. 2015)
+
+    R_x = x * W^T (R_z / stab(z)),        stab(z) = z + eps * sign(z)   (sign(0) = +1)
+
+This library propagates `g = R / a` (relevance over activation) as the cotangent of an ordinary
+backward pass instead of R itself, as lxt's "efficient" AttnLRP does. Then every operation whose
+rule is the gradient needs nothing: ReLU, max and average pooling (zennit's `Norm`), residual sums
+(`Norm`, the proportional split), concatenation, reshapes — relevance a * g is conserved through
+them by the chain rule. Only layers whose rule differs change their backward pass, and that is
+done without `custom_vjp`, so models run under `jax.vmap`, `nn.scan` and `jit` alike: a layer's
+output z becomes
+
+    stop_gradient(z) + sum_i c_i * (L_i(u_i) - stop_gradient(L_i(u_i))) * stop_gradient(w_i)
+
+the same value in the forward pass, whose gradient is the rule's g_x = R_x / x: L_i the layer with
+modified parameters (W+, W-, W^2, ...), u_i the modified input (x+, x-; `where`, whose gradient is
+the exact mask), w_i = z * mask_i / stab(denominator_i) turning the upper g into R / stab. For the
+first layer the inputs u_i are multiplied by (1 + p), p a zero probe: d score / d p is R_x exactly,
+whatever the rule (z^B, flat and w^2 give relevance that is not x * something).
+
+Each rule is a frozen dataclass (hashable: a static option under `jit`) whose `terms` gives the
+c_i, u_i, L_i and denominators for a layer `Parts`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+# How a rule modifies the kernel: keep it, its positive or negative part, its square, or ones.
+KEEP, POSITIVE, NEGATIVE, SQUARE, ONES = "keep", "positive", "negative", "square", "ones"
+
+
+def stabilize(z: jax.Array, epsilon: float) -> jax.Array:
+    """zennit's stabiliser: z + epsilon * sign(z), with sign(0) = +1 (so a zero becomes epsilon)."""
+    return z + epsilon * jnp.where(z >= 0, 1.0, -1.0).astype(z.dtype)
+
+
+def positive(x: jax.Array) -> jax.Array:
+    """x+ = max(x, 0), with derivative exactly [x > 0] (jnp.maximum's is 1/2 at 0)."""
+    return jnp.where(x > 0, x, 0)
+
+
+def negative(x: jax.Array) -> jax.Array:
+    """x- = min(x, 0), with derivative exactly [x < 0]."""
+    return jnp.where(x < 0, x, 0)
+
+
+class Parts(NamedTuple):
+    """A linear layer (or a linear layer with its batch norm folded in) as the rules see it.
+
+    linear(x, how): the layer without bias, its kernel modified `how` (KEEP, POSITIVE, ...);
+    bias(how): its bias modified `how` (KEEP, POSITIVE, NEGATIVE, SQUARE, ONES, or None: zero),
+    shaped to broadcast against the output."""
+
+    linear: Callable[[jax.Array, str], jax.Array]
+    bias: Callable[[str | None], jax.Array]
+
+
+class Term(NamedTuple):
+    """One modified forward pass of a rule: sign c, input u, kernel and bias modifications, and
+    which denominator (index into `Rule.denominators`) its cotangent is divided by, under `mask`
+    (None: everywhere) of the true output z."""
+
+    sign: float
+    inputs: jax.Array
+    kernel: str
+    bias: str | None
+    denominator: int
+    mask: Callable[[jax.Array], jax.Array] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """Base of the rules: `terms(x, parts)` and how its denominators combine the terms' outputs.
+    `first_layer_only`: the rule gives relevance that is not x times something (z^B, flat, w^2),
+    which only the first layer's probe can collect."""
+
+    name = "rule"
+    first_layer_only = False
+    gradient = False  # the layer keeps its own backward pass (`Pass` on elementwise layers)
+
+    def terms(self, x: jax.Array, low=None, high=None) -> list[Term]:
+        raise NotImplementedError
+
+    def denominators(self, outputs: list[jax.Array]) -> list[jax.Array]:
+        """The terms' outputs (each L_i(u_i) + bias_i) -> the denominators, before stabilising."""
+        return [outputs[0]]
+
+    @property
+    def stabilizer(self) -> float:
+        return getattr(self, "epsilon", 1e-6)
+
+
+@dataclasses.dataclass(frozen=True)
+class Epsilon(Rule):
+    """LRP-epsilon (Bach et al. 2015; zennit `Epsilon`): R_x = x * W^T (R / stab(z)). epsilon 0: LRP-0."""
+
+    epsilon: float = 1e-6
+    name = "epsilon"
+
+    def terms(self, x, low=None, high=None):
+        return [Term(1.0, x, KEEP, KEEP, 0)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Gamma(Rule):
+    """LRP-gamma (Montavon et al. 2019), generalised to negative inputs as zennit's `Gamma`: positive
+    contributions boosted by gamma, for positive and negative outputs apart."""
+
+    gamma: float = 0.25
+    epsilon: float = 1e-6
+    name = "gamma"
+
+    def terms(self, x, low=None, high=None):
+        above, below = (lambda z: z > 0), (lambda z: z < 0)
+        xp, xn = positive(x), negative(x)
+        return [
+            Term(1.0, xp, f"gamma+{self.gamma}", f"gamma+{self.gamma}", 0, above),
+            Term(1.0, xn, f"gamma-{self.gamma}", None, 0, above),
+            Term(1.0, xp, f"gamma-{self.gamma}", f"gamma-{self.gamma}", 1, below),
+            Term(1.0, xn, f"gamma+{self.gamma}", None, 1, below),
+        ]
+
+    def denominators(self, outputs):
+        return [outputs[0] + outputs[1], outputs[2] + outputs[3]]
+
+
+@dataclasses.dataclass(frozen=True)
+class AlphaBeta(Rule):
+    """LRP-alpha-beta (Bach et al. 2015; zennit `AlphaBeta`): alpha times the positive contributions'
+    share minus beta times the negative ones'; alpha - beta = 1. (1, 0) is z+ (`ZPlus`)."""
+
+    alpha: float = 2.0
+    beta: float = 1.0
+    epsilon: float = 1e-6
+    name = "alpha_beta"
+
+    def __post_init__(self):
+        if self.alpha < 0 or self.beta < 0 or abs(self.alpha - self.beta - 1) > 1e-12:
+            raise ValueError(f"alpha-beta needs alpha, beta >= 0 and alpha - beta = 1; got {self.alpha}, {self.beta}")
+
+    def terms(self, x, low=None, high=None):
+        xp, xn = positive(x), negative(x)
+        return [
+            Term(self.alpha, xp, POSITIVE, POSITIVE, 0),
+            Term(self.alpha, xn, NEGATIVE, None, 0),
+            Term(-self.beta, xp, NEGATIVE, NEGATIVE, 1),
+            Term(-self.beta, xn, POSITIVE, None, 1),
+        ]
+
+    def denominators(self, outputs):
+        return [outputs[0] + outputs[1], outputs[2] + outputs[3]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ZPlus(Rule):
+    """LRP-z+ (zennit `ZPlus`: alpha 1, beta 0, negative inputs with negative weights counted)."""
+
+    epsilon: float = 1e-6
+    name = "zplus"
+
+    def terms(self, x, low=None, high=None):
+        return [Term(1.0, positive(x), POSITIVE, POSITIVE, 0), Term(1.0, negative(x), NEGATIVE, None, 0)]
+
+    def denominators(self, outputs):
+        return [outputs[0] + outputs[1]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ZBox(Rule):
+    """LRP-z^B (Montavon et al. 2017; zennit `ZBox`) for a first layer whose inputs lie in [low, high]
+    (numbers, or arrays broadcasting against the layer's input, e.g. per channel)."""
+
+    low: float | tuple = 0.0
+    high: float | tuple = 1.0
+    epsilon: float = 1e-6
+    name = "zbox"
+    first_layer_only = True
+
+    def terms(self, x, low=None, high=None):
+        low = jnp.broadcast_to(jnp.asarray(self.low if low is None else low, x.dtype), x.shape)
+        high = jnp.broadcast_to(jnp.asarray(self.high if high is None else high, x.dtype), x.shape)
+        return [
+            Term(1.0, x, KEEP, KEEP, 0),
+            Term(-1.0, low, POSITIVE, POSITIVE, 0),
+            Term(-1.0, high, NEGATIVE, NEGATIVE, 0),
+        ]
+
+    def denominators(self, outputs):
+        return [outputs[0] - outputs[1] - outputs[2]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Flat(Rule):
+    """LRP-flat (zennit `Flat`): relevance spread evenly over each output's receptive field."""
+
+    epsilon: float = 1e-6
+    name = "flat"
+    first_layer_only = True
+
+    def terms(self, x, low=None, high=None):
+        return [Term(1.0, jnp.ones_like(x), ONES, ONES, 0)]
+
+
+@dataclasses.dataclass(frozen=True)
+class WSquare(Rule):
+    """LRP-w^2 (Montavon et al. 2017; zennit `WSquare`): shares by the squared weights, for unbounded inputs."""
+
+    epsilon: float = 1e-6
+    name = "wsquare"
+    first_layer_only = True
+
+    def terms(self, x, low=None, high=None):
+        return [Term(1.0, jnp.ones_like(x), SQUARE, SQUARE, 0)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pass(Rule):
+    """zennit `Pass`: the layer's relevance goes to its input unchanged (elementwise layers:
+    activations, unfolded batch norms, LRN); in this library's terms, g_x = y / x * g_y."""
+
+    name = "pass"
+
+
+@dataclasses.dataclass(frozen=True)
+class Gradient(Rule):
+    """The layer keeps its own backward pass (max pooling's winner takes all, zennit's default for
+    layers no rule maps)."""
+
+    name = "gradient"
+    gradient = True
+
+
+def modified(array: jax.Array, how: str | None) -> jax.Array:
+    """A kernel or bias modified as a term asks (None: zero)."""
+    if how is None:
+        return jnp.zeros_like(array)
+    if how == KEEP:
+        return array
+    if how == POSITIVE:
+        return positive(array)
+    if how == NEGATIVE:
+        return negative(array)
+    if how == SQUARE:
+        return array * array
+    if how == ONES:
+        return jnp.ones_like(array)
+    sign, gamma = how[5], float(how[6:])  # "gamma+0.25": W + gamma W+,  "gamma-0.25": W + gamma W-
+    return array + gamma * (positive(array) if sign == "+" else negative(array))
+
+
+def apply_rule(rule: Rule, x: jax.Array, z: jax.Array, parts: Parts, probe=None) -> jax.Array:
+    """The layer's output `z` (computed from input `x`) with the backward pass of `rule` (module doc).
+    `probe`: a zero array like x (the first layer): d score / d probe is then R_x."""
+    terms = rule.terms(x)
+    scale = 1.0 if probe is None else 1.0 + probe
+    outputs = [parts.linear(t.inputs, t.kernel) + parts.bias(t.bias) for t in terms]
+    denominators = [stabilize(d, rule.stabilizer) for d in rule.denominators(outputs)]
+    z_stop = jax.lax.stop_gradient(z)
+    out = z_stop
+    for term in terms:
+        weight = z_stop / denominators[term.denominator]
+        if term.mask is not None:
+            weight = jnp.where(term.mask(z_stop), weight, 0)
+        linear = parts.linear(term.inputs * scale, term.kernel)
+        out = out + term.sign * (linear - jax.lax.stop_gradient(linear)) * jax.lax.stop_gradient(weight)
+    return out
+
+
+def epsilon_output(z: jax.Array, epsilon: float) -> jax.Array:
+    """The epsilon rule needs no parameters: `z` whose cotangent is scaled by z / stab(z) before
+    the layer's own backward pass (any linear layer: Dense, Conv, DenseGeneral, Einsum)."""
+    weight = jax.lax.stop_gradient(z / stabilize(z, epsilon))
+    return jax.lax.stop_gradient(z) + (z - jax.lax.stop_gradient(z)) * weight
+
+
+def passed(x: jax.Array, y: jax.Array) -> jax.Array:
+    """`y = f(x)` of an elementwise layer with the `Pass` rule: the cotangent g_x = y / x * g_y
+    (0 where x is 0), so that relevance y * g_y reaches x unchanged."""
+    ratio = jax.lax.stop_gradient(jnp.where(x == 0, 0, y / jnp.where(x == 0, 1, x)))
+    return jax.lax.stop_gradient(y) + (x - jax.lax.stop_gradient(x)) * ratio
+
+
+RULES: dict[str, type[Rule]] = {
+    "epsilon": Epsilon,
+    "gamma": Gamma,
+    "alpha_beta": AlphaBeta,
+    "zplus": ZPlus,
+    "zbox": ZBox,
+    "flat": Flat,
+    "wsquare": WSquare,
+    "pass": Pass,
+    "gradient": Gradient,
+}
