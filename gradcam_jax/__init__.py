@@ -8,8 +8,8 @@ result.map                                                    # (1, 224, 224) fl
 """
 
 # The public API: everything below, flat; the implementation lives in gradcam_jax/_src (private).
-# Sub-namespaces: methods, targets, metrics, overlay, models (and gradcam_jax.toys, imported on its own).
-from gradcam_jax import methods, metrics, models, overlay, targets
+# Sub-namespaces: methods, targets, metrics, overlay, models, relevance (and gradcam_jax.toys, imported on its own).
+from gradcam_jax import methods, metrics, models, overlay, relevance, targets
 from gradcam_jax._src.adapters.taps import (
     AmbiguousLayerError,
     FlatLayerError,
@@ -56,6 +56,7 @@ from gradcam_jax._src.methods import (
     layer_cam,
     legrad,
     lime,
+    lrp,
     occlusion,
     saliency,
     score_cam,
@@ -137,12 +138,14 @@ __all__ = [
     "lime",
     "load_googlenet",
     "load_image",
+    "lrp",
     "methods",
     "metrics",
     "models",
     "occlusion",
     "overlay",
     "per_example",
+    "relevance",
     "saliency",
     "score_cam",
     "shapley_cam",

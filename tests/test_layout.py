@@ -13,6 +13,7 @@ CORE = [
     *sorted((PACKAGE / "_src" / "adapters").glob("*.py")),
     *sorted((PACKAGE / "_src" / "methods").glob("*.py")),
     *sorted((PACKAGE / "_src" / "evaluation").glob("*.py")),
+    *sorted((PACKAGE / "_src" / "relevance").glob("*.py")),
     *[PACKAGE / "_src" / f"{name}.py" for name in ("targets", "scores", "gradients", "maps", "inputs", "metrics")],
     PACKAGE / "_src" / "patching.py",
 ]
@@ -75,6 +76,7 @@ def test_the_public_api_is_sorted_and_every_name_resolves():
         "methods",
         "targets",
         "metrics",
+        "relevance",
         "overlay",
         "models",
         "toys",
