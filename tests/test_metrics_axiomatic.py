@@ -253,3 +253,21 @@ def test_bad_input_is_one_line():
         with pytest.raises(ValueError, match=words) as err:
             call()
         assert "\n" not in str(err.value)
+
+
+def test_input_invariance_shifts_an_nnx_model_too():
+    """The shift is undone through a layer tap, so other model kinds (here NNX, split) are shifted alike."""
+    import jax
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.conv = nnx.Conv(2, 3, (3, 3), padding="VALID", rngs=rngs)
+            self.head = nnx.Linear(3, CLASSES, rngs=rngs)
+
+        def __call__(self, x):
+            return self.head(jax.nn.relu(self.conv(x)).mean(axis=(1, 2)))
+
+    graph, state = nnx.split(Net(nnx.Rngs(0)))
+    x = np.random.default_rng(5).normal(size=(B, 6, 6, 2)).astype(np.float32)
+    np.testing.assert_array_equal(metrics.input_invariance(graph, state, x, TARGETS, method="saliency").per_image, 1)

@@ -58,6 +58,19 @@ def test_equals_quantus(spatial, ours, theirs, options):
     assert np.isnan(got.aggregate) == np.isnan(expected).any()
 
 
+def test_auc_with_many_ties_equals_quantus():
+    """Maps of a few levels (runs of ties), where sklearn's ROC steps over each tied run at once."""
+    quantus = pytest.importorskip("quantus")
+    warnings.filterwarnings("ignore", module="quantus")
+    maps, masks = random_case((12, 10), seed=3)
+    maps = np.round(maps * 2) / 2
+    expected = quantus.AUC(disable_warnings=True)(
+        model=None, x_batch=np.zeros((B - 1, 1, 12, 10), np.float32), y_batch=np.zeros(B - 1, int), a_batch=maps[:-1],
+        s_batch=masks[:-1, None],
+    )  # fmt: skip
+    np.testing.assert_allclose(metrics.auc(maps[:-1], masks[:-1]).per_image, expected, rtol=1e-5)
+
+
 def test_focus_equals_quantus():
     torch = pytest.importorskip("torch")
     quantus = pytest.importorskip("quantus")

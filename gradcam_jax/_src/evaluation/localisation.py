@@ -31,7 +31,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradcam_jax._src.evaluation.explain import Scores, maps_or_explained, normalised, scores
-from gradcam_jax._src.metrics import average_ranks
 
 
 def masks_for(metric: str, maps: jax.Array, s_batch) -> jax.Array:
@@ -234,11 +233,11 @@ def relevance_mass_accuracy(
 
 
 def _rank(a, s, *, spatial):
-    order = jnp.argsort(-a, axis=-1, stable=True)
-    ranks = jnp.argsort(order, axis=-1, stable=True)  # 0 = the largest value
-    size = s.sum(axis=-1, keepdims=True)
-    hits = (s & (ranks < size)).sum(axis=-1)  # mask pixels among the map's |mask| largest
-    return _empty_is_nan(hits / size[:, 0], s)
+    order = jnp.argsort(-a, axis=-1, stable=True)  # the largest value first, ties by index
+    on = jnp.take_along_axis(s, order, axis=-1)  # the mask, in the map's order
+    size = s.sum(axis=-1)
+    hits = jnp.where(jnp.arange(s.shape[-1]) < size[:, None], on, False).sum(axis=-1)  # among the |mask| largest
+    return _empty_is_nan(hits / size, s)
 
 
 def relevance_rank_accuracy(
@@ -260,8 +259,22 @@ def relevance_rank_accuracy(
                      options, normalise, abs)  # fmt: skip
 
 
+def sorted_average_ranks(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(order, ranks) of (B, N) values: the ascending order, and the 1-based rank of each value in that
+    order, tied values sharing their average rank (as scipy's rankdata); one sort, the rest linear."""
+    order = jnp.argsort(a, axis=-1)
+    ordered = jnp.take_along_axis(a, order, axis=-1)
+    index = jnp.broadcast_to(jnp.arange(a.shape[-1]), a.shape)
+    new = jnp.concatenate([jnp.ones_like(ordered[:, :1], bool), ordered[:, 1:] != ordered[:, :-1]], axis=-1)
+    last = jnp.concatenate([ordered[:, 1:] != ordered[:, :-1], jnp.ones_like(ordered[:, :1], bool)], axis=-1)
+    first = jax.lax.cummax(jnp.where(new, index, 0), axis=1)  # where each run of ties starts
+    end = jax.lax.cummin(jnp.where(last, index, a.shape[-1]), axis=1, reverse=True)  # ... and ends
+    return order, (first + end).astype(jnp.float32) / 2 + 1
+
+
 def _auc(a, s, *, spatial):
-    ranks = average_ranks(a) + 1  # 1-based, ties sharing their average (Mann-Whitney)
+    order, ranks = sorted_average_ranks(a)  # Mann-Whitney: ties share their average rank
+    s = jnp.take_along_axis(s, order, axis=-1)
     positives = s.sum(axis=-1).astype(jnp.float32)
     negatives = s.shape[-1] - positives
     mean_rank = jnp.where(s, ranks, 0.0).sum(axis=-1) / jnp.maximum(positives, 1)
