@@ -239,6 +239,10 @@ def test_input_invariance_by_hand(shape):
     np.testing.assert_allclose(np.asarray(shifted), np.asarray(model.apply(variables, x)), rtol=1e-5, atol=1e-5)
 
 
+def never_run(*args, **options):
+    raise AssertionError("the method ran before the input was checked")
+
+
 def test_bad_input_is_one_line():
     model, variables, _ = linear((6, 5, 2))
     x = np.zeros((B, 6, 5, 2), np.float32)
@@ -246,8 +250,8 @@ def test_bad_input_is_one_line():
         (lambda: metrics.input_invariance(model, variables, x, TARGETS, maps=np.zeros((B, 6, 5))), "method="),
         (lambda: metrics.completeness(model, variables, x, TARGETS), "maps="),
         (lambda: metrics.non_sensitivity(model, variables, x, TARGETS, maps=np.zeros((B, 6))), "maps must be"),
-        (lambda: metrics.completeness(model, variables, x, TARGETS, maps=np.zeros((B, 6, 5)), perturb_baseline="grey"), "perturb_baseline"),
-        (lambda: metrics.non_sensitivity(model, variables, x, TARGETS, maps=np.zeros((B, 6, 5)), features_in_step=0), "features_in_step"),
+        (lambda: metrics.completeness(model, variables, x, TARGETS, method=never_run, perturb_baseline="grey"), "perturb_baseline"),
+        (lambda: metrics.non_sensitivity(model, variables, x, TARGETS, method=never_run, features_in_step=0), "features_in_step"),
     ]  # fmt: skip
     for call, words in cases:
         with pytest.raises(ValueError, match=words) as err:

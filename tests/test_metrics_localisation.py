@@ -180,6 +180,10 @@ def test_maps_from_a_method():
         np.testing.assert_allclose(by_name.per_image, fn(given, masks).per_image, rtol=1e-6)
 
 
+def never_run(*args, **options):
+    raise AssertionError("the method ran before the input was checked")
+
+
 def test_bad_input_is_one_line():
     maps, masks = random_case((4, 4))
     cases = [
@@ -191,6 +195,13 @@ def test_bad_input_is_one_line():
         (lambda: metrics.pointing_game(None, masks), "maps="),
         (lambda: metrics.pointing_game(maps, masks, tolerance=-1), "tolerance"),
         (lambda: metrics.pointing_game(maps, masks, ties="last"), "ties"),
+        # before the method runs: it would fail otherwise
+        (lambda: metrics.auc(None, None, images=np.zeros((B, 4, 4, 3)), method=never_run), "segmentation mask"),
+        (
+            lambda: metrics.top_k_intersection(None, masks, images=np.zeros((B, 4, 4, 3)), method=never_run, k=99),
+            "k must",
+        ),
+        (lambda: metrics.focus(None, np.ones((B, 3)), images=np.zeros((B, 4, 4, 3)), method=never_run), "positions"),
     ]
     for call, words in cases:
         with pytest.raises(ValueError, match=words) as err:

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradcam_jax._src.adapters import taps
 from gradcam_jax._src.evaluation.explain import (
@@ -71,8 +72,13 @@ def baseline_values(images: jax.Array, perturb_baseline) -> jax.Array:
     return jnp.full(images.shape[:1], perturb_baseline, jnp.float32)
 
 
-def _checked(metric, model, variables, images, targets, maps, method, options, score):
-    """The images (float32), the maps (given or explained, checked against the images), the target."""
+def _checked(metric, model, variables, images, targets, maps, method, options, score, perturb_baseline):
+    """The images (float32), the maps (given or explained, checked against the images), the target;
+    `perturb_baseline` checked before any method runs."""
+    if isinstance(perturb_baseline, str) and perturb_baseline not in BASELINES:
+        raise ValueError(
+            f"unknown perturb_baseline {perturb_baseline!r}; choose from {', '.join(BASELINES)} or a number"
+        )
     images = jnp.asarray(images, jnp.float32)
     found = maps_or_explained(metric, maps, method, model, variables, images, targets, options)
     check_maps(found, images)
@@ -112,7 +118,7 @@ def completeness(
     Higher is better. Quantus normalises by default, which rescales the sum: pass `normalise=False` to
     test raw attributions (integrated gradients' are complete up to their step error)."""
     images, found, variables, target = _checked("completeness", model, variables, images, targets, maps, method,
-                                                options, score)  # fmt: skip
+                                                options, score, perturb_baseline)  # fmt: skip
     sums = normalised(found, normalise, abs).reshape(found.shape[0], -1).sum(axis=-1)
     fill = baseline_values(images, perturb_baseline)
     return scores(_completeness(model, variables, images, sums, target, fill, jnp.float32(rtol), jnp.float32(atol),
@@ -166,13 +172,13 @@ def non_sensitivity(
     `perturb_baseline` in turn; the count of those where "the score moved by less than `eps`" and "the
     map (the pixel's value, on every channel) is below `eps`" disagree. Lower is better (0: relevance
     exactly where the model reacts). One forward pass of the batch per group, `batch_size` images a pass."""
-    images, found, variables, target = _checked("non_sensitivity", model, variables, images, targets, maps, method,
-                                                options, score)  # fmt: skip
-    features = math.prod(images.shape[1:])
+    features = math.prod(np.shape(images)[1:])
     if not 1 <= features_in_step <= features:
         raise ValueError(
             f"non_sensitivity: features_in_step must be in 1..{features} (values per image); got {features_in_step}"
         )
+    images, found, variables, target = _checked("non_sensitivity", model, variables, images, targets, maps, method,
+                                                options, score, perturb_baseline)  # fmt: skip
     fill = baseline_values(images, perturb_baseline)
     a = normalised(found, normalise, abs)
     return scores(_non_sensitivity(model, variables, images, a, target, fill, jnp.float32(eps), batch_size=batch_size,

@@ -33,16 +33,22 @@ import numpy as np
 from gradcam_jax._src.evaluation.explain import Scores, maps_or_explained, normalised, scores
 
 
-def masks_for(metric: str, maps: jax.Array, s_batch) -> jax.Array:
-    """(B, N) bool masks, flat, from `s_batch` (B, *spatial) like `maps`; one-line ValueError without one
-    or of another shape."""
+def map_shape(maps, images) -> tuple[int, ...] | None:
+    """The (B, *spatial) shape the maps will have, known before a method runs: `maps`' own, else that of
+    the `images` (B, *spatial, C) it would explain; None if neither is given."""
+    if maps is not None:
+        return tuple(np.shape(maps))
+    return tuple(np.shape(images))[:-1] if images is not None else None
+
+
+def check_masks(metric: str, shape: tuple[int, ...] | None, s_batch) -> None:
+    """One-line ValueError for a missing `s_batch`, or one not of the maps' (B, *spatial) `shape`."""
     if s_batch is None:
         raise ValueError(f"{metric} needs a segmentation mask: pass s_batch= (B, *spatial), nonzero on the object")
-    if tuple(np.shape(s_batch)) != tuple(maps.shape):
+    if shape is not None and tuple(np.shape(s_batch)) != shape:
         raise ValueError(
-            f"{metric}: s_batch must be (B, *spatial) = {tuple(maps.shape)} like the maps; got {tuple(np.shape(s_batch))}"
+            f"{metric}: s_batch must be (B, *spatial) = {shape} like the maps; got {tuple(np.shape(s_batch))}"
         )
-    return jnp.asarray(s_batch).reshape(maps.shape[0], -1) != 0
 
 
 def localised(
@@ -62,8 +68,10 @@ def localised(
 ) -> Scores:
     """The steps every localisation metric shares: the maps (given or explained), the mask checked,
     Quantus's preprocessing, then `score(flat maps (B, N), flat masks (B, N), **static)` jitted."""
+    check_masks(metric, map_shape(maps, images), s_batch)  # before any method runs
     found = maps_or_explained(metric, maps, method, model, variables, images, targets, options)
-    masks = masks_for(metric, found, s_batch)
+    check_masks(metric, tuple(found.shape), s_batch)
+    masks = jnp.asarray(s_batch).reshape(found.shape[0], -1) != 0
     flat = normalised(found, normalise, abs).reshape(found.shape[0], -1)
     return scores(_jitted(score, tuple(sorted(static.items())), tuple(found.shape[1:]))(flat, masks))
 
@@ -200,11 +208,12 @@ def top_k_intersection(
     """Top-k intersection (Theiner et al. 2021; Quantus `TopKIntersection`): the share of the map's `k`
     largest values that lie on the mask; `concept_influence` divides it by the mask's share of the map
     (1 = as often as chance). Higher is better. `k` at most the pixels of a map."""
-    found = maps_or_explained("top_k_intersection", maps, method, model, variables, images, targets, options)
-    pixels = math.prod(found.shape[1:])
-    if not 1 <= k <= pixels:
+    shape = map_shape(maps, images)
+    pixels = math.prod(shape[1:]) if shape is not None else None
+    if pixels is not None and not 1 <= k <= pixels:
         raise ValueError(f"top_k_intersection: k must be in 1..{pixels} (the pixels of a map); got {k}")
-    return localised("top_k_intersection", _top_k, found, s_batch, None, None, None, None, None, None, normalise, abs,
+    return localised("top_k_intersection", _top_k, maps, s_batch, model, variables, images, targets, method, options,
+                     normalise, abs,
                      k=int(k), concept_influence=bool(concept_influence))  # fmt: skip
 
 
@@ -346,12 +355,17 @@ def focus(
     two of the target class): `positions` `(B, 2**d)`, 1 for each cell holding the target class (Quantus's
     `p_batch`), and the score is the share of the map's positive relevance in those cells. Higher is
     better; a map that ignores the image scores the target cells' share (0.5)."""
-    found = maps_or_explained("focus", maps, method, model, variables, images, targets, options)
-    cells = 2 ** (found.ndim - 1)
-    if positions is None or np.shape(positions) != (found.shape[0], cells):
+    shape = map_shape(maps, images)
+    if shape is None:
+        raise ValueError(
+            "focus scores maps: pass maps= (B, *spatial), or method= with model, variables, images and targets"
+        )
+    cells = 2 ** (len(shape) - 1)
+    if positions is None or np.shape(positions) != (shape[0], cells):
         raise ValueError(
             f"focus needs the mosaics' positions=: (B, {cells}), 1 where a cell holds the target class; got "
             f"{None if positions is None else np.shape(positions)}"
         )
+    found = maps_or_explained("focus", maps, method, model, variables, images, targets, options)
     return localised("focus", _focus, found, mosaic_cells(positions, found.shape[1:]), None, None, None, None, None,
                      None, normalise, abs)  # fmt: skip
