@@ -1,6 +1,21 @@
 """Scores of maps: deletion and insertion AUC, average drop and increase (`confidence_change`), ROAD,
-and the model-randomisation sanity check (`parameter_groups`: the names its `stops` take)."""
+and the model-randomisation sanity check (`parameter_groups`: the names its `stops` take); Quantus's
+localisation (a map against a segmentation mask), complexity and axiomatic metrics (issue 29), each
+returning `Scores` (per image, and their mean)."""
 
+from gradcam_jax._src.evaluation.axiomatic import completeness, input_invariance, non_sensitivity
+from gradcam_jax._src.evaluation.complexity import complexity, effective_complexity, sparseness
+from gradcam_jax._src.evaluation.explain import Scores
+from gradcam_jax._src.evaluation.localisation import (
+    attribution_localisation,
+    auc,
+    focus,
+    mosaics,
+    pointing_game,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
+    top_k_intersection,
+)
 from gradcam_jax._src.metrics import (
     ROAD_NEIGHBOURS,
     ROAD_NOISE,
@@ -24,23 +39,38 @@ from gradcam_jax._src.metrics import (
 )
 
 __all__ = [
+    "Confidence",
+    "Curve",
     "ROAD_NEIGHBOURS",
     "ROAD_NOISE",
     "ROAD_PERCENTILES",
-    "Confidence",
-    "Curve",
     "Road",
     "SanityCheck",
+    "Scores",
+    "attribution_localisation",
+    "auc",
+    "completeness",
+    "complexity",
     "confidence_change",
     "deletion",
+    "effective_complexity",
+    "focus",
     "gaussian_blur",
+    "input_invariance",
     "insertion",
     "model_randomisation",
+    "mosaics",
     "noisy_linear_imputation",
+    "non_sensitivity",
     "parameter_groups",
+    "pointing_game",
+    "relevance_mass_accuracy",
+    "relevance_rank_accuracy",
     "road",
     "road_removed",
     "salience_ranks",
+    "sparseness",
     "spearman",
+    "top_k_intersection",
     "trapezoid_auc",
 ]

