@@ -1,6 +1,17 @@
 """Scores of maps: deletion and insertion AUC, average drop and increase (`confidence_change`), ROAD,
 and the model-randomisation sanity check (`parameter_groups`: the names its `stops` take)."""
 
+from gradcam_jax._src.evaluation.robustness import (
+    avg_sensitivity,
+    consistency,
+    continuity,
+    local_lipschitz_estimate,
+    max_sensitivity,
+    relative_input_stability,
+    relative_output_stability,
+    relative_representation_stability,
+    sensitivity_max,
+)
 from gradcam_jax._src.metrics import (
     ROAD_NEIGHBOURS,
     ROAD_NOISE,
@@ -24,23 +35,32 @@ from gradcam_jax._src.metrics import (
 )
 
 __all__ = [
+    "Confidence",
+    "Curve",
     "ROAD_NEIGHBOURS",
     "ROAD_NOISE",
     "ROAD_PERCENTILES",
-    "Confidence",
-    "Curve",
     "Road",
     "SanityCheck",
+    "avg_sensitivity",
     "confidence_change",
+    "consistency",
+    "continuity",
     "deletion",
     "gaussian_blur",
     "insertion",
+    "local_lipschitz_estimate",
+    "max_sensitivity",
     "model_randomisation",
     "noisy_linear_imputation",
     "parameter_groups",
+    "relative_input_stability",
+    "relative_output_stability",
+    "relative_representation_stability",
     "road",
     "road_removed",
     "salience_ranks",
+    "sensitivity_max",
     "spearman",
     "trapezoid_auc",
 ]
