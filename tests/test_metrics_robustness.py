@@ -139,8 +139,9 @@ def torch_saliency(torch):
 
     def explain(model, inputs, targets, **kwargs):
         x = torch.tensor(np.asarray(inputs, np.float32), requires_grad=True)
-        logits = model(x)
-        logits[torch.arange(x.shape[0]), torch.as_tensor(np.asarray(targets))].sum().backward()
+        with torch.enable_grad():  # captum's sensitivity_max calls it under no_grad
+            logits = model(x)
+            logits[torch.arange(x.shape[0]), torch.as_tensor(np.asarray(targets))].sum().backward()
         g = x.grad.abs().amax(dim=1).numpy()
         low, high = g.min(axis=(1, 2), keepdims=True), g.max(axis=(1, 2), keepdims=True)
         return ((g - low) / (high - low)).astype(np.float32)
@@ -246,8 +247,9 @@ def test_sensitivity_max_equals_captums(twin):
     noise = draws("uniform", 9, SAMPLES, x.shape, 0.02, None)  # (S, B, H, W, C)
     explain = torch_saliency(torch)
 
-    def explanation_func(inputs, target=None):
-        return torch.from_numpy(explain(net, inputs.detach().numpy(), np.asarray(target)))
+    def explanation_func(inputs, target=None):  # captum hands (and expects back) a tuple for the first call
+        (inputs,) = inputs if isinstance(inputs, tuple) else (inputs,)
+        return (torch.from_numpy(explain(net, inputs.detach().numpy(), np.asarray(target))),)
 
     def perturb_func(inputs, radius):  # captum repeats each image n times in a row: image-major
         return inputs + torch.from_numpy(noise.transpose(1, 0, 4, 2, 3).reshape(inputs.shape))
