@@ -1,6 +1,13 @@
 """Scores of maps: deletion and insertion AUC, average drop and increase (`confidence_change`), ROAD,
 and the model-randomisation sanity check (`parameter_groups`: the names its `stops` take)."""
 
+from gradcam_jax._src.evaluation.randomisation import (
+    LayerScores,
+    efficient_mprt,
+    mprt,
+    random_logit,
+    smooth_mprt,
+)
 from gradcam_jax._src.evaluation.robustness import (
     avg_sensitivity,
     consistency,
@@ -37,6 +44,7 @@ from gradcam_jax._src.metrics import (
 __all__ = [
     "Confidence",
     "Curve",
+    "LayerScores",
     "ROAD_NEIGHBOURS",
     "ROAD_NOISE",
     "ROAD_PERCENTILES",
@@ -47,13 +55,16 @@ __all__ = [
     "consistency",
     "continuity",
     "deletion",
+    "efficient_mprt",
     "gaussian_blur",
     "insertion",
     "local_lipschitz_estimate",
     "max_sensitivity",
     "model_randomisation",
+    "mprt",
     "noisy_linear_imputation",
     "parameter_groups",
+    "random_logit",
     "relative_input_stability",
     "relative_output_stability",
     "relative_representation_stability",
@@ -61,6 +72,7 @@ __all__ = [
     "road_removed",
     "salience_ranks",
     "sensitivity_max",
+    "smooth_mprt",
     "spearman",
     "trapezoid_auc",
 ]

@@ -5,10 +5,11 @@ draws handed to theirs through a `perturb_func` that returns them."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_deeplift import Twin, torch_twin, twin_variables
+from test_deeplift import CNN, Twin, numpy_variables, torch_twin, twin_variables
 
 from gradcam_jax import metrics, saliency
 from gradcam_jax._src.evaluation.robustness import gaussian_noise, translation_shifts, uniform_noise
@@ -19,6 +20,11 @@ B = 3
 def first_channel(model, variables, images, indices):
     """A 'method' with a closed form: the map is the input's first channel."""
     return images[..., 0]
+
+
+def small(shape):
+    """deeplift's CNN (any number of spatial axes) with numpy weights: the torch-free fixtures' model."""
+    return CNN(), numpy_variables(CNN(), np.zeros(shape, np.float32), np.random.default_rng(3))
 
 
 @pytest.fixture(scope="module")
@@ -37,19 +43,19 @@ def l2(a):
 
 
 def draws(kind, key, count, shape, *params):
+    """(count, *shape) our draws 0..count-1 of `key`, as the metrics make them."""
     draw = uniform_noise if kind == "uniform" else gaussian_noise
-    return np.stack([np.asarray(draw(key, i, shape, *params)) for i in range(count)])
+    return np.asarray(jax.jit(jax.vmap(lambda i: draw(key, i, shape, *params)))(np.arange(count)))
 
 
 # ---- hand-derived ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("shape", [(B, 12, 2), (B, 6, 6, 3), (B, 4, 4, 3, 1)], ids=["1d", "2d", "3d"])
-def test_sensitivities_and_lipschitz_of_the_identity_map_by_hand(twin, shape):
+def test_sensitivities_and_lipschitz_of_the_identity_map_by_hand(shape):
     """map = x[..., 0], so a - a' is the noise's first channel: every ratio is a norm of the draws."""
-    *_, net_variables, _ = twin
     x = np.random.default_rng(2).uniform(1.0, 2.0, size=shape).astype(np.float32)
-    model, variables = (Twin(), net_variables) if len(shape) == 4 else nd_model(shape)
+    model, variables = small(shape)
     common = dict(method=first_channel, key=7, samples=6, batch_size=2 * B)
     u = draws("uniform", 7, 6, shape, 0.3, None)
     g = draws("gaussian", 7, 6, shape, 0.0, 0.1)
@@ -70,13 +76,6 @@ def test_sensitivities_and_lipschitz_of_the_identity_map_by_hand(twin, shape):
     np.testing.assert_allclose(got.per_image, ris.reshape(6, B).max(0), rtol=1e-5)
 
 
-def nd_model(shape):
-    """deeplift's CNN (any number of spatial axes) with numpy weights, for 1-D and 3-D inputs."""
-    from test_deeplift import CNN, numpy_variables
-
-    return CNN(), numpy_variables(CNN(), np.zeros(shape, np.float32), np.random.default_rng(3))
-
-
 def test_uniform_bounds_are_quantus_one_or_two_sided():
     two = np.asarray(uniform_noise(0, 0, (4000,), 0.2, None))
     one = np.asarray(uniform_noise(0, 0, (4000,), 0.02, 0.2))
@@ -84,9 +83,10 @@ def test_uniform_bounds_are_quantus_one_or_two_sided():
     assert 0.02 <= one.min() < 0.021 and 0.199 < one.max() <= 0.2
 
 
-def test_continuity_of_the_identity_map_by_hand(twin):
+def test_continuity_of_the_identity_map_by_hand():
     """Shifted along the width, uncovered columns at each image's minimum: the map moves with x."""
-    _, _, model, variables, x = twin
+    x = np.random.default_rng(1).normal(size=(B, 10, 10, 3)).astype(np.float32)
+    model, variables = small(x.shape)
     got = metrics.continuity(model, variables, x, method=first_channel, steps=5, normalise=False, abs=False)
     best = np.zeros(B)
     for shift in translation_shifts(10, 5):
@@ -99,9 +99,10 @@ def test_continuity_of_the_identity_map_by_hand(twin):
     np.testing.assert_allclose(got.per_image, best, rtol=1e-5)
 
 
-def test_consistency_by_hand(twin):
+def test_consistency_by_hand():
     """Images 0, 1, 3 share a code, 2 is alone: each scores the share of its look-alikes in its class."""
-    _, _, model, variables, x = twin
+    x = np.random.default_rng(1).normal(size=(B, 10, 10, 3)).astype(np.float32)
+    model, variables = small(x.shape)
     x = np.concatenate([x, x[:1]])  # image 3 is image 0, so they are predicted alike
     maps = np.ones((4, 10, 10), np.float32)
     maps[2, 0, 0] = -1.0  # a different sign among the first five entries
@@ -113,8 +114,9 @@ def test_consistency_by_hand(twin):
     assert got.per_image[0] == 1.0  # image 3 is its twin
 
 
-def test_bad_input_is_one_line_each(twin):
-    _, _, model, variables, x = twin
+def test_bad_input_is_one_line_each():
+    x = np.random.default_rng(1).normal(size=(B, 10, 10, 3)).astype(np.float32)
+    model, variables = small(x.shape)
     maps = np.zeros((B, 10, 10), np.float32)
     for metric in (metrics.max_sensitivity, metrics.relative_output_stability, metrics.continuity):
         with pytest.raises(ValueError, match="re-explains perturbed inputs: pass method="):
@@ -243,7 +245,8 @@ def test_sensitivity_max_equals_captums(twin):
     captum_metrics = pytest.importorskip("captum.metrics")
     torch, net, model, variables, x = twin
     targets = np.array([0, 3, 4])
-    got = metrics.sensitivity_max(model, variables, x, None, targets, method="saliency", key=9, samples=SAMPLES)
+    maps = np.asarray(saliency(model, variables, x, targets).map)  # captum recomputes them: the same
+    got = metrics.sensitivity_max(model, variables, x, maps, targets, method="saliency", key=9, samples=SAMPLES)
     noise = draws("uniform", 9, SAMPLES, x.shape, 0.02, None)  # (S, B, H, W, C)
     explain = torch_saliency(torch)
 
