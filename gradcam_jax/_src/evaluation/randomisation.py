@@ -30,7 +30,7 @@ import numpy as np
 from gradcam_jax._src import targets as targets_lib
 from gradcam_jax._src.adapters import taps
 from gradcam_jax._src.evaluation.explain import Scores, options_key, require_method, scores, traced_maps
-from gradcam_jax._src.evaluation.robustness import over_draws, quantus_maps
+from gradcam_jax._src.evaluation.robustness import noise_draw, over_draws, quantus_maps
 from gradcam_jax._src.inputs import check_maps
 from gradcam_jax._src.methods.base import Explanation
 from gradcam_jax._src.methods.common import passes_per_step, random_key
@@ -127,7 +127,7 @@ def mprt(
 @functools.partial(jax.jit, static_argnames=("model", "method", "options", "samples", "chunk"))
 def _smooth_maps(model, variables, images, indices, key, noise, *, method, options, samples, chunk):
     """(B, *spatial) mean of `method`'s maps over `samples` copies of `images`: copy s < samples - 1
-    plus std x N(0, 1) (`jax.random.normal(fold_in(key, s), images.shape)`, std = `noise` x each
+    plus std x N(0, 1) (`robustness.gaussian_noise(key, s, images.shape, 0, 1)`, std = `noise` x each
     image's max - min), the last one noise-free (Quantus's sMPRT)."""
     images = images.astype(jnp.float32)
     b = images.shape[0]
@@ -138,7 +138,7 @@ def _smooth_maps(model, variables, images, indices, key, noise, *, method, optio
         n = draws.shape[0]
 
         def noisy(s):
-            draw = jax.random.normal(jax.random.fold_in(key, s), images.shape, jnp.float32)
+            draw = noise_draw(key, s, images.shape, True, 0.0, 1.0)
             return images + jnp.where(s == samples - 1, 0.0, std * draw)
 
         moved = jax.vmap(noisy)(draws).reshape(n * b, *images.shape[1:])
@@ -164,7 +164,7 @@ def smooth_mprt(
     depth: int = 1,
     abs: bool = True,  # noqa: A002
     average: bool = False,
-    batch_size: int = 64,
+    batch_size: int = 16,
 ) -> LayerScores:
     """Quantus's SmoothMPRT: MPRT (`order` "bottom_up", Quantus's default for sMPRT, "top_down" or
     "independent") on `method`'s maps averaged over `samples` noisy copies (`_smooth_maps`; `noise`

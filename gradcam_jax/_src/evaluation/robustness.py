@@ -84,18 +84,26 @@ class Draws(NamedTuple):
     targets: jax.Array  # (B,) int32: the classes explained
 
 
+def noise_draw(key, index, shape, gaussian, low, high) -> jax.Array:
+    """Draw `index` of `key` (a typed key): float32 noise of `shape` from one uniform draw u in [0, 1)
+    (`jax.random.uniform(fold_in(key, index))`): low + (high - low) u, or where `gaussian` (traced
+    or not) low + high x the normal quantile of u (mean low, std high). One draw serves both, so
+    the noise metrics share one program."""
+    u = jax.random.uniform(jax.random.fold_in(key, index), shape, jnp.float32)
+    normal = np.sqrt(2.0) * jax.scipy.special.erfinv(jnp.clip(2.0 * u - 1.0, -1.0 + 1e-7, 1.0 - 1e-7))
+    return jnp.where(gaussian, low + high * normal, low + (high - low) * u)
+
+
 def uniform_noise(key, index, shape, lower_bound: float, upper_bound: float | None) -> jax.Array:
-    """Draw `index` of `key`: float32 noise of `shape`, uniform in [-lower_bound, lower_bound] when
+    """Draw `index` of `key` (a key or an int seed): uniform noise in [-lower_bound, lower_bound] when
     `upper_bound` is None, else in [lower_bound, upper_bound] (Quantus's `batch_uniform_noise`)."""
     low, high = (-lower_bound, lower_bound) if upper_bound is None else (lower_bound, upper_bound)
-    k = jax.random.fold_in(random_key(key), index)
-    return jax.random.uniform(k, shape, jnp.float32, low, high)
+    return noise_draw(random_key(key), index, shape, False, low, high)
 
 
 def gaussian_noise(key, index, shape, mean: float, std: float) -> jax.Array:
-    """Draw `index` of `key`: float32 noise of `shape`, normal(mean, std) (Quantus's `batch_gaussian_noise`)."""
-    k = jax.random.fold_in(random_key(key), index)
-    return mean + std * jax.random.normal(k, shape, jnp.float32)
+    """Draw `index` of `key`: normal(mean, std) noise (Quantus's `batch_gaussian_noise`)."""
+    return noise_draw(random_key(key), index, shape, True, mean, std)
 
 
 def translation(images: jax.Array, shift, fill: jax.Array) -> jax.Array:
@@ -147,14 +155,16 @@ def over_draws(fn: Callable, count: int, chunk: int):
     return jax.tree.map(lambda a: a.reshape(rows * chunk, *a.shape[2:])[:count], out)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "method", "options", "perturbation", "count", "layer", "chunk"))
+@functools.partial(
+    jax.jit, static_argnames=("model", "method", "options", "perturbation", "count", "layer", "outputs", "chunk")
+)
 def _draws(
     model, variables, images, maps, indices, key, gaussian, low, high, normalise, absolute, *,
-    method, options, perturbation, count, layer, chunk,
+    method, options, perturbation, count, layer, outputs, chunk,
 ) -> Draws:  # fmt: skip
-    """Every draw's norms (see `Draws`): `count` perturbed batches (`perturbation` "noise": + U[low, high)
-    noise, or + low + high x N(0, 1) where `gaussian`; "translation": `translation_shifts`), each
-    re-explained."""
+    """Every draw's norms (see `Draws`): `count` perturbed batches (`perturbation` "noise": + `noise_draw`;
+    "translation": `translation_shifts`), each re-explained. The perturbed batches' logits (and
+    `layer`'s output) only where `outputs` (a forward pass more per draw)."""
     images = images.astype(jnp.float32)
     b = images.shape[0]
 
@@ -175,16 +185,17 @@ def _draws(
     def perturb(i):
         if perturbation == "translation":
             return translation(images, jnp.asarray(translation_shifts(images.shape[-2], count))[i], fill)
-        k = jax.random.fold_in(key, i)  # both draws (cheap) so that both kinds share the program
-        uniform = jax.random.uniform(k, images.shape, jnp.float32, low, high)
-        return images + jnp.where(gaussian, low + high * jax.random.normal(k, images.shape, jnp.float32), uniform)
+        return images + noise_draw(key, i, images.shape, gaussian, low, high)
 
     def measure(draws):  # (n,) draw indices -> `Draws` fields, (n, B) each
         n = draws.shape[0]
         moved = jax.vmap(perturb)(draws).reshape(n * b, *images.shape[1:])
         moved_maps = traced_maps(method, model, variables, moved, jnp.tile(indices, n), options)
         moved_maps = quantus_maps(moved_maps, normalise, absolute)
-        moved_logits, moved_hidden = forward(moved)
+        if outputs:
+            moved_logits, moved_hidden = forward(moved)
+        else:  # not asked for: the top-1 "unchanged", the output norms 0
+            moved_logits, moved_hidden = jnp.tile(logits, (n, 1)), jnp.tile(hidden, (n,) + (1,) * (hidden.ndim - 1))
         tile = lambda x: jnp.tile(x, (n,) + (1,) * (x.ndim - 1))  # noqa: E731  (draw-major, as `moved`)
         a, x = tile(maps), tile(images)
         fields = (
@@ -255,6 +266,7 @@ def _run(name, model, variables, images, maps, targets, method, options, key, se
         perturbation="translation" if setting.perturbation == "translation" else "noise",
         count=setting.count,
         layer=setting.layer,
+        outputs=setting.nan_when_changed or setting.measure in ("ros", "rrs"),
         chunk=passes_per_step(batch_size, images.shape[0]),
     )
     return scores(measured(setting, draws))
@@ -287,7 +299,7 @@ def max_sensitivity(
     normalise: bool = False,
     abs: bool = False,  # noqa: A002  (Quantus's name)
     nan_when_prediction_changes: bool = False,
-    batch_size: int = 64,
+    batch_size: int = 16,
 ) -> Scores:
     """Quantus's MaxSensitivity: per image, max over `samples` draws of ||a - a'||_2 / ||a||_2, a the
     map of `images` (B, *spatial, C) (`maps`, or `method`'s for `targets` (B,), None: top-1), a'
@@ -317,7 +329,7 @@ def avg_sensitivity(
     normalise: bool = False,
     abs: bool = False,  # noqa: A002
     nan_when_prediction_changes: bool = False,
-    batch_size: int = 64,
+    batch_size: int = 16,
 ) -> Scores:
     """Quantus's AvgSensitivity: `max_sensitivity`'s ratio averaged over the draws. Lower is better."""
     setting = uniform_setting(
@@ -339,7 +351,7 @@ def sensitivity_max(
     key=None,
     samples: int = 10,
     radius: float = 0.02,
-    batch_size: int = 64,
+    batch_size: int = 16,
 ) -> Scores:
     """captum's `sensitivity_max`: per image, max over `samples` draws (uniform in [-radius, radius],
     `uniform_noise(key, i, ..., radius, None)`) of ||a - a'||_2 / ||a||_2, a zero-norm map counted
@@ -365,7 +377,7 @@ def local_lipschitz_estimate(
     normalise: bool = True,
     abs: bool = False,  # noqa: A002
     nan_when_prediction_changes: bool = False,
-    batch_size: int = 64,
+    batch_size: int = 16,
 ) -> Scores:
     """Quantus's LocalLipschitzEstimate: per image, max over `samples` Gaussian draws (`gaussian_noise`:
     normal(mean, std), in the units the model takes) of ||a - a'||_2 / (||x - x'||_2 + 1e-10).
@@ -397,7 +409,7 @@ def relative_input_stability(
     normalise: bool = False,
     abs: bool = False,  # noqa: A002
     nan_when_prediction_changes: bool = True,
-    batch_size: int = 64,
+    batch_size: int = 16,
 ) -> Scores:
     """Quantus's RelativeInputStability (Agarwal et al. 2022, RIS): per image, max over uniform
     draws of ||(a - a') / a|| / ||(x - x') / x|| (zeros counted as 1e-6). The noise is Quantus
@@ -429,7 +441,7 @@ def relative_output_stability(
     normalise: bool = False,
     abs: bool = False,  # noqa: A002
     nan_when_prediction_changes: bool = True,
-    batch_size: int = 64,
+    batch_size: int = 16,
 ) -> Scores:
     """Quantus's RelativeOutputStability (ROS): `relative_input_stability` with the denominator the
     L2 change of the model's logits, ||h - h'|| (not relative, as Quantus 0.6.0). Lower is better."""
@@ -459,7 +471,7 @@ def relative_representation_stability(
     normalise: bool = False,
     abs: bool = False,  # noqa: A002
     nan_when_prediction_changes: bool = True,
-    batch_size: int = 64,
+    batch_size: int = 16,
 ) -> Scores:
     """Quantus's RelativeRepresentationStability (RRS): `relative_input_stability` with the
     denominator the relative change of `layer`'s output, ||(l - l') / l|| (`layer` a path as the
@@ -490,7 +502,7 @@ def continuity(
     normalise: bool = True,
     abs: bool = True,  # noqa: A002
     nan_when_prediction_changes: bool = False,
-    batch_size: int = 64,
+    batch_size: int = 16,
 ) -> Scores:
     """Quantus's Continuity: the images are shifted along their last spatial axis (width; a signal's
     length) by `translation_shifts(width, steps)`, the uncovered positions set to each image's
