@@ -19,6 +19,7 @@ import os
 import platform
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 
@@ -63,13 +64,14 @@ def torch_saliency(model, inputs, targets, **kwargs):
     with torch.enable_grad():
         logits = model(x)
         logits[torch.arange(x.shape[0]), torch.as_tensor(np.asarray(targets))].sum().backward()
+    assert x.grad is not None
     g = x.grad.abs().amax(dim=1).numpy()
     low, high = g.min(axis=(1, 2), keepdims=True), g.max(axis=(1, 2), keepdims=True)
     return ((g - low) / np.where(high > low, high - low, 1.0)).astype(np.float32)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--samples", type=int, default=20, help="draws of the noise metrics, sMPRT's samples / 4")
@@ -88,12 +90,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.images, args.size, args.size, 3)).astype(np.float32)
     nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-    targets = np.asarray(jax.numpy.argmax(model.apply(variables, x), -1))
+    logits: Any = model.apply(variables, x)
+    targets = np.asarray(jax.numpy.argmax(logits, -1))
     maps = np.array(saliency(model, variables, x, targets).map)
     s, b = args.samples, args.batch_size
     steps = 2 * args.size // 8  # Continuity's shifts (a width the steps do not divide into 2 W + 1 exactly)
     smooth = max(2, s // 4)
-    common = dict(method="saliency", batch_size=b)
+    common: dict[str, Any] = {"method": "saliency", "batch_size": b}
+
     class Fresh(dict):  # Quantus normalises a_batch in place: each call gets its own copy
         def keys(self):
             self["a_batch"] = None if self.get("a_batch") is None else maps.copy()
@@ -102,14 +106,15 @@ def main() -> None:
     quantus_args = Fresh(model=net, x_batch=nchw, y_batch=targets, a_batch=maps, channel_first=True,
                          explain_func=torch_saliency)  # fmt: skip
     no_maps = Fresh({**quantus_args, "a_batch": None})
-    q = dict(disable_warnings=True)
+    q: dict[str, Any] = {"disable_warnings": True}
 
     def captum_run():
         def explain(inputs, target=None):
             (inputs,) = inputs if isinstance(inputs, tuple) else (inputs,)
-            return (torch.from_numpy(torch_saliency(net, inputs.detach().numpy(), target.numpy())),)
+            return (torch.from_numpy(torch_saliency(net, inputs.detach().numpy(), np.asarray(target))),)
 
-        return captum_sensitivity_max(explain, torch.from_numpy(nchw), n_perturb_samples=s, target=torch.as_tensor(targets))
+        inputs: Any = torch.from_numpy(nchw)
+        return captum_sensitivity_max(explain, inputs, n_perturb_samples=s, target=torch.as_tensor(targets))
 
     rows = [
         ("MaxSensitivity", lambda: metrics.max_sensitivity(model, variables, x, maps, targets, samples=s, **common),
@@ -145,7 +150,7 @@ def main() -> None:
          lambda: quantus.RandomLogit(num_classes=10, **q)(**quantus_args)),
     ]  # fmt: skip
     # sMPRT calls quantus.explain (captum's methods by name), not explain_func: route it to the same saliency
-    quantus.explain = lambda model, inputs, targets, **kw: torch_saliency(model, inputs, targets)
+    setattr(quantus, "explain", lambda model, inputs, targets, **kw: torch_saliency(model, inputs, targets))  # noqa: B010
 
     def ours_ms(fn) -> float:
         jax.block_until_ready(fn().per_image)  # compile

@@ -68,7 +68,9 @@ def test_a_map_that_ignores_weights_and_class_scores_as_such(small):
     s = metrics.smooth_mprt(model, variables, x, method=first_channel, samples=1, abs=False)
     assert s.layers == ("conv1", "conv2", "head")
     np.testing.assert_allclose(s.per_image, np.ones(B), atol=1e-6)
-    np.testing.assert_allclose(metrics.efficient_mprt(model, variables, x, method=first_channel).per_image, 0, atol=1e-6)
+    np.testing.assert_allclose(
+        metrics.efficient_mprt(model, variables, x, method=first_channel).per_image, 0, atol=1e-6
+    )
     np.testing.assert_allclose(metrics.random_logit(model, variables, x, method=first_channel).per_image, 1, atol=1e-5)
 
 
@@ -167,10 +169,10 @@ def test_smooth_mprt_equals_quantus(twin, monkeypatch):
     draws = [np.asarray(gaussian_noise(4, s, x.shape, 0.0, 1.0)).transpose(0, 3, 1, 2) for s in range(samples - 1)]
     calls = iter(draws * 10)  # the same draws for every smoothing, as ours
     monkeypatch.setattr(np.random, "randn", lambda *shape: next(calls).astype(np.float64))
-    monkeypatch.setattr(quantus, "explain", lambda model, inputs, targets, **kw: torch_saliency(torch)(model, inputs, targets))
-    theirs = quantus.SmoothMPRT(nr_samples=samples, disable_warnings=True)(
-        **quantus_call(torch, net, x, targets, None)
+    monkeypatch.setattr(
+        quantus, "explain", lambda model, inputs, targets, **kw: torch_saliency(torch)(model, inputs, targets)
     )
+    theirs = quantus.SmoothMPRT(nr_samples=samples, disable_warnings=True)(**quantus_call(torch, net, x, targets, None))
     assert list(theirs)[1:] == list(ours.layers)
     np.testing.assert_allclose(theirs["original"], 1.0, atol=1e-6)  # a_batch and "original": the same draws
     # ranks of near-tied pixels of the random models' smoothed maps flip with float32 summation order
@@ -185,8 +187,8 @@ def test_random_logit_equals_quantus(twin, monkeypatch):
     ours = metrics.random_logit(model, variables, x, maps, targets, method="saliency", key=3)
     r = np.asarray(off_draws(3, B, 5))
     monkeypatch.setattr(np.random, "randint", lambda low, high, size: r)
-    theirs = quantus.RandomLogit(num_classes=5, disable_warnings=True, normalise_func_kwargs={"normalise_axes": (1, 2, 3)})(
-        **quantus_call(torch, net, x, targets, maps)
-    )
+    theirs = quantus.RandomLogit(
+        num_classes=5, disable_warnings=True, normalise_func_kwargs={"normalise_axes": (1, 2, 3)}
+    )(**quantus_call(torch, net, x, targets, maps))
     np.testing.assert_allclose(ours.per_image, theirs, rtol=1e-4)
     assert np.ptp(np.asarray(ours.per_image)) > 0  # not a constant

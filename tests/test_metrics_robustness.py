@@ -109,7 +109,9 @@ def test_consistency_by_hand():
     predicted = np.asarray(jnp.argmax(model.apply(variables, x), -1))
     got = metrics.consistency(model, variables, x, maps, abs=False)
     group = [0, 1, 3]
-    expected = [np.mean([predicted[j] == predicted[i] for j in group if j != i]) if i in group else 0.0 for i in range(4)]
+    expected = [
+        np.mean([predicted[j] == predicted[i] for j in group if j != i]) if i in group else 0.0 for i in range(4)
+    ]
     np.testing.assert_allclose(got.per_image, expected, atol=1e-6)
     assert got.per_image[0] == 1.0  # image 3 is its twin
 

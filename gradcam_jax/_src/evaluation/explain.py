@@ -69,10 +69,10 @@ def traced_maps(method: Callable, model, variables, images, indices, options: tu
     (N, *spatial, C), inside a metric's jitted program: a registered method runs its traceable core
     (`impl`, on `classes(indices, score)`, `score` from `options` or the method's default), so no
     check or host sync interrupts the trace; any other function is called as it is (it must trace)."""
-    options = dict(options)
+    chosen: dict[str, object] = dict(options)
     impl = getattr(method, "impl", None)
     if impl is None:
-        return explain_maps(method, model, variables, images, indices, **options)
-    score = options.pop("score", None) or getattr(method, "default_score", None) or "logit"
-    result = impl(model, variables, images, targets_lib.Classes(indices, score), **options)
+        return explain_maps(method, model, variables, images, indices, **chosen)
+    score = chosen.pop("score", None) or getattr(method, "default_score", None) or "logit"
+    result = impl(model, variables, images, targets_lib.Classes(indices, str(score)), **chosen)
     return jnp.asarray(result.map[:, 0], jnp.float32)

@@ -119,7 +119,15 @@ def mprt(
         check_maps(maps, images)
         maps = jnp.abs(jnp.asarray(maps, jnp.float32)) if abs else jnp.asarray(maps, jnp.float32)
     check = model_randomisation(
-        absolute, model, variables, images, indices, init_key=init_key, depth=depth, original_map=maps, **(options or {})
+        absolute,
+        model,
+        variables,
+        images,
+        indices,
+        init_key=init_key,
+        depth=depth,
+        original_map=maps,
+        **(options or {}),
     )
     return layer_scores(check.layers, check.correlations, average)
 
@@ -338,4 +346,3 @@ def random_logit(
         given=maps is not None,
     )
     return scores(per_image)
-

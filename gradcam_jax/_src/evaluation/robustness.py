@@ -211,7 +211,8 @@ def _draws(
         )
         return tuple(f.reshape(n, b) for f in fields)
 
-    return Draws(*over_draws(measure, count, chunk), predicted, indices)
+    fields = over_draws(measure, count, chunk)
+    return Draws(*fields, predicted=predicted, targets=indices)
 
 
 def measured(setting: Setting, d: Draws) -> jax.Array:
@@ -513,7 +514,9 @@ def continuity(
     require_method(method, "continuity")
     width = np.shape(images)[-2] if np.ndim(images) >= 3 else 0
     if steps < 1 or steps > 2 * width + 1:
-        raise ValueError(f"continuity: steps must be in 1..{2 * width + 1} (2 x width + 1) to shift at all; got {steps}")
+        raise ValueError(
+            f"continuity: steps must be in 1..{2 * width + 1} (2 x width + 1) to shift at all; got {steps}"
+        )
     setting = Setting(
         "continuity", "translation", 0.0, 0.0, int(steps), "max", nan_when_prediction_changes, normalise, abs
     )
