@@ -1,5 +1,8 @@
 """Scores of maps: deletion and insertion AUC, average drop and increase (`confidence_change`), ROAD,
-and the model-randomisation sanity check (`parameter_groups`: the names its `stops` take)."""
+the model-randomisation sanity check (`parameter_groups`: the names its `stops` take), and issue 29's
+families at Quantus's breadth: robustness (`max_sensitivity`, `avg_sensitivity`,
+`local_lipschitz_estimate`, `relative_*_stability`, `continuity`, `consistency`, captum's
+`sensitivity_max`) and randomisation (`mprt`, `smooth_mprt`, `efficient_mprt`, `random_logit`)."""
 
 from gradcam_jax._src.evaluation.randomisation import (
     LayerScores,

@@ -51,9 +51,11 @@ DISCRETISATIONS = ("top_n_sign", "sign", "rank", "floating_points")
 
 
 class Setting(NamedTuple):
-    """A robustness metric's description. Only `perturbation`, `count` and `layer` shape the jitted
-    program (its static part); the rest is traced or applied after it, so every noise metric on the
-    same model, method, shapes and draw count shares one compiled program."""
+    """A robustness metric's description. Only the kind of perturbation (noise or shifts), `count`,
+    `layer` and whether the perturbed logits are read (`nan_when_changed`, ROS, RRS) shape the jitted
+    program; the rest is traced or applied after it, so the noise metrics on the same model, method,
+    shapes and draw count share a compiled program (Max/AvgSensitivity, LLE and `sensitivity_max` one,
+    RIS and ROS another)."""
 
     measure: str  # "sensitivity", "lipschitz", "ris", "ros", "rrs", "continuity"
     perturbation: str  # "uniform" or "gaussian" (noise), "translation"
