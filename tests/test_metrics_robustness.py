@@ -5,6 +5,8 @@ draws handed to theirs through a `perturb_func` that returns them."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +14,8 @@ import pytest
 from test_deeplift import CNN, Twin, numpy_variables, torch_twin, twin_variables
 
 from gradcam_jax import metrics, saliency
-from gradcam_jax._src.evaluation.robustness import gaussian_noise, translation_shifts, uniform_noise
+from gradcam_jax._src.evaluation.robustness import gaussian_noise, noise_draw, translation_shifts, uniform_noise
+from gradcam_jax._src.methods.common import random_key
 
 B = 3
 
@@ -43,9 +46,18 @@ def l2(a):
 
 
 def draws(kind, key, count, shape, *params):
-    """(count, *shape) our draws 0..count-1 of `key`, as the metrics make them."""
-    draw = uniform_noise if kind == "uniform" else gaussian_noise
-    return np.asarray(jax.jit(jax.vmap(lambda i: draw(key, i, shape, *params)))(np.arange(count)))
+    """(count, *shape) our draws 0..count-1 of `key`, as the metrics make them (`uniform_noise`
+    with (lower, upper) or `gaussian_noise` with (mean, std))."""
+    if kind == "uniform":
+        low, high = (-params[0], params[0]) if params[1] is None else params
+    else:
+        low, high = params
+    return np.asarray(_draws(random_key(key), np.arange(count), shape, kind == "gaussian", low, high))
+
+
+@functools.partial(jax.jit, static_argnames="shape")
+def _draws(key, indices, shape, gaussian, low, high):
+    return jax.vmap(lambda i: noise_draw(key, i, shape, gaussian, low, high))(indices)
 
 
 # ---- hand-derived ----------------------------------------------------------------------------------
@@ -81,6 +93,8 @@ def test_uniform_bounds_are_quantus_one_or_two_sided():
     one = np.asarray(uniform_noise(0, 0, (4000,), 0.02, 0.2))
     assert -0.2 <= two.min() < -0.19 and 0.19 < two.max() <= 0.2
     assert 0.02 <= one.min() < 0.021 and 0.199 < one.max() <= 0.2
+    normal = np.asarray(gaussian_noise(0, 1, (4000,), 0.5, 2.0))
+    assert abs(normal.mean() - 0.5) < 0.1 and abs(normal.std() - 2.0) < 0.1  # 3.2 and 4.5 standard errors
 
 
 def test_continuity_of_the_identity_map_by_hand():
@@ -106,7 +120,7 @@ def test_consistency_by_hand():
     x = np.concatenate([x, x[:1]])  # image 3 is image 0, so they are predicted alike
     maps = np.ones((4, 10, 10), np.float32)
     maps[2, 0, 0] = -1.0  # a different sign among the first five entries
-    predicted = np.asarray(jnp.argmax(model.apply(variables, x), -1))
+    predicted = np.asarray(jnp.argmax(jax.jit(model.apply)(variables, x), -1))
     got = metrics.consistency(model, variables, x, maps, abs=False)
     group = [0, 1, 3]
     expected = [
