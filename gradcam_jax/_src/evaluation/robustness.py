@@ -153,6 +153,8 @@ def over_draws(fn: Callable, count: int, chunk: int):
     chunk = min(chunk, count)
     rows = -(-count // chunk)
     indices = jnp.minimum(jnp.arange(rows * chunk), count - 1).reshape(rows, chunk)
+    if rows == 1:  # one pass: called as it is (XLA:CPU runs the explanation in a loop body ~2x slower)
+        return fn(indices[0])
     out = jax.lax.map(fn, indices)
     return jax.tree.map(lambda a: a.reshape(rows * chunk, *a.shape[2:])[:count], out)
 
