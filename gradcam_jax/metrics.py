@@ -1,11 +1,27 @@
-"""Scores of maps: deletion and insertion AUC, average drop and increase (`confidence_change`), ROAD,
-and the model-randomisation sanity check (`parameter_groups`: the names its `stops` take); Quantus's
-localisation (a map against a segmentation mask), complexity and axiomatic metrics (issue 29), each
-returning `Scores` (per image, and their mean)."""
+"""Scores of maps, by family (docs/evaluation-suite.md), each metric returning per-image scores and
+their aggregate:
 
-from gradcam_jax._src.evaluation.axiomatic import completeness, input_invariance, non_sensitivity
-from gradcam_jax._src.evaluation.complexity import complexity, effective_complexity, sparseness
-from gradcam_jax._src.evaluation.explain import Scores
+- the originals of this library: deletion and insertion AUC, average drop and increase
+  (`confidence_change`), ROAD, and the cascading model-randomisation sanity check (`parameter_groups`:
+  the names its `stops` take);
+- Quantus 0.6.0's families (issue 29): faithfulness, robustness (and captum's `sensitivity_max` and
+  `infidelity`), localisation (a map against a segmentation mask), complexity, randomisation and
+  axiomatic metrics, jitted, on the library's model kinds and any method.
+"""
+
+from gradcam_jax._src.evaluation.axiomatic import (
+    completeness,
+    input_invariance,
+    non_sensitivity,
+)
+from gradcam_jax._src.evaluation.complexity import (
+    complexity,
+    effective_complexity,
+    sparseness,
+)
+from gradcam_jax._src.evaluation.explain import (
+    Scores,
+)
 from gradcam_jax._src.evaluation.localisation import (
     attribution_localisation,
     auc,
@@ -15,6 +31,24 @@ from gradcam_jax._src.evaluation.localisation import (
     relevance_mass_accuracy,
     relevance_rank_accuracy,
     top_k_intersection,
+)
+from gradcam_jax._src.evaluation.randomisation import (
+    LayerScores,
+    efficient_mprt,
+    mprt,
+    random_logit,
+    smooth_mprt,
+)
+from gradcam_jax._src.evaluation.robustness import (
+    avg_sensitivity,
+    consistency,
+    continuity,
+    local_lipschitz_estimate,
+    max_sensitivity,
+    relative_input_stability,
+    relative_output_stability,
+    relative_representation_stability,
+    sensitivity_max,
 )
 from gradcam_jax._src.metrics import (
     ROAD_NEIGHBOURS,
@@ -41,6 +75,7 @@ from gradcam_jax._src.metrics import (
 __all__ = [
     "Confidence",
     "Curve",
+    "LayerScores",
     "ROAD_NEIGHBOURS",
     "ROAD_NOISE",
     "ROAD_PERCENTILES",
@@ -49,26 +84,39 @@ __all__ = [
     "Scores",
     "attribution_localisation",
     "auc",
+    "avg_sensitivity",
     "completeness",
     "complexity",
     "confidence_change",
+    "consistency",
+    "continuity",
     "deletion",
     "effective_complexity",
+    "efficient_mprt",
     "focus",
     "gaussian_blur",
     "input_invariance",
     "insertion",
+    "local_lipschitz_estimate",
+    "max_sensitivity",
     "model_randomisation",
     "mosaics",
+    "mprt",
     "noisy_linear_imputation",
     "non_sensitivity",
     "parameter_groups",
     "pointing_game",
+    "random_logit",
+    "relative_input_stability",
+    "relative_output_stability",
+    "relative_representation_stability",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
     "road",
     "road_removed",
     "salience_ranks",
+    "sensitivity_max",
+    "smooth_mprt",
     "sparseness",
     "spearman",
     "top_k_intersection",

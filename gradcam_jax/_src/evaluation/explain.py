@@ -14,7 +14,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradcam_jax._src.methods.base import METHODS, Explanation
+from gradcam_jax._src import targets as targets_lib
+from gradcam_jax._src.methods.base import METHODS, Explanation, hashable
 
 
 class Scores(NamedTuple):
@@ -84,3 +85,23 @@ def normalised(maps: jax.Array, normalise: bool, absolute: bool) -> jax.Array:
         largest = jnp.abs(maps).max(axis=axes, keepdims=True)
         maps = maps / jnp.where(largest > 0, largest, 1.0)
     return jnp.abs(maps) if absolute else maps
+
+
+def options_key(options: dict | None) -> tuple:
+    """A method's `options` as a static (hashable) argument of a jitted metric: sorted (name, value)
+    pairs, lists and concrete arrays as tuples."""
+    return tuple(sorted((name, hashable(value)) for name, value in (options or {}).items()))
+
+
+def traced_maps(method: Callable, model, variables, images, indices, options: tuple) -> jax.Array:
+    """(N, *spatial) float32 maps of `method` (resolved) for class `indices` (N,) on `images`
+    (N, *spatial, C), inside a metric's jitted program: a registered method runs its traceable core
+    (`impl`, on `classes(indices, score)`, `score` from `options` or the method's default), so no
+    check or host sync interrupts the trace; any other function is called as it is (it must trace)."""
+    chosen: dict[str, object] = dict(options)
+    impl = getattr(method, "impl", None)
+    if impl is None:
+        return explain_maps(method, model, variables, images, indices, **chosen)
+    score = chosen.pop("score", None) or getattr(method, "default_score", None) or "logit"
+    result = impl(model, variables, images, targets_lib.Classes(indices, str(score)), **chosen)
+    return jnp.asarray(result.map[:, 0], jnp.float32)
