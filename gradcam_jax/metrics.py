@@ -1,6 +1,25 @@
 """Scores of maps: deletion and insertion AUC, average drop and increase (`confidence_change`), ROAD,
-and the model-randomisation sanity check (`parameter_groups`: the names its `stops` take)."""
+and the model-randomisation sanity check (`parameter_groups`: the names its `stops` take); Quantus's
+faithfulness metrics (FaithfulnessCorrelation ... Sufficiency, captum's infidelity as `sampled_infidelity`)."""
 
+from gradcam_jax._src.evaluation.faithfulness import (
+    CurveScores,
+    StepScores,
+    faithfulness_correlation,
+    faithfulness_estimate,
+    monotonicity,
+    monotonicity_correlation,
+    pixel_flipping,
+    sensitivity_n,
+)
+from gradcam_jax._src.evaluation.faithfulness_regions import (
+    infidelity,
+    irof,
+    region_perturbation,
+    sampled_infidelity,
+    selectivity,
+    sufficiency,
+)
 from gradcam_jax._src.metrics import (
     ROAD_NEIGHBOURS,
     ROAD_NOISE,
@@ -24,23 +43,37 @@ from gradcam_jax._src.metrics import (
 )
 
 __all__ = [
+    "Confidence",
+    "Curve",
+    "CurveScores",
     "ROAD_NEIGHBOURS",
     "ROAD_NOISE",
     "ROAD_PERCENTILES",
-    "Confidence",
-    "Curve",
     "Road",
     "SanityCheck",
+    "StepScores",
     "confidence_change",
     "deletion",
+    "faithfulness_correlation",
+    "faithfulness_estimate",
     "gaussian_blur",
+    "infidelity",
     "insertion",
+    "irof",
     "model_randomisation",
+    "monotonicity",
+    "monotonicity_correlation",
     "noisy_linear_imputation",
     "parameter_groups",
+    "pixel_flipping",
+    "region_perturbation",
     "road",
     "road_removed",
     "salience_ranks",
+    "sampled_infidelity",
+    "selectivity",
+    "sensitivity_n",
     "spearman",
+    "sufficiency",
     "trapezoid_auc",
 ]

@@ -55,3 +55,11 @@ def require_method(method, metric: str) -> Callable:
     if method is None:
         raise ValueError(f"{metric} re-explains perturbed inputs: pass method= (a name or a function), not only maps")
     return resolve_method(method, metric)
+
+
+def maps_of(maps, model, variables, images, targets, metric: str, options: dict | None = None) -> jax.Array:
+    """(B, *spatial) float32 maps a metric scores: `maps` itself when it is an array, else the maps of
+    the method it names or is (`resolve_method`), run with `options` for `targets` on `images`."""
+    if isinstance(maps, str) or (callable(maps) and not isinstance(maps, jax.Array)):
+        return explain_maps(resolve_method(maps, metric), model, variables, images, targets, **(options or {}))
+    return jnp.asarray(maps, jnp.float32)
