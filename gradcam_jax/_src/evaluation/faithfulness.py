@@ -81,8 +81,8 @@ def prepare(name, model, variables, images, maps, targets, score, method_options
 
 
 def pixels_of(images) -> int:
-    """The number of pixels (features) of one `(B, *spatial, C)` image."""
-    return math.prod(images.shape[1:-1])
+    """The number of pixels (features) of one `(B, *spatial, C)` image (an array or a shape)."""
+    return math.prod((images if isinstance(images, tuple) else np.shape(images))[1:-1])
 
 
 def check_steps(name: str, features_in_step: int, pixels: int, least: int = 1) -> int:
@@ -176,9 +176,9 @@ def faithfulness_correlation(
     per image, the Pearson correlation over the runs between the drops and the map's sums over the
     subsets. Higher is better (in [-1, 1]). Quantus's defaults, logits."""
     name = "faithfulness_correlation"
-    p = prepare(name, model, variables, images, maps, targets, score, method_options)
-    check_count(name, "subset_size", subset_size, 1, pixels_of(p.images) - 1)
+    check_count(name, "subset_size", subset_size, 1, pixels_of(np.shape(images)) - 1)
     check_count(name, "nr_runs", nr_runs, 2)
+    p = prepare(name, model, variables, images, maps, targets, score, method_options)
     return scores(
         _faithfulness_correlation(
             model, p.variables, p.images, p.maps, p.target, random_key(key),
@@ -213,8 +213,8 @@ def _ordered(model, variables, images, maps, target, *, kind, features_in_step, 
 
 def ordered(name, kind, model, variables, images, maps, targets, *, features_in_step, baseline, score,
             batch_size, method_options, ascending=False, absolute=False, least_steps=1, steps=None):  # fmt: skip
+    total = check_steps(name, features_in_step, pixels_of(np.shape(images)), least_steps)
     p = prepare(name, model, variables, images, maps, targets, score, method_options, absolute)
-    total = check_steps(name, features_in_step, pixels_of(p.images), least_steps)
     return _ordered(
         model, p.variables, p.images, p.maps, p.target, kind=kind, features_in_step=features_in_step,
         steps=total if steps is None else steps, baseline=baseline, ascending=ascending, batch_size=batch_size,
@@ -347,9 +347,9 @@ def monotonicity_correlation(
     Per image, the Spearman correlation over the steps between the map's step sums and the variances.
     Higher is better. steps x nr_samples forward passes."""
     name = "monotonicity_correlation"
-    p = prepare(name, model, variables, images, maps, targets, score, method_options, absolute)
-    check_steps(name, features_in_step, pixels_of(p.images), 2)
+    check_steps(name, features_in_step, pixels_of(np.shape(images)), 2)
     check_count(name, "nr_samples", nr_samples, 1)
+    p = prepare(name, model, variables, images, maps, targets, score, method_options, absolute)
     return scores(
         _monotonicity_correlation(
             model, p.variables, p.images, p.maps, p.target, random_key(key), jnp.float32(eps),

@@ -163,7 +163,8 @@ def irof(
     the class score as a fraction of the untouched image's (`curve`, B x the most segments, beyond
     an image's own count its last removal repeated); `per_image` is the area over that curve, its
     segment count minus the trapezoid area. Higher is better. `segments` (B, *spatial) int labels
-    from 0; None: `quantus_segments` (2-D images only), Quantus's SLIC."""
+    from 0; None: `quantus_segments` (2-D images only), Quantus's SLIC. The labels are computed
+    before the jitted program, which is one per shape and largest label."""
     name = "irof"
     if segments is None:
         if np.ndim(images) != 4:
