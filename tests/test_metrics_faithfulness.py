@@ -328,20 +328,34 @@ def test_region_perturbation_and_selectivity_equal_quantus(twin):
 
 
 def test_irof_equals_quantus(twin, monkeypatch):
-    """Quantus's SLIC superpixels (ours call the same `slic`); one image per Quantus call, since in a
-    batch it pads the shorter curves with zeros and counts the drop to them in the area. Two repairs
-    to Quantus 0.6.0 that change no value: its AUC's np.trapz (gone in NumPy 2.4), and its mask, one
-    channel deep, broadcast over the image's channels (else its own perturbation asserts)."""
-    monkeypatch.setattr(np, "trapz", np.trapezoid, raising=False)
+    """On images of 3 x 3 colour blocks cut by Quantus's "felzenszwalb" (a few segments; handed to ours
+    as `segments`), one image per Quantus call: in a batch Quantus pads the shorter curves with zeros
+    and counts the drop to them in the area. Ours cut by default as Quantus's "slic" does. Two
+    repairs to Quantus 0.6.0 that change no value: its AUC's np.trapz (gone in NumPy 2.4), and its
+    mask, one channel deep, broadcast over the image's channels (else its own perturbation asserts)."""
     from quantus.functions.perturb_func import baseline_replacement_by_mask
+    from quantus.helpers.utils import get_superpixel_segments
+
+    monkeypatch.setattr(np, "trapz", np.trapezoid, raising=False)
 
     def by_mask(arr, mask, **kwargs):
         return baseline_replacement_by_mask(arr, np.broadcast_to(mask, arr.shape), **kwargs)
 
-    metric = quantus_metric("IROF", perturb_baseline=0.0, perturb_func=by_mask, return_aggregate=False)
-    got = ours("irof", twin, baseline=0.0)
+    rng = np.random.default_rng(8)
+    x = np.repeat(np.repeat(rng.uniform(0, 1, (2, 3, 3, 3)), 4, 1), 4, 2).astype(np.float32)
+    x_q = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    segments = np.stack([get_superpixel_segments(img.astype("double"), "felzenszwalb") for img in x])
+    assert 2 <= segments[0].max() + 1 <= 12
+    slic = np.stack([get_superpixel_segments(img.astype("double"), "slic") for img in x])
+    np.testing.assert_array_equal(faithfulness_regions.quantus_segments(x), slic)
+
+    data = {**twin, "x": x, "maps": twin["maps"][:2], "y": twin["y"][:2]}
+    got = ours("irof", data, segments=segments, baseline=0.0)
+    metric = quantus_metric(
+        "IROF", segmentation_method="felzenszwalb", perturb_baseline=0.0, perturb_func=by_mask, return_aggregate=False
+    )
     for b in range(2):
-        one = {**twin, "x_q": twin["x_q"][b : b + 1], "a_q": twin["a_q"][b : b + 1], "y": twin["y"][b : b + 1]}
+        one = {**data, "x_q": x_q[b : b + 1], "a_q": twin["a_q"][b : b + 1], "y": twin["y"][b : b + 1]}
         np.testing.assert_allclose(got.per_image[b], quantus_call(metric, one, softmax=True), rtol=1e-4)
 
 
