@@ -257,7 +257,7 @@ def monotonicity(
     score: str = "softmax", absolute: bool = True, batch_size: int = 16, method_options: dict | None = None,
 ) -> CurveScores:  # fmt: skip
     """Monotonicity (Arya et al. 2019, "One explanation does not fit all"): start from the `baseline`
-    image and put the image's pixels back, least relevant first (of |map| with `absolute`),
+    image and put the image's pixels back, least relevant first (of the absolute map with `absolute`),
     `features_in_step` at a time; `per_image` is 1.0 where the class score never falls from a step to
     the next (`curve`), else 0.0; `aggregate` the fraction of such images. Higher is better.
     Quantus 0.6.0 replaces the baseline's pixels by the baseline again (its score never moves, every
@@ -340,10 +340,10 @@ def monotonicity_correlation(
     batch_size: int = 16, method_options: dict | None = None,
 ) -> Scores:  # fmt: skip
     """MonotonicityCorrelation (Nguyen & Martinez 2020, "On quantitative aspects of model
-    interpretability"): replace each step of `features_in_step` pixels, least relevant first (of |map|
-    with `absolute`), alone by `baseline`, `nr_samples` times ("uniform": a fresh uniform [0, 1) value
+    interpretability"): replace each step of `features_in_step` pixels, least relevant first (of the absolute
+    map with `absolute`), alone by `baseline`, `nr_samples` times ("uniform": a fresh uniform [0, 1) value
     per image and sample, `uniform_fills` of `key`; a fixed baseline makes the samples equal); the
-    step's variance is the mean squared change of the class score y, over y^2 (when |y| >= eps).
+    step's variance is the mean squared change of the class score y, over y^2 (when abs(y) >= eps).
     Per image, the Spearman correlation over the steps between the map's step sums and the variances.
     Higher is better. steps x nr_samples forward passes."""
     name = "monotonicity_correlation"

@@ -162,7 +162,7 @@ def irof(
     their mean map value, replace them by `baseline` cumulatively, most relevant first, and follow
     the class score as a fraction of the untouched image's (`curve`, B x the most segments, beyond
     an image's own count its last removal repeated); `per_image` is the area over that curve, its
-    segment count minus the trapezoid area. Higher is better. `segments` (B, *spatial) int labels
+    segment count minus the trapezoid area. Higher is better. `segments`: `(B, *spatial)` int labels
     from 0; None: `quantus_segments` (2-D images only), Quantus's SLIC. The labels are computed
     before the jitted program, which is one per shape and largest label."""
     name = "irof"
@@ -294,7 +294,7 @@ def sufficiency(
     method_options: dict | None = None,
 ) -> Scores:  # fmt: skip
     """Sufficiency (Dasgupta et al., ICML 2022), as Quantus computes it: two images share an
-    explanation when the standardised Euclidean distance of their maps (`absolute`: of |map|; each
+    explanation when the standardised Euclidean distance of their maps (`absolute`: of the absolute maps; each
     pixel scaled by its variance over the batch), over the batch's largest such distance, is at most
     `threshold`; an image's score is the fraction of the others sharing its explanation that the
     model predicts (top-1) as the same class (0 when none shares it). Higher is better; needs B >= 2.
