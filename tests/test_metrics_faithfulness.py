@@ -359,6 +359,19 @@ def test_irof_equals_quantus(twin, monkeypatch):
         np.testing.assert_allclose(got.per_image[b], quantus_call(metric, one, softmax=True), rtol=1e-4)
 
 
+def test_region_orders_lerf_and_random_equal_quantus(twin, monkeypatch):
+    """Least relevant first, and a random order: our permutations handed to Quantus's np.random.permutation."""
+    options = dict(patch_size=4, perturb_baseline=0.0, regions_evaluation=4)
+    theirs = quantus_call(quantus_metric("RegionPerturbation", **options, order="lerf"), twin, softmax=True)
+    got = ours("region_perturbation", twin, patch_size=4, regions_evaluation=4, order="lerf", baseline=0.0)
+    np.testing.assert_allclose(got.curve, theirs, rtol=1e-4, atol=1e-6)
+    orders = iter(np.asarray(faithfulness_regions.random_orders(4, 3, 9)))
+    monkeypatch.setattr(np.random, "permutation", lambda n: next(orders))
+    theirs = quantus_call(quantus_metric("RegionPerturbation", **options, order="random"), twin, softmax=True)
+    got = ours("region_perturbation", twin, patch_size=4, regions_evaluation=4, order="random", key=4, baseline=0.0)
+    np.testing.assert_allclose(got.curve, theirs, rtol=1e-4, atol=1e-6)
+
+
 def test_infidelity_equals_quantus(twin):
     metric = quantus_metric("Infidelity", perturb_baseline=0.0, perturb_patch_sizes=[3, 4], n_perturb_samples=1)
     theirs = quantus_call(metric, twin)

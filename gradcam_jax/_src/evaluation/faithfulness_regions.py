@@ -55,6 +55,11 @@ def check_patch(name: str, patch_size, images) -> None:
 # ---- RegionPerturbation and Selectivity --------------------------------------------------------------
 
 
+def random_orders(key, images: int, count: int) -> jax.Array:
+    """(images, count) int32: a random permutation of the patches per image (order "random"), of `key`."""
+    return jax.vmap(lambda k: jax.random.permutation(k, count))(jax.random.split(random_key(key), images))
+
+
 @functools.partial(jax.jit, static_argnames=("model", "patch_size", "order", "steps", "baseline", "batch_size"))
 def _regions(model, variables, images, maps, target, key, *, patch_size, order, steps, baseline, batch_size):
     """Scores of the untouched batch (B,) and after removing the first 1..steps patches (B, steps)."""
@@ -63,7 +68,7 @@ def _regions(model, variables, images, maps, target, key, *, patch_size, order, 
     ids = jnp.broadcast_to(jnp.asarray(ids), maps.shape)
     sums = step_sums(maps, ids.reshape(b, -1), count)  # (B, patches)
     if order == "random":
-        ranked = jax.vmap(lambda k: jax.random.permutation(k, count))(jax.random.split(key, b))
+        ranked = random_orders(key, b, count)
     else:
         ranked = jnp.argsort(-sums if order == "morf" else sums, axis=-1, stable=True)
     place = jnp.argsort(ranked, axis=-1)  # each patch's place in the order
