@@ -16,7 +16,12 @@ Adding a metric is one entry in `METRICS`: a name, and two functions of the `Set
 each returning when its work is done. Each row gives the wall time and the CPU time (this process, all
 threads): on a shared machine the wall time includes waiting for a core.
 
+`--model googlenet` runs the BVLC GoogLeNet and its PyTorch port instead, on the two photos in
+docs/images, for the metrics in `GOOGLENET_METRICS`; with `--check` it also prints how far two of
+them are from Quantus's there (`googlenet_agreement`).
+
     python -m benchmarks.metrics_vs_quantus [--metrics PixelFlipping,IROF] [--batch 8] [--size 48]
+        [--model googlenet]
 """
 
 from __future__ import annotations
@@ -152,6 +157,60 @@ METRICS: dict[str, tuple[Callable[[Setup], object], Callable[[Setup], object]]] 
 }  # fmt: skip
 
 
+# On GoogLeNet (224 x 224 RGB, 50176 pixels, no multiple of 3) Quantus's steps of channel values cannot
+# cover whole pixels, so only the metrics on patches and random subsets run there.
+GOOGLENET_METRICS: dict[str, tuple[Callable[[Setup], object], Callable[[Setup], object]]] = {
+    "FaithfulnessCorrelation": (
+        lambda s: s.ours("faithfulness_correlation", nr_runs=10, subset_size=224, baseline=0.0, batch_size=8),
+        lambda s: s.quantus(quantus_metric("FaithfulnessCorrelation", nr_runs=10, subset_size=C * 224,
+                                           perturb_baseline=0.0, return_aggregate=False)),
+    ),
+    "RegionPerturbation": (
+        lambda s: s.ours("region_perturbation", patch_size=56, regions_evaluation=16, baseline=0.0, batch_size=8),
+        lambda s: s.quantus(quantus_metric("RegionPerturbation", patch_size=56, regions_evaluation=16,
+                                           perturb_baseline=0.0)),
+    ),
+    "Infidelity": (
+        lambda s: s.ours("infidelity", perturb_patch_sizes=(56,), baseline=0.0, batch_size=8),
+        lambda s: s.quantus(quantus_metric("Infidelity", perturb_patch_sizes=[56], n_perturb_samples=1,
+                                           perturb_baseline=0.0)),
+    ),
+}  # fmt: skip
+
+
+def googlenet_setup(batch: int, seed: int = 0) -> Setup:
+    """The BVLC GoogLeNet (ours, Flax) and its PyTorch port (benchmarks/torch_googlenet.py) on the two
+    photos in docs/images (0..255), repeated to `batch`, random maps and targets."""
+    import captum.metrics  # noqa: F401  (imported before any timing)
+    import quantus  # noqa: F401
+
+    import gradcam_jax as gj
+    from benchmarks import torch_googlenet
+
+    model, variables = gj.load_googlenet()
+    photos = [gj.load_image(ROOT / "docs" / "images" / name) for name in ("cat_dog.jpg", "cat.png")]
+    x = np.stack([photos[i % 2] for i in range(batch)]).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    maps = (rng.permutation(batch * 224 * 224).reshape(batch, 224, 224) / (batch * 224 * 224)).astype(np.float32)
+    x_q = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    net = torch_googlenet.load_bvlc()
+    return Setup(model, variables, net, x, x_q, maps, maps[:, None], rng.integers(0, 1000, batch))
+
+
+def googlenet_agreement(s: Setup) -> None:
+    """Print how far ours are from Quantus's on GoogLeNet: RegionPerturbation's curves (softmax drops)
+    and Infidelity's scores, patches of 56 (the tests compare every metric on the small CNN)."""
+    ours = s.ours("region_perturbation", patch_size=56, regions_evaluation=16, baseline=0.0, batch_size=8)
+    metric = quantus_metric("RegionPerturbation", patch_size=56, regions_evaluation=16, perturb_baseline=0.0)
+    theirs = np.asarray(s.quantus(metric, softmax=True))
+    print(f"agreement: RegionPerturbation curves differ by at most {np.abs(np.asarray(ours.curve) - theirs).max():.1e}"
+          f" (largest drop {np.abs(theirs).max():.1e})")  # fmt: skip
+    ours = s.ours("infidelity", perturb_patch_sizes=(56,), baseline=0.0, batch_size=8)
+    metric = quantus_metric("Infidelity", perturb_patch_sizes=[56], n_perturb_samples=1, perturb_baseline=0.0)
+    theirs = np.asarray(s.quantus(metric))
+    print(f"agreement: Infidelity within {np.abs(np.asarray(ours.per_image) / theirs - 1).max():.1e} relative")
+
+
 def setup(batch: int, size: int, seed: int = 0) -> Setup:
     import captum.metrics  # noqa: F401  (imported before any timing)
     import quantus  # noqa: F401
@@ -191,23 +250,26 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of ours (milliseconds each)")
     parser.add_argument("--their-repeats", type=int, default=1, help="timed runs of theirs (seconds each)")
+    parser.add_argument("--model", choices=("cnn", "googlenet"), default="cnn", help="googlenet: GOOGLENET_METRICS")
+    parser.add_argument("--check", action="store_true", help="googlenet: also print the agreement with Quantus")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    chosen = [m.strip() for m in args.metrics.split(",") if m.strip()] or list(METRICS)
-    unknown = [m for m in chosen if m not in METRICS]
+    table = GOOGLENET_METRICS if args.model == "googlenet" else METRICS
+    chosen = [m.strip() for m in args.metrics.split(",") if m.strip()] or list(table)
+    unknown = [m for m in chosen if m not in table]
     if unknown:
-        parser.error(f"unknown metric(s) {unknown}; choose from {list(METRICS)}")
-    s = setup(args.batch, args.size)
+        parser.error(f"unknown metric(s) {unknown}; choose from {list(table)}")
+    s = googlenet_setup(args.batch) if args.model == "googlenet" else setup(args.batch, args.size)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {load:.1f}; jax "
-          f"{jax.__version__} ({jax.default_backend()}); {args.batch} images {args.size} x {args.size} x 3, "
+          f"{jax.__version__} ({jax.default_backend()}); {args.model}, {args.batch} images {s.x.shape[1]} x {s.x.shape[2]} x 3, "
           f"median of {args.repeats} (ours) and {args.their_repeats} (theirs) runs")  # fmt: skip
     print(
         f"{'metric':28s} {'ours ms/img':>11s} {'theirs ms/img':>13s} {'speed-up':>8s}   CPU ms/img: ours, theirs, ratio"
     )
     rows = []
     for name in chosen:
-        mine, theirs = METRICS[name]
+        mine, theirs = table[name]
         mine(s)  # compile
         ours_wall, ours_cpu = timed(lambda mine=mine: mine(s), args.repeats)
         theirs_wall, theirs_cpu = timed(lambda theirs=theirs: theirs(s), args.their_repeats)
@@ -217,6 +279,8 @@ def main(argv=None) -> None:
         rows.append(row)
         print(f"{name:28s} {ours_wall * per:11.2f} {theirs_wall * per:13.2f} {theirs_wall / ours_wall:7.1f}x   "
               f"{ours_cpu * per:.2f}, {theirs_cpu * per:.2f}, {theirs_cpu / max(ours_cpu, 1e-9):.1f}x", flush=True)  # fmt: skip
+    if args.model == "googlenet" and args.check:
+        googlenet_agreement(s)
     if args.json:
         args.json.write_text(json.dumps({"load": load, "batch": args.batch, "size": args.size, "rows": rows}, indent=1))
 
