@@ -261,6 +261,13 @@ def confidence_change(model, variables, images, maps, targets, *, score: str = "
     )
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _logits(model, variables, images):
+    """The model's logits, jitted so that `one_target`'s shape check traces a model once per shape
+    (a fresh trace per call cost a metric on a small model more than its forward passes)."""
+    return targets_lib.logits_of(taps.call_model(model, variables, images))
+
+
 def one_target(name: str, model, variables, images, targets, score: str | None):
     """The target object of a metric: class indices (B,) scored by `score` (default "softmax"),
     checked against the model's real number of outputs (its output shape: one trace, no compute),
@@ -269,7 +276,7 @@ def one_target(name: str, model, variables, images, targets, score: str | None):
         raise ValueError(f"{name} explains one target per image: targets must be (B,); got shape {np.shape(targets)}")
     target = resolve_target(name, "softmax", model, images, targets, score)
     if isinstance(target, targets_lib.Classes) and target.indices is not None:
-        logits = jax.eval_shape(lambda v, x: targets_lib.logits_of(taps.call_model(model, v, x)), variables, images)
+        logits = jax.eval_shape(functools.partial(_logits, model), variables, images)
         targets_lib.check_class_range(target.indices, images.shape[0], logits.shape[-1])
     return target
 

@@ -105,3 +105,11 @@ def traced_maps(method: Callable, model, variables, images, indices, options: tu
     score = chosen.pop("score", None) or getattr(method, "default_score", None) or "logit"
     result = impl(model, variables, images, targets_lib.Classes(indices, str(score)), **chosen)
     return jnp.asarray(result.map[:, 0], jnp.float32)
+
+
+def maps_of(maps, model, variables, images, targets, metric: str, options: dict | None = None) -> jax.Array:
+    """(B, *spatial) float32 maps a metric scores: `maps` itself when it is an array, else the maps of
+    the method it names or is (`resolve_method`), run with `options` for `targets` on `images`."""
+    if isinstance(maps, str) or (callable(maps) and not isinstance(maps, jax.Array)):
+        return explain_maps(resolve_method(maps, metric), model, variables, images, targets, **(options or {}))
+    return jnp.asarray(maps, jnp.float32)
