@@ -8,6 +8,7 @@ relevance (`Propagating`, a tap on every submodule call).
 - a batch norm whose input is a linear layer's output is folded into that layer (zennit's
   `SequentialMergeBatchNorm`): the pair is one linear layer for the rule; any other batch norm, and
   parameter-free normalisations (LRN), pass relevance through (`rules.passed`);
+- LayerNorms and RMSNorms get the composite's `norm` rule (`DetachedStd`, AttnLRP's) where it has one;
 - any other layer with parameters of its own that no rule covers is an error naming its class and
   paths, as is a composite naming a path the model does not call.
 """
@@ -45,6 +46,7 @@ class Plan:
     passing: frozenset[str]
     first: str
     probe_shape: tuple[int, ...]
+    norms: frozenset[str] = frozenset()  # LayerNorm / RMSNorm paths with the std detached (`rules.normalised`)
 
 
 class _Recorder(taps.Tapped):
@@ -112,7 +114,7 @@ def plan(model, variables, images, composite: Composite, method: str = "lrp") ->
         if rule.first_layer_only and c.path != first:
             raise ValueError(f"{method}: the {rule.name} rule is for the first layer ({first}), not {c.path}")
         chosen[c.path] = rule
-    folded, passing = {}, set()
+    folded, passing, norms = {}, set(), set()
     by_output = {id(recorder.outputs[c.path]): c.path for c in linear}
     for c in calls:
         if c.kind == layers.BATCH_NORM:
@@ -123,9 +125,11 @@ def plan(model, variables, images, composite: Composite, method: str = "lrp") ->
                 passing.add(c.path)
         elif c.normalisation or isinstance(named.get(c.path) or named.get(c.type), R.Pass):
             passing.add(c.path)
+        elif c.kind == layers.LAYER_NORM and isinstance(named.get(c.path) or named.get(c.type) or composite.norm, R.DetachedStd):
+            norms.add(c.path)
     uncovered: dict[str, list[str]] = {}
     for c in calls:
-        if c.parameters and c.kind in (layers.OTHER, layers.LAYER_NORM) and c.path not in passing:
+        if c.parameters and c.kind in (layers.OTHER, layers.LAYER_NORM) and c.path not in passing | norms:
             uncovered.setdefault(c.type, []).append(c.path)
     if uncovered:
         kinds = "; ".join(f"{t} at {', '.join(p[:3])}{' ...' if len(p) > 3 else ''}" for t, p in uncovered.items())
@@ -134,7 +138,12 @@ def plan(model, variables, images, composite: Composite, method: str = "lrp") ->
             "or use attn_lrp for transformers"
         )
     return Plan(
-        tuple(chosen.items()), tuple(folded.items()), frozenset(passing), first, recorder.first_input_shape[first]
+        tuple(chosen.items()),
+        tuple(folded.items()),
+        frozenset(passing),
+        first,
+        recorder.first_input_shape[first],
+        frozenset(norms),
     )
 
 
@@ -177,6 +186,8 @@ class Propagating(taps.Tapped):
             return R.apply_rule(self.rules[source], linear_x, out, parts, self.probe_at(source, linear_x))
         if path in self.plan.passing:
             return R.passed(x, out)
+        if path in self.plan.norms:
+            return R.normalised(x, out, layers.norm(module, x))
         return out
 
     def probe_at(self, path: str, x) -> jax.Array | None:
