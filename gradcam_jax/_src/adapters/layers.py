@@ -78,9 +78,9 @@ def kind(module) -> str:
     keras = sys.modules.get("keras")
     if keras is not None and isinstance(module, keras.layers.Layer):
         layers = keras.layers
-        if isinstance(module, (layers.Dense, layers.EinsumDense, layers.Conv1D, layers.Conv2D, layers.Conv3D)) and not isinstance(
-            module, (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
-        ):
+        if isinstance(
+            module, (layers.Dense, layers.EinsumDense, layers.Conv1D, layers.Conv2D, layers.Conv3D)
+        ) and not isinstance(module, (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)):
             return LINEAR
         if isinstance(module, layers.BatchNormalization):
             return BATCH_NORM

@@ -125,7 +125,9 @@ def plan(model, variables, images, composite: Composite, method: str = "lrp") ->
                 passing.add(c.path)
         elif c.normalisation or isinstance(named.get(c.path) or named.get(c.type), R.Pass):
             passing.add(c.path)
-        elif c.kind == layers.LAYER_NORM and isinstance(named.get(c.path) or named.get(c.type) or composite.norm, R.DetachedStd):
+        elif c.kind == layers.LAYER_NORM and isinstance(
+            named.get(c.path) or named.get(c.type) or composite.norm, R.DetachedStd
+        ):
             norms.add(c.path)
     uncovered: dict[str, list[str]] = {}
     for c in calls:
