@@ -7,6 +7,7 @@ then all timed round-robin (median of `--repeats`), so the machine's load hits t
 
   forward (jax)        the linen model under jit (the yardstick for ours)
   attn_lrp, cp_lrp     `gj.attn_lrp` / `gj.cp_lrp` (one forward pass, one backward pass)
+  input_x_gradient     `gj.input_x_gradient`: a plain gradient's cost, the floor of any such method
   forward (torch)      the torchvision model, no gradient (the yardstick for lxt's)
   lxt AttnLRP, CP-LRP  lxt's efficient mode (as tests/test_attn_lrp.py patches it): forward with
                        gradient, one backward pass, input x gradient
@@ -135,6 +136,7 @@ def main(argv=None):
         "forward (jax)": lambda: jax.block_until_ready(forward(variables, images)),
         "attn_lrp": lambda: jax.block_until_ready(gj.attn_lrp(model, variables, images, top).gradients),
         "cp_lrp": lambda: jax.block_until_ready(gj.cp_lrp(model, variables, images, top).gradients),
+        "input_x_gradient": lambda: jax.block_until_ready(gj.input_x_gradient(model, variables, images, top).map),
         "forward (torch)": torch_forward,
         "lxt AttnLRP": lambda: lxt(maps_of["lxt AttnLRP"]),
         "lxt CP-LRP": lambda: lxt(maps_of["lxt CP-LRP"]),

@@ -35,15 +35,30 @@ from tests.test_transformers import NNXViT
 # --- the rules by hand: lxt's explicit formulas in numpy ----------------------------------------------
 
 
+class FusedAttention(nn.Module):
+    """One head through `jax.nn.dot_product_attention`, with `nn.MultiHeadDotProductAttention`'s parameters."""
+
+    @nn.compact
+    def __call__(self, x):
+        q, k, v = (nn.DenseGeneral((1, 2), name=n)(x) for n in ("query", "key", "value"))
+        return nn.DenseGeneral(x.shape[-1], axis=(-2, -1), name="out")(jax.nn.dot_product_attention(q, k, v))
+
+
 class Tiny(nn.Module):
     """(B, 2, 2, 3) images -> 4 tokens of 3 -> Dense 4 -> x + attn(LN(x)) -> GELU(Dense 6) -> mean -> Dense 2."""
+
+    fused: bool = False  # the attention through `jax.nn.dot_product_attention` (the same parameters)
 
     @nn.compact
     def __call__(self, images):
         t = images.reshape(images.shape[0], 4, 3)
         x = nn.Dense(4, name="embed")(t)
         y = nn.LayerNorm(1e-6, name="ln")(x)
-        h = x + nn.MultiHeadDotProductAttention(num_heads=1, qkv_features=2, name="attn")(y)
+        if self.fused:
+            attention = FusedAttention(name="attn")
+        else:
+            attention = nn.MultiHeadDotProductAttention(num_heads=1, qkv_features=2, name="attn")
+        h = x + attention(y)
         g = nn.gelu(nn.Dense(6, name="mlp")(h), approximate=False)
         return nn.Dense(2, name="head")(g.mean(axis=1))
 
@@ -122,6 +137,9 @@ def test_rules_match_lxts_explicit_formulas_by_hand(name):
             tokens = np.asarray(images[b]).reshape(4, 3)
             expected = hand_relevance(variables["params"], tokens, classes[b, k], name == "cp_lrp")
             np.testing.assert_allclose(relevance[b, k], expected, rtol=2e-3, atol=2e-5)
+    # the same attention through jax.nn.dot_product_attention (computed explicitly while the method runs)
+    fused = gj.METHODS[name](Tiny(fused=True), variables, images, classes)
+    np.testing.assert_allclose(np.asarray(fused.gradients), relevance, atol=1e-6)
     # 4 tokens of a 2x2 image: the map is their relevance on the 2x2 token grid (`tokens.token_layout`)
     raw = relevance.sum(-1).reshape(2, 2, 2, 2)
     np.testing.assert_allclose(result.map, maps.finish(jnp.asarray(raw), (2, 2), relu=True), atol=1e-6)

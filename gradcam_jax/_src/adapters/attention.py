@@ -34,6 +34,12 @@ else in the library does) is in `_WEIGHTS`, `_framed_call` and `_watched_weights
   module's state is unchanged.
 While a tap is open these attributes are replaced through `patching.patched` (for the thread that
 opened it only; restored when the last thread using them is done).
+
+The same places carry LRP's rules inside attention (`RelevanceRules`, for `attn_lrp` and `cp_lrp`):
+the probabilities' gradient halved (AttnLRP) or cut (CP-LRP), and the product of probabilities and
+values halved (AttnLRP) at the attention submodule's output, or inside the explicit
+`jax.nn.dot_product_attention`. An attention submodule that runs without its probabilities being
+read (a custom `attention_fn`, Keras flash attention) is listed in `AttentionLayout.unread`.
 """
 
 from __future__ import annotations
@@ -87,11 +93,16 @@ class _Frames(threading.local):
 _frames = _Frames()
 
 
+def _entered(path: str) -> None:
+    """Tell the open attention taps that the attention submodule at `path` runs (read or not)."""
+    for tapped in taps.open_taps():
+        if isinstance(tapped, AttentionTapped) and path not in tapped.entered:
+            tapped.entered.append(path)
+
+
 @contextlib.contextmanager
 def _inside(frame: Frame) -> Iterator[None]:
-    for tapped in taps.open_taps():
-        if isinstance(tapped, AttentionTapped) and frame.path not in tapped.entered:
-            tapped.entered.append(frame.path)
+    _entered(frame.path)
     _frames.stack.append(frame)
     try:
         yield
@@ -342,6 +353,8 @@ def _keras_framed(original: Callable) -> Callable:
     def call(self, *args, **kwargs):
         path = hooks.path_of(self)
         if path is None or getattr(self, "_flash_attention", False):
+            if path is not None:
+                _entered(path)  # flash attention: it runs unread
             return original(self, *args, **kwargs)
         query, value, key = (*args, None, None, None)[:3]
         query = kwargs.get("query", query)

@@ -56,7 +56,7 @@ def transformer_lrp(model, variables, images, targets, composite, prefix_tokens,
     transformer.check_attention(model, variables, images, method)
     around = functools.partial(transformer.transformer_rules, model, conservative)
     relevance, scores, target = input_relevance(
-        model, variables, images, targets, transformer.with_norm_rule(composite), method, around
+        model, variables, images, targets, transformer.with_transformer_rules(composite), method, around
     )
     found, relevance = relevance_map(relevance, images.shape, prefix_tokens, grid)
     return Explanation(found, scores, target, None, relevance)

@@ -77,11 +77,12 @@ def transformer_rules(model, conservative: bool) -> Iterator[None]:
         yield
 
 
-def with_norm_rule(composite: str | composites.Composite) -> composites.Composite:
+def with_transformer_rules(composite: str | composites.Composite) -> composites.Composite:
     """`composite` (a name or a `Composite`; default "Epsilon") with `DetachedStd` on LayerNorms and
-    RMSNorms unless it maps them itself."""
+    RMSNorms, and the gradient on other layers with parameters (position embeddings, class tokens:
+    lxt leaves them unpatched), unless it sets them itself."""
     resolved = composites.resolve(composite)
-    return resolved if resolved.norm is not None else dataclasses.replace(resolved, norm=R.DetachedStd())
+    return dataclasses.replace(resolved, norm=resolved.norm or R.DetachedStd(), other=resolved.other or R.Gradient())
 
 
 def check_attention(model, variables, images, method: str) -> attention.AttentionLayout:
