@@ -15,8 +15,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import os
 import sys
 import types
+
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before keras is imported, here or by another test
 
 import equinox as eqx
 import flax.linen as nn
@@ -163,8 +166,6 @@ def test_cp_lrp_conserves_the_logit_on_a_bias_free_vit():
     result = gj.cp_lrp(model, variables, images, classes)
     totals = np.asarray(result.gradients).sum(axis=(2, 3, 4))
     np.testing.assert_allclose(totals, logits[np.arange(2)[:, None], classes], rtol=1e-3, atol=1e-5)
-    attn = gj.attn_lrp(model, variables, images, classes)
-    assert not np.allclose(np.asarray(attn.gradients).sum(axis=(2, 3, 4)), totals, rtol=1e-2)
 
 
 # --- lxt 2.1 on a torchvision ViT with the same weights ------------------------------------------------
@@ -359,9 +360,10 @@ def vit():
     return model, variables, images
 
 
-@pytest.mark.parametrize("name", ["attn_lrp", "cp_lrp"])
-def test_nnx_and_equinox_twins_give_the_linen_maps(vit, name):
+def test_nnx_and_equinox_twins_give_the_linen_maps(vit):
+    """AttnLRP (CP-LRP differs only inside the attention, which the lxt test above covers for both)."""
     model, variables, images = vit
+    name = "attn_lrp"
     classes = np.array([[1, 3], [2, 0]])
     expected = gj.METHODS[name](model, variables, images, classes)
     assert expected.map.shape == (2, 2, 16, 24)  # the calling convention: tests/test_transformers.py
@@ -393,14 +395,43 @@ class CustomAttention(nn.Module):
         return nn.Dense(3)(x.mean(1))
 
 
-@pytest.mark.parametrize("name", ["attn_lrp", "cp_lrp"])
-def test_an_attention_it_cannot_read_is_one_clear_error(name):
-    x = jnp.zeros((1, 4, 4, 3))
-    model = CustomAttention()
-    variables = jax.jit(model.init)(jax.random.key(0), x)
-    with pytest.raises(ValueError, match=f"^{name} cannot read the attention of attn \\(a custom attention_fn"):
-        gj.METHODS[name](model, variables, x)
-    cnn = toy.ToyCNN()
-    x = jnp.zeros((1, 32, 32, 1))
-    with pytest.raises(ValueError, match="has no attention to read.*use lrp"):
-        gj.METHODS[name](cnn, jax.jit(cnn.init)(jax.random.key(0), x), x)
+def test_an_attention_it_cannot_read_is_one_clear_error():
+    x, cnn_x = jnp.zeros((1, 4, 4, 3)), jnp.zeros((1, 32, 32, 1))
+    model, cnn = CustomAttention(), toy.ToyCNN()
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes are enough: it fails before any work
+    cnn_variables = jax.eval_shape(cnn.init, jax.random.key(0), cnn_x)
+    for name in ("attn_lrp", "cp_lrp"):
+        with pytest.raises(ValueError, match=f"^{name} cannot read the attention of attn \\(a custom attention_fn"):
+            gj.METHODS[name](model, variables, x)
+        with pytest.raises(ValueError, match=f"^{name}: the model has no attention to read.*use lrp"):
+            gj.METHODS[name](cnn, cnn_variables, cnn_x)
+
+
+# --- the other ViTs the library reads: big_vision's (vendored), Keras ---------------------------------
+
+
+def test_big_vision_vit_scanned_gives_the_looped_maps():
+    """big_vision's own ViT (tests/vendor/big_vision; its position embedding and class token are
+    parameters that keep their gradient) under `nn.scan` and as a Python loop, the same weights."""
+    from tests.test_big_vision import TARGETS, built
+
+    model, variables, images, loop_params = built("tok", True)
+    looped = model.clone(scan=False)
+    scanned = gj.attn_lrp(model, variables, images, TARGETS)
+    expected = gj.attn_lrp(looped, {"params": loop_params}, images, TARGETS)
+    np.testing.assert_allclose(np.asarray(scanned.gradients), np.asarray(expected.gradients), atol=1e-5)
+    assert np.abs(np.asarray(expected.gradients)).max() > 1e-3
+
+
+def test_keras_cp_lrp_conserves_the_logit():
+    """A Keras model (Conv2D, LayerNormalization, MultiHeadAttention, Dense; biases zero as Keras starts
+    them): CP-LRP's relevance at the pixels adds up to the logit, which only holds if the rules reach
+    Keras's LayerNorm and attention."""
+    from tests.test_frameworks import keras_model
+
+    _, model = keras_model()
+    images = np.asarray(jax.random.uniform(jax.random.key(1), (2, 16, 16, 3)))
+    classes = np.array([1, 2])
+    result = gj.cp_lrp(model, None, images, classes)
+    logits = np.asarray(model(images))[np.arange(2), classes]
+    np.testing.assert_allclose(np.asarray(result.gradients).sum(axis=(1, 2, 3)), logits, rtol=1e-4, atol=1e-5)
