@@ -11,6 +11,7 @@ mode (gradient x input, the backward pass carrying g = R / a, as `rules` does ev
 | softmax | its gradient (AttnLRP's softmax rule) | no gradient (probabilities detached) |
 | q k^T, A v | uniform: each factor half (`adapters.attention.RelevanceRules`) | A fixed: v gets all |
 | residual sums, reshapes, token concat | gradient (proportional) | the same |
+| other layers with parameters (position embeddings, class tokens, MAP probes) | gradient | the same |
 
 Each piece sits where the library already reaches it: linear layers and norms through the LRP tap
 (`propagate.Propagating`), the activations *functions* `jax.nn.gelu` / `flax.linen.gelu` / `silu`
