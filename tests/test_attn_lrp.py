@@ -7,7 +7,9 @@
 - conservation where it holds: CP-LRP on a bias-free ViT gives back the logit;
 - lxt 2.1 itself (efficient mode: its torchvision-ViT map for CP-LRP, the AttnLRP map built from its
   patches) on a torchvision `VisionTransformer` holding the same weights as the linen `ToyViT`;
-- the NNX and Equinox twins of that ViT give the linen maps; an attention it cannot read is one error.
+- the NNX and Equinox twins of that ViT give the linen maps; big_vision's ViT scanned gives the looped
+  one's; on Keras, CP-LRP conserves the logit; an attention it cannot read is one error;
+- each library's LayerNorm and RMSNorm, read for the rule, against lxt's explicit LayerNorm by hand.
 """
 
 from __future__ import annotations
@@ -435,3 +437,67 @@ def test_keras_cp_lrp_conserves_the_logit():
     result = gj.cp_lrp(model, None, images, classes)
     logits = np.asarray(model(images))[np.arange(2), classes]
     np.testing.assert_allclose(np.asarray(result.gradients).sum(axis=(1, 2, 3)), logits, rtol=1e-4, atol=1e-5)
+
+
+# --- LayerNorm and RMSNorm of each library, read for the rule --------------------------------------------
+
+
+def linen_rule(module, variables, x):
+    """`rules.normalised` on a linen norm's output, its parameters read inside `apply`."""
+    from gradcam_jax._src.adapters import layers
+    from gradcam_jax._src.relevance import rules as R
+
+    return module.apply(variables, x, method=lambda m, x: R.normalised(x, m(x), layers.norm(m, x)))
+
+
+def norm_layers():
+    """(tokens (3, 4), [(name, x -> the rule's output, scale, bias)]) for linen, NNX and Equinox LayerNorm
+    and RMSNorm, each with a scale (and bias) away from 1 (and 0)."""
+    from gradcam_jax._src.adapters import layers
+    from gradcam_jax._src.relevance import rules as R
+
+    key, other = jax.random.key(6), jax.random.key(7)
+    x0 = jax.random.normal(jax.random.key(9), (3, 4))
+    scale, bias = 1 + jax.random.normal(key, (4,)), jax.random.normal(other, (4,))
+    found = []
+    for linen_norm in (nn.LayerNorm(1e-6), nn.RMSNorm(1e-6)):
+        params = {"scale": scale, "bias": bias} if isinstance(linen_norm, nn.LayerNorm) else {"scale": scale}
+
+        rule = functools.partial(linen_rule, linen_norm, {"params": params})
+        found.append((f"linen {type(linen_norm).__name__}", rule, scale, params.get("bias", 0.0)))
+    for nnx_norm in (nnx.LayerNorm(4, epsilon=1e-6, rngs=nnx.Rngs(0)), nnx.RMSNorm(4, epsilon=1e-6, rngs=nnx.Rngs(0))):
+        nnx_norm.scale[...] = scale  # pyright: ignore[reportOptionalSubscript]
+        has_bias = getattr(nnx_norm, "bias", None) is not None
+        if isinstance(nnx_norm, nnx.LayerNorm) and nnx_norm.bias is not None:
+            nnx_norm.bias[...] = bias
+        rule = lambda x, m=nnx_norm: R.normalised(x, m(x), layers.norm(m, x))  # noqa: E731
+        found.append((f"nnx {type(nnx_norm).__name__}", rule, scale, bias if has_bias else 0.0))
+    for eqx_norm in (eqx.nn.LayerNorm(4, eps=1e-6), eqx.nn.RMSNorm(4, eps=1e-6)):
+        eqx_norm = eqx.tree_at(lambda m: (m.weight, m.bias), eqx_norm, (scale, bias))
+        rule = lambda x, m=eqx_norm: jax.vmap(lambda t: R.normalised(t, m(t), layers.norm(m, t)))(x)  # noqa: E731
+        found.append((f"equinox {type(eqx_norm).__name__}", rule, scale, bias))
+    return x0, found
+
+
+def test_layer_norm_and_rms_norm_rules_of_each_library():
+    """Each library's LayerNorm and RMSNorm, its parameters read by `adapters.layers.norm`: the rule
+    keeps the layer's output, and its relevance R_x = x * J^T (R_y / y) is lxt's explicit one: the bias
+    keeps its share b / y of R_y, the rest goes through scale / std (identity) and, for LayerNorm,
+    through x - mean (epsilon: R_x = x (h - mean(h)), h the relevance over x - mean)."""
+    x, found = norm_layers()
+    xn = np.asarray(x, np.float64)
+    r_y = np.asarray(jax.random.normal(jax.random.key(8), (3, 4)), np.float64)
+    for name, rule, scale, bias in found:
+        centred = xn - xn.mean(-1, keepdims=True) if "Layer" in name else xn
+        std = np.sqrt((centred * centred).mean(-1, keepdims=True) + 1e-6)
+        y_by_hand = centred / std * np.asarray(scale) + np.asarray(bias)
+        y, vjp = jax.vjp(rule, x)
+        np.testing.assert_allclose(y, y_by_hand, rtol=1e-5, atol=1e-5, err_msg=name)
+        (g_x,) = vjp(jnp.asarray(r_y / y_by_hand, jnp.float32))
+        kept = (y_by_hand - np.asarray(bias)) / y_by_hand * r_y  # relevance of scale * (x - mean) / std
+        if "Layer" in name:
+            h = kept / centred
+            expected = xn * (h - h.mean(-1, keepdims=True))
+        else:
+            expected = kept  # RMSNorm: the identity
+        np.testing.assert_allclose(np.asarray(x) * np.asarray(g_x), expected, rtol=1e-3, atol=1e-4, err_msg=name)
