@@ -37,6 +37,18 @@ from gradcam_jax.toys import classifier as toy
 from gradcam_jax.toys import vit as toy_vit
 from tests.test_transformers import NNXViT
 
+
+def random_variables(model, images, seed: int, size: float) -> dict:
+    """A linen model's variables drawn with numpy (no compile): scales 1 + size * N(0, 1), the rest
+    size * N(0, 1), shaped by `model.init` traced for shapes only."""
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), images)
+    return jax.tree_util.tree_map_with_path(
+        lambda p, s: ("scale" in jax.tree_util.keystr(p)) + size * rng.standard_normal(s.shape).astype(np.float32),
+        shapes,
+    )
+
+
 # --- the rules by hand: lxt's explicit formulas in numpy ----------------------------------------------
 
 
@@ -131,8 +143,7 @@ def hand_relevance(params, tokens, k, conservative):
 def test_rules_match_lxts_explicit_formulas_by_hand(name):
     model = Tiny()
     images = jax.random.normal(jax.random.key(3), (2, 2, 2, 3))
-    noisy = lambda v: jax.tree.map(lambda a: a + 0.2 * jax.random.normal(jax.random.key(5), a.shape), v)  # noqa: E731
-    variables = jax.jit(lambda k, x: noisy(model.init(k, x)))(jax.random.key(4), images)
+    variables = random_variables(model, images, 4, 0.3)
     classes = np.array([[0, 1], [1, 0]])
     result = gj.METHODS[name](model, variables, images, classes)
     relevance = np.asarray(result.gradients)
@@ -156,7 +167,7 @@ def test_cp_lrp_conserves_the_logit_on_a_bias_free_vit():
     the relevance at the pixels sums to the logit. AttnLRP's softmax rule is not (Achtibat et al., Prop. 3.1)."""
     model = toy_vit.ToyViT(image_size=(16, 16), dim=16, heads=2, depth=2, num_classes=3, class_token=False)
     images = jax.random.normal(jax.random.key(1), (2, 16, 16, 1))
-    variables = jax.jit(model.init)(jax.random.key(0), images)
+    variables = random_variables(model, images, 0, 0.2)
     zeroed = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(variables)]
     zeroed = [p for p in zeroed if "bias" in p or "pos" in p]
     variables = jax.tree_util.tree_map_with_path(
@@ -357,8 +368,7 @@ def eqx_twin(params, patch: int, heads: int, depth: int) -> EqxViT:
 def vit():
     model = toy_vit.ToyViT(image_size=(16, 24), dim=16, heads=2, depth=2, num_classes=4)
     images = jax.random.normal(jax.random.key(1), (2, 16, 24, 1))
-    noisy = lambda v: jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(2), a.shape), v)  # noqa: E731
-    variables = jax.jit(lambda k, x: noisy(model.init(k, x)))(jax.random.key(0), images)  # one compile, not one per op
+    variables = random_variables(model, images, 0, 0.2)
     return model, variables, images
 
 
