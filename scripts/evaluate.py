@@ -221,6 +221,12 @@ def markdown(figures: dict, photos: list[str], steps: int, stops, machine: str) 
             + (f"{f['road']:.3f} | " if road else "")
             + f"{s[first]:.2f} | {s[last]:.2f} | {f['ms_per_image']:.0f} |"
         )
+    lines += [
+        "",
+        f"The methods that read a transformer's attention ({', '.join(f'`{n}`' for n in ATTENTION_METHODS)}) "
+        "need a ViT, not GoogLeNet: their grid is the toy ViT's (pointing game, deletion and insertion AUCs) "
+        "in [Transformers](transformers.md#do-they-point-at-the-evidence).",
+    ]
     return "\n".join(lines) + "\n"
 
 

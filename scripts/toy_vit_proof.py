@@ -5,7 +5,7 @@
     python scripts/toy_vit_proof.py --load tests/data/toy_vit.msgpack     # evaluate the saved weights
 
 Prints the accuracy, and per method (attention rollout, generic attention, LeGrad, Grad-CAM on the
-last block's tokens, random maps) the pointing share and the deletion/insertion AUCs
+last block's tokens, AttnLRP, CP-LRP, random maps) the pointing share and the deletion/insertion AUCs
 (`gradcam_jax.toys.vit.evaluate`). `--save` writes the trained weights, which tests/test_toy_vit.py
 reads (so the test does not train).
 """

@@ -153,7 +153,7 @@ def load(path) -> dict:
         return serialization.from_bytes(template, f.read())
 
 
-METHODS = ("attention_rollout", "generic_attention", "legrad", "grad_cam")
+METHODS = ("attention_rollout", "generic_attention", "legrad", "grad_cam", "attn_lrp", "cp_lrp")
 
 
 class MethodScores(NamedTuple):

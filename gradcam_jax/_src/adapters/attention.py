@@ -34,6 +34,12 @@ else in the library does) is in `_WEIGHTS`, `_framed_call` and `_watched_weights
   module's state is unchanged.
 While a tap is open these attributes are replaced through `patching.patched` (for the thread that
 opened it only; restored when the last thread using them is done).
+
+The same places carry LRP's rules inside attention (`RelevanceRules`, for `attn_lrp` and `cp_lrp`):
+the probabilities' gradient halved (AttnLRP) or cut (CP-LRP), and the product of probabilities and
+values halved (AttnLRP) at the attention submodule's output, or inside the explicit
+`jax.nn.dot_product_attention`. An attention submodule that runs without its probabilities being
+read (a custom `attention_fn`, Keras flash attention) is listed in `AttentionLayout.unread`.
 """
 
 from __future__ import annotations
@@ -87,8 +93,16 @@ class _Frames(threading.local):
 _frames = _Frames()
 
 
+def _entered(path: str) -> None:
+    """Tell the open attention taps that the attention submodule at `path` runs (read or not)."""
+    for tapped in taps.open_taps():
+        if isinstance(tapped, AttentionTapped) and path not in tapped.entered:
+            tapped.entered.append(path)
+
+
 @contextlib.contextmanager
 def _inside(frame: Frame) -> Iterator[None]:
+    _entered(frame.path)
     _frames.stack.append(frame)
     try:
         yield
@@ -122,6 +136,12 @@ class AttentionTapped(taps.Tapped):
         self.probabilities: dict[str, jax.Array] = {}
         self.self_attention: dict[str, bool] = {}
         self.places: tuple[str, ...] = ()  # `attention_at` submodule paths (set by `forward`)
+        self.entered: list[str] = []  # attention submodules that ran (read or not), in call order
+
+    def see_attended(self, frame: Frame, attended):
+        """The product probabilities x values of the explicit `jax.nn.dot_product_attention` in
+        `frame`, before the heads are merged; returned as is (`RelevanceRules` changes its gradient)."""
+        return attended
 
     def see(self, path: str, out):
         if isinstance(out, jax.Array) and any(matches(path, place) for place in self.places):
@@ -318,7 +338,11 @@ def _explicit_attention(original: Callable) -> Callable:
         for tapped in taps.open_taps():
             if isinstance(tapped, AttentionTapped):
                 probabilities = tapped.see_attention(frame, probabilities)
-        return jnp.einsum("...nts,...snh->...tnh", probabilities, value)
+        attended = jnp.einsum("...nts,...snh->...tnh", probabilities, value)
+        for tapped in taps.open_taps():
+            if isinstance(tapped, AttentionTapped):
+                attended = tapped.see_attended(frame, attended)
+        return attended
 
     return dot_product_attention
 
@@ -329,6 +353,8 @@ def _keras_framed(original: Callable) -> Callable:
     def call(self, *args, **kwargs):
         path = hooks.path_of(self)
         if path is None or getattr(self, "_flash_attention", False):
+            if path is not None:
+                _entered(path)  # flash attention: it runs unread
             return original(self, *args, **kwargs)
         query, value, key = (*args, None, None, None)[:3]
         query = kwargs.get("query", query)
@@ -406,6 +432,7 @@ class AttentionLayout(NamedTuple):
     self_attention: dict[str, bool]  # attention path -> whether it is self-attention
     outputs: dict[str, jax.ShapeDtypeStruct]  # every submodule's output, by path, in call order
     model_outputs: object  # the shapes of what the model returns
+    unread: tuple[str, ...] = ()  # attention submodules that ran without their probabilities being read
 
 
 class Block(NamedTuple):
@@ -421,6 +448,7 @@ def attention_layout(model, variables, images) -> AttentionLayout:
         with attention_tap(None) as tapped, _placed(model, tapped):
             model_outputs = taps.call_model(model, variables, images)
         order.update(attention=list(tapped.probabilities), outputs=list(tapped.outputs))
+        order["unread"] = [p for p in tapped.entered if p not in tapped.probabilities]
         order["self"] = [tapped.self_attention[p] for p in tapped.probabilities]
         return tapped.probabilities, tapped.outputs, model_outputs
 
@@ -430,6 +458,7 @@ def attention_layout(model, variables, images) -> AttentionLayout:
         dict(zip(order["attention"], order["self"])),
         {p: outputs[p] for p in order["outputs"]},
         model_outputs,
+        tuple(order["unread"]),
     )
 
 
@@ -489,3 +518,58 @@ def has_attention(model, variables, images) -> bool:
 def zeros_like(shapes: Mapping[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
     """Zero perturbations for the probabilities with these shapes."""
     return {p: jnp.zeros(s.shape, s.dtype) for p, s in shapes.items()}
+
+
+# --- LRP inside attention: AttnLRP's and CP-LRP's rules ---------------------------------------------
+
+
+class RelevanceRules(AttentionTapped):
+    """The rules of AttnLRP (Achtibat et al., ICML 2024) or CP-LRP (Ali et al., ICML 2022) inside
+    every attention it reads, as lxt 2.1's efficient mode applies them (gradient x input, the backward
+    pass carrying g = R / a; `relevance.rules`):
+
+    - AttnLRP: the softmax's rule is its gradient; the two bilinear products q k^T and A v get the
+      uniform rule (each factor half the relevance): the probabilities' cotangent is halved (q and
+      k each get a quarter, through the softmax and the scaled scores, lxt's `divide_gradient(q, 4)`),
+      and so is the attention module's output (v gets half: the output projection is linear in the
+      relevance), or, in the explicit `jax.nn.dot_product_attention`, the product A v itself;
+    - CP-LRP (`conservative`): the probabilities carry no gradient (lxt's `stop_gradient` on q and k):
+      the attention is a fixed linear map of the values, whose relevance it passes whole."""
+
+    def __init__(self, conservative: bool):
+        super().__init__((), None, ())
+        self.conservative = conservative
+        self.attended: set[str] = set()  # frames whose A v product got its rule inside
+
+    def see_attention(self, frame: Frame, probabilities, strict: bool = True):
+        probabilities = super().see_attention(frame, probabilities, strict)
+        if frame.path not in self.probabilities:  # a named function's other outputs: not attention
+            return probabilities
+        if self.conservative:
+            return jax.lax.stop_gradient(probabilities)
+        return _scaled(probabilities, 0.5)
+
+    def see_attended(self, frame: Frame, attended):
+        if self.conservative:
+            return attended
+        self.attended.add(frame.path)
+        return _scaled(attended, 0.5)
+
+    def see(self, path: str, out):
+        out = super().see(path, out)
+        if self.conservative or path not in self.probabilities or path in self.attended:
+            return out
+        return _scaled(out, 0.5) if isinstance(out, jax.Array) else out
+
+
+def _scaled(x: jax.Array, factor: float) -> jax.Array:
+    """`x` with its cotangent times `factor` (`relevance.rules.scaled_gradient`; the adapters import no method code)."""
+    return jax.lax.stop_gradient(x) + (x - jax.lax.stop_gradient(x)) * factor
+
+
+@contextlib.contextmanager
+def relevance_rules(model, conservative: bool) -> Iterator[RelevanceRules]:
+    """Within this context, models run by `taps.call_model` get `RelevanceRules` in their attention."""
+    tapped = RelevanceRules(conservative)
+    with _watching(), taps.opened(tapped), nn.intercept_methods(_linen_frames), _placed(model, tapped):
+        yield tapped

@@ -9,7 +9,10 @@ classified from the object a hook sees (`hooks.seeing()`), inside the model's tr
 
 `Linear.apply(kernel, bias, x)` runs the very layer with other parameters (the rules of LRP replace
 the kernel by its positive part, its square, ...): the layer's own code, so padding, strides, dilation,
-groups and layout are the model's.
+groups and layout are the model's. The attention's projections are linear layers too: linen
+`nn.DenseGeneral` / `nn.Einsum`, NNX `nnx.LinearGeneral` / `nnx.Einsum`, Keras `EinsumDense`.
+
+`norm(module)` reads a LayerNorm's or RMSNorm's parameters (`Norm`), for AttnLRP's rule on them.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def type_name(module) -> str:
 def kind(module) -> str:
     """LINEAR, BATCH_NORM, LAYER_NORM or OTHER for a submodule of any supported library."""
     if isinstance(module, nn.Module):
-        if isinstance(module, (nn.Dense, nn.Conv)):
+        if isinstance(module, (nn.Dense, nn.Conv, nn.DenseGeneral, nn.Einsum)):
             return LINEAR
         if isinstance(module, nn.BatchNorm):
             return BATCH_NORM
@@ -56,7 +59,7 @@ def kind(module) -> str:
         return OTHER
     nnx = sys.modules.get("flax.nnx")
     if nnx is not None and isinstance(module, nnx.Module):
-        if isinstance(module, (nnx.Linear, nnx.Conv)):
+        if isinstance(module, (nnx.Linear, nnx.Conv, nnx.LinearGeneral, nnx.Einsum)):
             return LINEAR
         if isinstance(module, nnx.BatchNorm):
             return BATCH_NORM
@@ -75,9 +78,9 @@ def kind(module) -> str:
     keras = sys.modules.get("keras")
     if keras is not None and isinstance(module, keras.layers.Layer):
         layers = keras.layers
-        if isinstance(module, (layers.Dense, layers.Conv1D, layers.Conv2D, layers.Conv3D)) and not isinstance(
-            module, (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
-        ):
+        if isinstance(
+            module, (layers.Dense, layers.EinsumDense, layers.Conv1D, layers.Conv2D, layers.Conv3D)
+        ) and not isinstance(module, (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)):
             return LINEAR
         if isinstance(module, layers.BatchNormalization):
             return BATCH_NORM
@@ -178,3 +181,60 @@ def affine(module, args: tuple, y_shape, dtype) -> tuple[jax.Array, jax.Array]:
     zero = first_output(module(jnp.zeros(y_shape, dtype), *rest))
     one = first_output(module(jnp.ones(y_shape, dtype), *rest))
     return one - zero, zero
+
+
+class Norm(NamedTuple):
+    """A LayerNorm (`centred`) or RMSNorm as seen in the trace, for an input `x`: y = scale * (x - mean) /
+    sqrt(var + epsilon) + bias over `axes` of x (RMSNorm: no mean), scale and bias shaped to broadcast
+    against x (1 and 0 where the layer has none)."""
+
+    scale: jax.Array
+    bias: jax.Array
+    epsilon: float
+    axes: tuple[int, ...]
+    centred: bool
+
+
+def _along(value, x, axes: tuple[int, ...], default: float) -> jax.Array:
+    """A parameter over the feature `axes` of x, reshaped to broadcast against x (None: `default`)."""
+    if value is None:
+        return jnp.asarray(default, x.dtype)
+    value = jnp.asarray(value)
+    if value.ndim == x.ndim:
+        return value
+    features = {a % x.ndim for a in axes}
+    return value.reshape([x.shape[a] if a in features else 1 for a in range(x.ndim)])
+
+
+def _axes(axes, ndim: int) -> tuple[int, ...]:
+    return tuple(a % ndim for a in ((axes,) if isinstance(axes, int) else axes))
+
+
+def norm(module, x: jax.Array) -> Norm:
+    """The `Norm` view of a layer `kind` calls LAYER_NORM, on its input `x`, inside the model's trace."""
+    name = type_name(module)
+    centred = "RMS" not in name
+    if isinstance(module, nn.Module):
+        params = module.variables.get("params", {})
+        reduce, features = _axes(module.reduction_axes, x.ndim), _axes(module.feature_axes, x.ndim)
+        scale = params.get("scale") if module.use_scale else None
+        bias = params.get("bias") if centred and module.use_bias else None
+        return Norm(_along(scale, x, features, 1.0), _along(bias, x, features, 0.0), module.epsilon, reduce, centred)
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is not None and isinstance(module, nnx.Module):
+        reduce, features = _axes(module.reduction_axes, x.ndim), _axes(module.feature_axes, x.ndim)
+        scale = module.scale[...] if getattr(module, "scale", None) is not None else None
+        bias = module.bias[...] if centred and getattr(module, "bias", None) is not None else None
+        return Norm(_along(scale, x, features, 1.0), _along(bias, x, features, 0.0), module.epsilon, reduce, centred)
+    eqx = sys.modules.get("equinox")
+    if eqx is not None and isinstance(module, eqx.Module):  # called per token: normalises all of x
+        every = tuple(range(x.ndim))
+        scale = module.weight if module.use_weight else None
+        bias = module.bias if module.use_bias else None
+        return Norm(_along(scale, x, every, 1.0), _along(bias, x, every, 0.0), module.eps, every, centred)
+    # Keras LayerNormalization / RMSNormalization: inside `stateless_call` a variable's `.value` is traced
+    axes = _axes(module.axis, x.ndim)
+    scale = getattr(module, "gamma", None) if centred else getattr(module, "scale", None)
+    bias = getattr(module, "beta", None) if centred else None
+    scale, bias = (None if v is None else v.value for v in (scale, bias))
+    return Norm(_along(scale, x, axes, 1.0), _along(bias, x, axes, 0.0), module.epsilon, axes, centred)

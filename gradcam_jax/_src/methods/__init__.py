@@ -2,8 +2,10 @@
 
 from gradcam_jax._src.methods.ablation_cam import ablation_cam
 from gradcam_jax._src.methods.attention_rollout import attention_rollout
+from gradcam_jax._src.methods.attn_lrp import attn_lrp
 from gradcam_jax._src.methods.base import METHODS, Explanation, register
 from gradcam_jax._src.methods.cam import cam
+from gradcam_jax._src.methods.cp_lrp import cp_lrp
 from gradcam_jax._src.methods.deeplift import deeplift
 from gradcam_jax._src.methods.eigen_cam import eigen_cam
 from gradcam_jax._src.methods.eigen_grad_cam import eigen_grad_cam
@@ -44,7 +46,9 @@ __all__ = [
     "Explanation",
     "ablation_cam",
     "attention_rollout",
+    "attn_lrp",
     "cam",
+    "cp_lrp",
     "deeplift",
     "eigen_cam",
     "eigen_grad_cam",

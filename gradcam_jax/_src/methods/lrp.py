@@ -21,6 +21,9 @@ sums and reshapes. A layer with parameters that no rule covers is an error namin
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -32,16 +35,26 @@ from gradcam_jax._src.methods.common import target_scores
 from gradcam_jax._src.relevance import composites, propagate
 
 
-def input_relevance(model, variables, images, targets, composite, method: str = "lrp"):
+def input_relevance(
+    model,
+    variables,
+    images,
+    targets,
+    composite,
+    method: str = "lrp",
+    around: Callable[[], contextlib.AbstractContextManager] | None = None,
+):
     """((B, K, *s, C) float32 relevance at the first layer's input (channels last), (B, K) scores,
-    the target resolved) of `composite` for the K target columns: one forward pass, K backward passes."""
+    the target resolved) of `composite` for the K target columns: one forward pass, K backward passes.
+    `around()`: a context the forward pass runs in besides the LRP tap (the transformer rules of
+    `attn_lrp` and `cp_lrp`)."""
     the_plan = propagate.plan(model, variables, images, composites.resolve(composite), method)
     probe = jnp.zeros((images.shape[0], *the_plan.probe_shape[1:]), images.dtype)
     holder = {}
 
     def scores_of(probe):
         propagating = propagate.Propagating(the_plan, probe)
-        with taps.opened(propagating):
+        with taps.opened(propagating), around() if around is not None else contextlib.nullcontext():
             scores, target = target_scores(model, variables, images, targets)
         holder["moves"] = propagating.moves(probe)
         return scores, target

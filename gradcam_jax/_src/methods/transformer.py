@@ -106,7 +106,8 @@ def on_grid(keys: jax.Array, setup: TokenSetup) -> jax.Array:
     return keys[..., setup.prefix :].reshape(*keys.shape[:-1], *setup.grid)
 
 
-ATTENTION_METHODS = ("attention_rollout", "generic_attention", "legrad")  # read a model's attention
+# read a model's attention
+ATTENTION_METHODS = ("attention_rollout", "generic_attention", "legrad", "attn_lrp", "cp_lrp")
 NEEDS_HEAD = ("legrad",)  # take a `head` function, which a front end (CLI, explorer) cannot supply
 
 

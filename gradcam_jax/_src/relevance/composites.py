@@ -34,13 +34,19 @@ from gradcam_jax._src.relevance import rules as R
 class Composite:
     """Rules by place: `first` for the first linear layer (None: as the others), `conv` for
     convolutions, `dense` for dense layers; `layers`: ((path or class name, rule), ...) that win over
-    these (a tuple, so the composite stays hashable: a static option under `jit`)."""
+    these (a tuple, so the composite stays hashable: a static option under `jit`); `norm` for
+    LayerNorms and RMSNorms (None: an error, zennit has no rule for them; `attn_lrp` and `cp_lrp`
+    give them `DetachedStd`); `other` for any other layer with parameters of its own (None: an
+    error; `Gradient`: it keeps its backward pass, as lxt leaves the layers it does not patch:
+    `attn_lrp` and `cp_lrp` give it to position embeddings, class tokens, MAP probes)."""
 
     conv: R.Rule = R.Epsilon()
     dense: R.Rule = R.Epsilon()
     first: R.Rule | None = None
     layers: tuple[tuple[str, R.Rule], ...] = ()
     name: str = "custom"
+    norm: R.Rule | None = None
+    other: R.Rule | None = None
 
     def named(self) -> dict[str, R.Rule]:
         return dict(self.layers)

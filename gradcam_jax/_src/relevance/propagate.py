@@ -8,6 +8,9 @@ relevance (`Propagating`, a tap on every submodule call).
 - a batch norm whose input is a linear layer's output is folded into that layer (zennit's
   `SequentialMergeBatchNorm`): the pair is one linear layer for the rule; any other batch norm, and
   parameter-free normalisations (LRN), pass relevance through (`rules.passed`);
+- LayerNorms and RMSNorms get the composite's `norm` rule (`DetachedStd`, AttnLRP's) where it has one,
+  and other layers with parameters its `other` rule where that is `Gradient` (they keep their own
+  backward pass: position embeddings, class tokens);
 - any other layer with parameters of its own that no rule covers is an error naming its class and
   paths, as is a composite naming a path the model does not call.
 """
@@ -45,6 +48,7 @@ class Plan:
     passing: frozenset[str]
     first: str
     probe_shape: tuple[int, ...]
+    norms: frozenset[str] = frozenset()  # LayerNorm / RMSNorm paths with the std detached (`rules.normalised`)
 
 
 class _Recorder(taps.Tapped):
@@ -112,7 +116,7 @@ def plan(model, variables, images, composite: Composite, method: str = "lrp") ->
         if rule.first_layer_only and c.path != first:
             raise ValueError(f"{method}: the {rule.name} rule is for the first layer ({first}), not {c.path}")
         chosen[c.path] = rule
-    folded, passing = {}, set()
+    folded, passing, norms, kept = {}, set(), set(), set()
     by_output = {id(recorder.outputs[c.path]): c.path for c in linear}
     for c in calls:
         if c.kind == layers.BATCH_NORM:
@@ -123,9 +127,17 @@ def plan(model, variables, images, composite: Composite, method: str = "lrp") ->
                 passing.add(c.path)
         elif c.normalisation or isinstance(named.get(c.path) or named.get(c.type), R.Pass):
             passing.add(c.path)
+        elif c.kind == layers.LAYER_NORM and isinstance(
+            named.get(c.path) or named.get(c.type) or composite.norm, R.DetachedStd
+        ):
+            norms.add(c.path)
+        elif c.kind == layers.OTHER and isinstance(
+            named.get(c.path) or named.get(c.type) or composite.other, R.Gradient
+        ):
+            kept.add(c.path)  # its parameters add constants: relevance follows its gradient
     uncovered: dict[str, list[str]] = {}
     for c in calls:
-        if c.parameters and c.kind in (layers.OTHER, layers.LAYER_NORM) and c.path not in passing:
+        if c.parameters and c.kind in (layers.OTHER, layers.LAYER_NORM) and c.path not in passing | norms | kept:
             uncovered.setdefault(c.type, []).append(c.path)
     if uncovered:
         kinds = "; ".join(f"{t} at {', '.join(p[:3])}{' ...' if len(p) > 3 else ''}" for t, p in uncovered.items())
@@ -134,7 +146,12 @@ def plan(model, variables, images, composite: Composite, method: str = "lrp") ->
             "or use attn_lrp for transformers"
         )
     return Plan(
-        tuple(chosen.items()), tuple(folded.items()), frozenset(passing), first, recorder.first_input_shape[first]
+        tuple(chosen.items()),
+        tuple(folded.items()),
+        frozenset(passing),
+        first,
+        recorder.first_input_shape[first],
+        frozenset(norms),
     )
 
 
@@ -162,6 +179,8 @@ class Propagating(taps.Tapped):
                 self.stash[path] = (x, module)
                 return jax.lax.stop_gradient(out)
             rule = self.rules[path]
+            if rule.gradient and path != self.plan.first:  # LRP-0 in g = R / a terms: the layer's own gradient
+                return out
             if isinstance(rule, R.Epsilon) and path != self.plan.first:
                 return R.epsilon_output(out, rule.epsilon)
             return R.apply_rule(rule, x, out, linear_parts(module), self.probe_at(path, x))
@@ -177,6 +196,8 @@ class Propagating(taps.Tapped):
             return R.apply_rule(self.rules[source], linear_x, out, parts, self.probe_at(source, linear_x))
         if path in self.plan.passing:
             return R.passed(x, out)
+        if path in self.plan.norms:
+            return R.normalised(x, out, layers.norm(module, x))
         return out
 
     def probe_at(self, path: str, x) -> jax.Array | None:

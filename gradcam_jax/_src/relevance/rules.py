@@ -291,6 +291,30 @@ def passed(x: jax.Array, y: jax.Array) -> jax.Array:
     return jax.lax.stop_gradient(y) + (x - jax.lax.stop_gradient(x)) * ratio
 
 
+@dataclasses.dataclass(frozen=True)
+class DetachedStd(Rule):
+    """AttnLRP's and CP-LRP's rule for LayerNorm and RMSNorm (Ali et al. 2022; lxt 2.1's
+    `layer_norm_forward` / `rms_norm_forward`): the normalising standard deviation is a constant, so
+    the layer is affine in x and relevance follows its gradient (`normalised`)."""
+
+    name = "detached_std"
+
+
+def normalised(x: jax.Array, y: jax.Array, norm) -> jax.Array:
+    """`y`, a LayerNorm's or RMSNorm's output on `x` (`norm`: an `adapters.layers.Norm`), with the
+    gradient of scale * (x - mean) / stop_gradient(std) + bias: lxt's identity rule for normalisations."""
+    centred = x - x.mean(norm.axes, keepdims=True) if norm.centred else x
+    std = jnp.sqrt((centred * centred).mean(norm.axes, keepdims=True) + norm.epsilon)
+    z = centred / jax.lax.stop_gradient(std) * norm.scale
+    return jax.lax.stop_gradient(y) + (z - jax.lax.stop_gradient(z)).astype(y.dtype)
+
+
+def scaled_gradient(x: jax.Array, factor: float) -> jax.Array:
+    """`x` whose cotangent is multiplied by `factor` (lxt's `divide_gradient` by 1 / factor): the
+    uniform rule of a bilinear product, each factor getting half of its relevance, in g = R / a terms."""
+    return jax.lax.stop_gradient(x) + (x - jax.lax.stop_gradient(x)) * factor
+
+
 RULES: dict[str, type[Rule]] = {
     "epsilon": Epsilon,
     "gamma": Gamma,
@@ -301,4 +325,5 @@ RULES: dict[str, type[Rule]] = {
     "wsquare": WSquare,
     "pass": Pass,
     "gradient": Gradient,
+    "detached_std": DetachedStd,
 }
