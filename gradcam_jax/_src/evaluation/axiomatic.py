@@ -40,7 +40,9 @@ import numpy as np
 
 from gradcam_jax._src.adapters import taps
 from gradcam_jax._src.evaluation.explain import (
+    BASELINES,
     Scores,
+    baseline_values,
     check_count,
     check_images,
     explain_maps,
@@ -52,25 +54,6 @@ from gradcam_jax._src.evaluation.explain import (
 from gradcam_jax._src.inputs import check_maps
 from gradcam_jax._src.methods.common import perturbed_scores, target_scores
 from gradcam_jax._src.metrics import one_target
-
-BASELINES = ("black", "white", "mean")  # Quantus's names: each image's minimum, maximum, mean value
-
-
-def baseline_values(images: jax.Array, baseline) -> jax.Array:
-    """(B,) float32: the value that replaces an image's features, as Quantus's `perturb_baseline` (our
-    `baseline`): "black" the image's smallest value (over every position and channel), "white" its
-    largest, "mean" its mean, or a number. Quantus's meaning, kept for its scores: the faithfulness
-    metrics' "black" is 0 and "mean" the model's mean pixel (`methods.common.baseline_pixels`)."""
-    flat = images.reshape(images.shape[0], -1).astype(jnp.float32)
-    if isinstance(baseline, str):
-        if baseline == "black":
-            return flat.min(axis=-1)
-        if baseline == "white":
-            return flat.max(axis=-1)
-        if baseline == "mean":
-            return flat.mean(axis=-1)
-        raise ValueError(f"unknown baseline {baseline!r}; choose from {', '.join(BASELINES)} or a number")
-    return jnp.full(images.shape[:1], baseline, jnp.float32)
 
 
 def _checked(metric, model, variables, images, targets, maps, method, options, score, baseline):

@@ -4,6 +4,13 @@ re-run on perturbed inputs, and the per-image scores plus their aggregate that e
 A metric's `method` is a name in `METHODS`, a registered method, or any function
 `f(model, variables, images, targets, **options)` returning an `Explanation` or a `(B, *spatial)` array.
 Maps are `(B, *spatial)` float32 (`Explanation.map`, one target per image); images `(B, *spatial, C)`.
+
+The one calling convention of every family (docs/evaluation-suite.md): a metric that runs the model
+is `metric(model, variables, images, maps=None, targets=None, *, method=None, options=None, ...)`
+(`deletion`'s order), one that reads only maps `metric(maps=None, ..., *, model=..., method=...)`;
+exactly one of maps and method where maps suffice (`maps_or_explained`), method required where the
+explanation is re-run (`require_method`). Here too what they share: the checks (`check_images`,
+`check_count`, `checked_indices`), Quantus's preprocessing (`normalised`) and fills (`baseline_values`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,25 @@ import numpy as np
 
 from gradcam_jax._src import targets as targets_lib
 from gradcam_jax._src.methods.base import METHODS, Explanation, hashable
+
+BASELINES = ("black", "white", "mean")  # Quantus's fills: each image's minimum, maximum, mean value
+
+
+def baseline_values(images: jax.Array, baseline) -> jax.Array:
+    """(B,) float32: the value that replaces an image's features, as Quantus's `perturb_baseline` (our
+    `baseline`): "black" the image's smallest value (over every position and channel), "white" its
+    largest, "mean" its mean, or a number (`completeness`, `non_sensitivity`; `continuity` fills with
+    "black"). Quantus's meaning, kept for its scores: the faithfulness metrics' "black" is 0 and "mean" the model's mean pixel (`methods.common.baseline_pixels`)."""
+    flat = images.reshape(images.shape[0], -1).astype(jnp.float32)
+    if isinstance(baseline, str):
+        if baseline == "black":
+            return flat.min(axis=-1)
+        if baseline == "white":
+            return flat.max(axis=-1)
+        if baseline == "mean":
+            return flat.mean(axis=-1)
+        raise ValueError(f"unknown baseline {baseline!r}; choose from {', '.join(BASELINES)} or a number")
+    return jnp.full(images.shape[:1], baseline, jnp.float32)
 
 
 class Scores(NamedTuple):

@@ -74,9 +74,8 @@ def top1(model, variables, images) -> jax.Array:
 
 def class_indices(name, model, variables, images, targets) -> jax.Array:
     """`targets` (B,) as int32, or the model's top-1 classes for None; one-line error otherwise."""
-    if targets is None:
-        return jax.jit(top1, static_argnames="model")(model, variables, images)
-    return checked_indices(name, targets, images.shape[0])
+    indices = checked_indices(name, targets, images.shape[0])
+    return jax.jit(top1, static_argnames="model")(model, variables, images) if indices is None else indices
 
 
 def cascade(model, variables, images, order: str, depth: int = 1) -> list[list[str]]:

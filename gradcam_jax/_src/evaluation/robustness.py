@@ -42,6 +42,7 @@ from gradcam_jax._src import targets as targets_lib
 from gradcam_jax._src.adapters import taps
 from gradcam_jax._src.evaluation.explain import (
     Scores,
+    baseline_values,
     check_count,
     check_images,
     check_maps_or_method,
@@ -187,7 +188,7 @@ def _draws(
     if maps is None:
         maps = traced_maps(method, model, variables, images, indices, options)
     maps = normalised(maps.astype(jnp.float32), normalise, absolute)
-    fill = images.min(axis=tuple(range(1, images.ndim)), keepdims=True)  # Quantus's "black": each image's minimum
+    fill = baseline_values(images, "black").reshape(-1, *(1,) * (images.ndim - 1))  # each image's minimum
 
     def perturb(i):
         if perturbation == "translation":
