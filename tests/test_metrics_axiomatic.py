@@ -81,7 +81,7 @@ def test_non_sensitivity_counts_quantus_counts(twin, images):
     maps = np.random.default_rng(1).normal(size=(B, SIZE, SIZE)).astype(np.float32)
     maps[:, :3] = 0  # rows of no relevance, which the model does not ignore
     maps[:, -1, -2:] = 0
-    ours = metrics.non_sensitivity(Twin(), variables, images, TARGETS, maps=maps)
+    ours = metrics.non_sensitivity(Twin(), variables, images, maps, TARGETS)
     theirs = quantus_metric("NonSensitivity")(model=net, x_batch=nchw(images), y_batch=TARGETS, a_batch=maps)
     np.testing.assert_array_equal(ours.per_image, np.asarray(theirs, np.float32))
     assert float(ours.aggregate) == pytest.approx(np.mean(theirs))
@@ -107,7 +107,7 @@ def test_completeness_decides_as_quantus_does(twin, images):
     theirs = quantus_metric("Completeness", normalise=False)(
         model=net, x_batch=nchw(images), y_batch=TARGETS, a_batch=channels
     )
-    ours = metrics.completeness(Twin(), variables, images, TARGETS, maps=maps, normalise=False)
+    ours = metrics.completeness(Twin(), variables, images, maps, TARGETS, normalise=False)
     np.testing.assert_array_equal(np.asarray(theirs, np.float32), [1, 0, 1])
     np.testing.assert_array_equal(ours.per_image, np.asarray(theirs, np.float32))
 
@@ -145,7 +145,7 @@ def test_input_invariance_agrees_with_quantus(twin, images, method, times_input,
         a_batch=torch_gradient(net, nchw(images), TARGETS, times_input),
         explain_func=lambda model, inputs, targets, **_: torch_gradient(model, inputs, targets, times_input),
     )
-    ours = metrics.input_invariance(Twin(), variables, images, TARGETS, method=method)
+    ours = metrics.input_invariance(Twin(), variables, images, targets=TARGETS, method=method)
     np.testing.assert_array_equal(ours.per_image, np.asarray(theirs, np.float32))
     np.testing.assert_array_equal(ours.per_image, passes)
 
@@ -181,16 +181,16 @@ def test_completeness_of_a_linear_model_by_hand(shape):
     w = np.moveaxis(kernel[..., TARGETS], -1, 0)  # (B, *shape)
     exact = ((x - black) * w).sum(axis=-1)
     np.testing.assert_array_equal(
-        metrics.completeness(model, variables, x, TARGETS, maps=exact, normalise=False).per_image, 1.0
+        metrics.completeness(model, variables, x, exact, TARGETS, normalise=False).per_image, 1.0
     )
     np.testing.assert_array_equal(
-        metrics.completeness(model, variables, x, TARGETS, maps=exact * 1.01, normalise=False).per_image, 0.0
+        metrics.completeness(model, variables, x, exact * 1.01, TARGETS, normalise=False).per_image, 0.0
     )
-    assert metrics.completeness(model, variables, x, TARGETS, maps=exact).aggregate == 0.0
+    assert metrics.completeness(model, variables, x, exact, TARGETS).aggregate == 0.0
     white = x.reshape(B, -1).max(axis=1).reshape(-1, *(1,) * len(shape))
     np.testing.assert_array_equal(
         metrics.completeness(
-            model, variables, x, TARGETS, maps=((x - white) * w).sum(-1), normalise=False, perturb_baseline="white"
+            model, variables, x, ((x - white) * w).sum(-1), TARGETS, normalise=False, baseline="white"
         ).per_image,
         1.0,
     )
@@ -207,15 +207,15 @@ def test_non_sensitivity_of_a_linear_model_by_hand(shape):
     ignored_values = 2 * int(np.prod(shape[1:]))
     # the logit moves by |w (x - 10)| >> 1e-4 wherever w != 0 ("black", the image's minimum, would
     # not move the one value that is the minimum)
-    logit: dict[str, Any] = {"score": "logit", "eps": 1e-4, "perturb_baseline": 10.0}
-    assert float(metrics.non_sensitivity(model, variables, x, TARGETS, maps=right, **logit).aggregate) == 0.0
+    logit: dict[str, Any] = {"score": "logit", "eps": 1e-4, "baseline": 10.0}
+    assert float(metrics.non_sensitivity(model, variables, x, right, TARGETS, **logit).aggregate) == 0.0
     everywhere = np.ones((B, *shape[:-1]), np.float32)
     np.testing.assert_array_equal(
-        metrics.non_sensitivity(model, variables, x, TARGETS, maps=everywhere, **logit).per_image, ignored_values
+        metrics.non_sensitivity(model, variables, x, everywhere, TARGETS, **logit).per_image, ignored_values
     )
     # groups of a whole row of values (channel-first runs): a row either ignored or not
     row = int(np.prod(shape[1:-1]))
-    grouped = metrics.non_sensitivity(model, variables, x, TARGETS, maps=everywhere, features_in_step=row, **logit)
+    grouped = metrics.non_sensitivity(model, variables, x, everywhere, TARGETS, features_in_step=row, **logit)
     np.testing.assert_array_equal(grouped.per_image, 2 * shape[-1])  # 2 ignored rows in each channel
 
 
@@ -227,10 +227,11 @@ def test_input_invariance_by_hand(shape):
     model, variables, _ = linear(shape)
     x = np.random.default_rng(4).normal(size=(B, *shape)).astype(np.float32)
     np.testing.assert_array_equal(
-        metrics.input_invariance(model, variables, x, TARGETS, method="saliency").per_image, 1
+        metrics.input_invariance(model, variables, x, targets=TARGETS, method="saliency").per_image, 1
     )
     np.testing.assert_array_equal(
-        metrics.input_invariance(model, variables, x, TARGETS, method=gj.METHODS["input_x_gradient"]).per_image, 0
+        metrics.input_invariance(model, variables, x, targets=TARGETS, method=gj.METHODS["input_x_gradient"]).per_image,
+        0,
     )
     from gradcam_jax._src.evaluation.axiomatic import MeanShifted, first_layer_shift
 
@@ -247,11 +248,11 @@ def test_bad_input_is_one_line():
     model, variables, _ = linear((6, 5, 2))
     x = np.zeros((B, 6, 5, 2), np.float32)
     cases = [
-        (lambda: metrics.input_invariance(model, variables, x, TARGETS, maps=np.zeros((B, 6, 5))), "method="),
-        (lambda: metrics.completeness(model, variables, x, TARGETS), "maps="),
-        (lambda: metrics.non_sensitivity(model, variables, x, TARGETS, maps=np.zeros((B, 6))), "maps must be"),
-        (lambda: metrics.completeness(model, variables, x, TARGETS, method=never_run, perturb_baseline="grey"), "perturb_baseline"),
-        (lambda: metrics.non_sensitivity(model, variables, x, TARGETS, method=never_run, features_in_step=0), "features_in_step"),
+        (lambda: metrics.input_invariance(model, variables, x, np.zeros((B, 6, 5)), TARGETS), "method="),
+        (lambda: metrics.completeness(model, variables, x, targets=TARGETS), "maps="),
+        (lambda: metrics.non_sensitivity(model, variables, x, np.zeros((B, 6)), TARGETS), "maps must be"),
+        (lambda: metrics.completeness(model, variables, x, targets=TARGETS, method=never_run, baseline="grey"), "baseline"),
+        (lambda: metrics.non_sensitivity(model, variables, x, targets=TARGETS, method=never_run, features_in_step=0), "features_in_step"),
     ]  # fmt: skip
     for call, words in cases:
         with pytest.raises(ValueError, match=words) as err:
@@ -274,4 +275,6 @@ def test_input_invariance_shifts_an_nnx_model_too():
 
     graph, state = nnx.split(Net(nnx.Rngs(0)))
     x = np.random.default_rng(5).normal(size=(B, 6, 6, 2)).astype(np.float32)
-    np.testing.assert_array_equal(metrics.input_invariance(graph, state, x, TARGETS, method="saliency").per_image, 1)
+    np.testing.assert_array_equal(
+        metrics.input_invariance(graph, state, x, targets=TARGETS, method="saliency").per_image, 1
+    )

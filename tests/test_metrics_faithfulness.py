@@ -90,7 +90,7 @@ def test_monotonicity_and_correlation_by_hand():
     ascending = np.argsort(np.abs(c[1]), kind="stable").reshape(-1, 2)
     np.testing.assert_allclose(got.curve[1], np.cumsum([c[1][s].sum() for s in ascending]), rtol=1e-4, atol=1e-5)
     corr = metrics.monotonicity_correlation(model, variables, x, c, [0, 0], features_in_step=2, nr_samples=1,
-                                            baseline=0.0, absolute=False, score="logit")  # fmt: skip
+                                            baseline=0.0, abs=False, score="logit")  # fmt: skip
     logit = c.sum(-1)
     for b in range(2):
         steps = np.argsort(c[b], kind="stable").reshape(-1, 2)
@@ -185,9 +185,14 @@ def test_a_method_by_name_gives_the_maps_it_computes():
     from gradcam_jax import saliency
 
     maps = np.asarray(saliency(model, variables, x, np.array([0, 1])).map)
-    by_name = metrics.pixel_flipping(model, variables, x, "saliency", [0, 1], features_in_step=6, baseline=0.0)
-    by_maps = metrics.pixel_flipping(model, variables, x, maps, [0, 1], features_in_step=6, baseline=0.0)
+    settings = dict(features_in_step=6, baseline=0.0)
+    by_name = metrics.pixel_flipping(model, variables, x, targets=[0, 1], method="saliency", **settings)
+    by_maps = metrics.pixel_flipping(model, variables, x, maps, [0, 1], **settings)
     np.testing.assert_array_equal(by_name.curve, by_maps.curve)
+    with pytest.raises(ValueError, match="not both"):
+        metrics.pixel_flipping(model, variables, x, maps, [0, 1], method="saliency", **settings)
+    with pytest.raises(ValueError, match="pass a method as method="):
+        metrics.pixel_flipping(model, variables, x, "saliency", [0, 1], **settings)
 
 
 @pytest.mark.parametrize(

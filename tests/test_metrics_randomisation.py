@@ -100,7 +100,7 @@ def test_bad_input_is_one_line_each(small):
             metric(model, variables, x, maps)
     with pytest.raises(ValueError, match="unknown order 'sideways'"):
         metrics.smooth_mprt(model, variables, x, method="saliency", order="sideways")
-    with pytest.raises(ValueError, match="samples must be at least 1"):
+    with pytest.raises(ValueError, match="samples must be an int at least 1"):
         metrics.smooth_mprt(model, variables, x, method="saliency", samples=0)
 
 

@@ -141,11 +141,11 @@ def test_bad_input_is_one_line_each():
         metrics.avg_sensitivity(model, variables, x, method="saliency", lower_bound=0.0)
     with pytest.raises(ValueError, match="perturb nothing"):
         metrics.local_lipschitz_estimate(model, variables, x, method="saliency", std=0.0)
-    with pytest.raises(ValueError, match="steps must be in 1..21"):
+    with pytest.raises(ValueError, match="steps must be an int 1..21"):
         metrics.continuity(model, variables, x, method="saliency")  # Quantus's 28 steps on a width of 10
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         metrics.max_sensitivity(model, variables, x, method="nope")
-    with pytest.raises(ValueError, match="draws must be at least 1"):
+    with pytest.raises(ValueError, match="draws must be an int at least 1"):
         metrics.max_sensitivity(model, variables, x, method="saliency", samples=0)
 
 

@@ -416,12 +416,24 @@ def road(
     )
 
 
+def sorted_average_ranks(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(order, ranks) of (B, N) values: the ascending order, and the 1-based rank of each value in that
+    order, tied values sharing their average rank (as scipy's rankdata); one sort, the rest linear."""
+    order = jnp.argsort(a, axis=-1)
+    ordered = jnp.take_along_axis(a, order, axis=-1)
+    index = jnp.broadcast_to(jnp.arange(a.shape[-1]), a.shape)
+    new = jnp.concatenate([jnp.ones_like(ordered[:, :1], bool), ordered[:, 1:] != ordered[:, :-1]], axis=-1)
+    last = jnp.concatenate([ordered[:, 1:] != ordered[:, :-1], jnp.ones_like(ordered[:, :1], bool)], axis=-1)
+    first = jax.lax.cummax(jnp.where(new, index, 0), axis=1)  # where each run of ties starts
+    end = jax.lax.cummin(jnp.where(last, index, a.shape[-1]), axis=1, reverse=True)  # ... and ends
+    return order, (first + end).astype(jnp.float32) / 2 + 1
+
+
 def average_ranks(x: jax.Array) -> jax.Array:
-    """(B, N) -> (B, N) float32 ranks from 0, ties sharing their average rank (as scipy's rankdata)."""
-    ordered = jnp.sort(x, axis=-1)
-    search = jax.vmap(jnp.searchsorted, in_axes=(0, 0, None))
-    left, right = search(ordered, x, "left"), search(ordered, x, "right")
-    return (left + right - 1).astype(jnp.float32) / 2
+    """(B, N) -> (B, N) float32 ranks from 0, ties sharing their average rank (as scipy's rankdata):
+    `sorted_average_ranks` put back in the values' places."""
+    order, ranks = sorted_average_ranks(x)
+    return jax.vmap(lambda r, o: jnp.zeros_like(r).at[o].set(r))(ranks - 1, order)
 
 
 @functools.partial(jax.jit, static_argnames="spatial")

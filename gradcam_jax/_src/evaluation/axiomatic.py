@@ -40,7 +40,11 @@ import numpy as np
 
 from gradcam_jax._src.adapters import taps
 from gradcam_jax._src.evaluation.explain import (
+    BASELINES,
     Scores,
+    baseline_values,
+    check_count,
+    check_images,
     explain_maps,
     maps_or_explained,
     normalised,
@@ -51,34 +55,13 @@ from gradcam_jax._src.inputs import check_maps
 from gradcam_jax._src.methods.common import perturbed_scores, target_scores
 from gradcam_jax._src.metrics import one_target
 
-BASELINES = ("black", "white", "mean")  # Quantus's names: each image's minimum, maximum, mean value
 
-
-def baseline_values(images: jax.Array, perturb_baseline) -> jax.Array:
-    """(B,) float32: the value that replaces an image's features, as Quantus's `perturb_baseline`:
-    "black" the image's smallest value (over every position and channel), "white" its largest, "mean"
-    its mean, or a number."""
-    flat = images.reshape(images.shape[0], -1).astype(jnp.float32)
-    if isinstance(perturb_baseline, str):
-        if perturb_baseline == "black":
-            return flat.min(axis=-1)
-        if perturb_baseline == "white":
-            return flat.max(axis=-1)
-        if perturb_baseline == "mean":
-            return flat.mean(axis=-1)
-        raise ValueError(
-            f"unknown perturb_baseline {perturb_baseline!r}; choose from {', '.join(BASELINES)} or a number"
-        )
-    return jnp.full(images.shape[:1], perturb_baseline, jnp.float32)
-
-
-def _checked(metric, model, variables, images, targets, maps, method, options, score, perturb_baseline):
+def _checked(metric, model, variables, images, targets, maps, method, options, score, baseline):
     """The images (float32), the maps (given or explained, checked against the images), the target;
-    `perturb_baseline` checked before any method runs."""
-    if isinstance(perturb_baseline, str) and perturb_baseline not in BASELINES:
-        raise ValueError(
-            f"unknown perturb_baseline {perturb_baseline!r}; choose from {', '.join(BASELINES)} or a number"
-        )
+    `baseline` checked before any method runs."""
+    if isinstance(baseline, str) and baseline not in BASELINES:
+        raise ValueError(f"{metric}: unknown baseline {baseline!r}; choose from {', '.join(BASELINES)} or a number")
+    check_images(metric, images)
     images = jnp.asarray(images, jnp.float32)
     found = maps_or_explained(metric, maps, method, model, variables, images, targets, options)
     check_maps(found, images)
@@ -99,12 +82,12 @@ def completeness(
     model,
     variables,
     images,
-    targets,
-    *,
     maps=None,
+    targets=None,
+    *,
     method: str | Callable | None = None,
     options: Mapping | None = None,
-    perturb_baseline: str | float = "black",
+    baseline: str | float = "black",
     score: str = "logit",
     rtol: float = 1e-5,
     atol: float = 1e-6,
@@ -114,13 +97,13 @@ def completeness(
 ) -> Scores:
     """Completeness (Sundararajan et al., ICML 2017; Quantus `Completeness`): 1 where the map's sum
     equals the `score`'s change from `images` to the baseline image (every value replaced by
-    `perturb_baseline`, `baseline_values`), within `rtol` (relative to the change) plus `atol`; else 0.
+    `baseline`, `baseline_values`), within `rtol` (relative to the change) plus `atol`; else 0.
     Higher is better. Quantus normalises by default, which rescales the sum: pass `normalise=False` to
     test raw attributions (integrated gradients' are complete up to their step error)."""
     images, found, variables, target = _checked("completeness", model, variables, images, targets, maps, method,
-                                                options, score, perturb_baseline)  # fmt: skip
+                                                options, score, baseline)  # fmt: skip
     sums = normalised(found, normalise, abs).reshape(found.shape[0], -1).sum(axis=-1)
-    fill = baseline_values(images, perturb_baseline)
+    fill = baseline_values(images, baseline)
     return scores(_completeness(model, variables, images, sums, target, fill, jnp.float32(rtol), jnp.float32(atol),
                                 batch_size=batch_size))  # fmt: skip
 
@@ -154,14 +137,14 @@ def non_sensitivity(
     model,
     variables,
     images,
-    targets,
-    *,
     maps=None,
+    targets=None,
+    *,
     method: str | Callable | None = None,
     options: Mapping | None = None,
     eps: float = 1e-5,
     features_in_step: int = 1,
-    perturb_baseline: str | float = "black",
+    baseline: str | float = "black",
     score: str = "softmax",
     abs: bool = True,
     normalise: bool = True,
@@ -169,17 +152,14 @@ def non_sensitivity(
 ) -> Scores:
     """Non-sensitivity (Nguyen and Martinez 2020; Quantus `NonSensitivity`): each input value (each
     channel of each pixel, in runs of `features_in_step` in channel-first order) is replaced by
-    `perturb_baseline` in turn; the count of those where "the score moved by less than `eps`" and "the
+    `baseline` in turn; the count of those where "the score moved by less than `eps`" and "the
     map (the pixel's value, on every channel) is below `eps`" disagree. Lower is better (0: relevance
     exactly where the model reacts). One forward pass of the batch per group, `batch_size` images a pass."""
-    features = math.prod(np.shape(images)[1:])
-    if not 1 <= features_in_step <= features:
-        raise ValueError(
-            f"non_sensitivity: features_in_step must be in 1..{features} (values per image); got {features_in_step}"
-        )
+    check_count("non_sensitivity", "features_in_step", features_in_step, 1,
+                math.prod(np.shape(images)[1:]))  # fmt: skip
     images, found, variables, target = _checked("non_sensitivity", model, variables, images, targets, maps, method,
-                                                options, score, perturb_baseline)  # fmt: skip
-    fill = baseline_values(images, perturb_baseline)
+                                                options, score, baseline)  # fmt: skip
+    fill = baseline_values(images, baseline)
     a = normalised(found, normalise, abs)
     return scores(_non_sensitivity(model, variables, images, a, target, fill, jnp.float32(eps), batch_size=batch_size,
                                    step=int(features_in_step)))  # fmt: skip
@@ -222,10 +202,10 @@ def input_invariance(
     model,
     variables,
     images,
-    targets,
+    maps=None,
+    targets=None,
     *,
     method: str | Callable | None = None,
-    maps=None,
     options: Mapping | None = None,
     input_shift: float = -1.0,
     first_layer: str | None = None,
@@ -241,6 +221,7 @@ def input_invariance(
     `rtol`) to the original's (`maps`, or the method's), else 0. Higher is better: gradients pass,
     input x gradient with a zero baseline fails. Needs `method`, which is re-run on the shifted input."""
     explain = require_method(method, "input_invariance")
+    check_images("input_invariance", images)
     images = jnp.asarray(images, jnp.float32)
     variables = taps.prepare(model, variables)
     original = explain_maps(explain, model, variables, images, targets, **(options or {})) if maps is None else maps

@@ -8,8 +8,8 @@ same imputation, read at percentages of pixels).
 
 What every metric here shares (docs/evaluation.md lists the differences from Quantus):
 
-- `maps`: `(B, *spatial)` precomputed maps, or a method (a `METHODS` name or a function, run with
-  `method_options` for `targets` first; `evaluation.explain`); `images` `(B, *spatial, C)` with 1, 2
+- `maps`: `(B, *spatial)` precomputed maps, or None with `method` (a `METHODS` name or a function, run
+  with `options` for `targets` first; `evaluation.explain`): exactly one of the two; `images` `(B, *spatial, C)` with 1, 2
   or 3 spatial axes; `targets` (B,) class indices or a target function.
 - A feature is a pixel (all its channels at once): Quantus broadcasts a map over the channels and
   counts channel values, so its `features_in_step` and `subset_size` are ours times C.
@@ -32,7 +32,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradcam_jax._src.adapters import taps
-from gradcam_jax._src.evaluation.explain import Scores, maps_of, scores
+from gradcam_jax._src.evaluation.explain import (
+    Scores,
+    check_count,
+    check_images,
+    check_maps_or_method,
+    maps_or_explained,
+    normalised,
+    scores,
+)
 from gradcam_jax._src.inputs import check_maps
 from gradcam_jax._src.methods.common import perturbed_scores, random_key, target_scores
 from gradcam_jax._src.metrics import average_ranks, baseline_images, one_target, salience_ranks
@@ -66,18 +74,18 @@ class Prepared(NamedTuple):
     target: object
 
 
-def prepare(name, model, variables, images, maps, targets, score, method_options=None, absolute=False) -> Prepared:
+def prepare(name, model, variables, images, maps, method, options, targets, score, abs=False) -> Prepared:  # noqa: A002
     """The inputs of a metric checked and resolved before any heavy work: float32 images, the maps
-    (precomputed, or the method's, `maps_of`; `absolute` takes |maps| as Quantus's `abs=True`), the
+    (precomputed, or `method`'s with `options`, `maps_or_explained`; |maps| with Quantus's `abs`), the
     prepared variables and the target object (`metrics.one_target`)."""
+    check_images(name, images)
+    check_maps_or_method(name, maps, method)
     images = jnp.asarray(images, jnp.float32)
-    if images.ndim not in (3, 4, 5):
-        raise ValueError(f"{name}: images must be (B, *spatial, C) with 1 to 3 spatial axes; got {images.shape}")
     variables = taps.prepare(model, variables)
     target = one_target(name, model, variables, images, targets, score)
-    maps = maps_of(maps, model, variables, images, targets, name, method_options)
+    maps = maps_or_explained(name, maps, method, model, variables, images, targets, options)
     check_maps(maps, images)
-    return Prepared(images, jnp.abs(maps) if absolute else maps, variables, target)
+    return Prepared(images, normalised(maps, False, abs), variables, target)
 
 
 def pixels_of(images) -> int:
@@ -94,13 +102,6 @@ def check_steps(name: str, features_in_step: int, pixels: int, least: int = 1) -
     if steps < least:
         raise ValueError(f"{name}: features_in_step={features_in_step} gives {steps} step(s); it needs {least}")
     return steps
-
-
-def check_count(name: str, option: str, value, least: int, most: int | None = None) -> None:
-    """One-line ValueError unless `value` is an int in least..most."""
-    if not isinstance(value, (int, np.integer)) or value < least or (most is not None and value > most):
-        bound = f"{least}..{most}" if most is not None else f"at least {least}"
-        raise ValueError(f"{name}: {option} must be an int {bound}; got {value!r}")
 
 
 def replaced(images, other, mask):
@@ -168,8 +169,9 @@ def _faithfulness_correlation(
 
 
 def faithfulness_correlation(
-    model, variables, images, maps, targets, *, nr_runs: int = 100, subset_size: int = 224, baseline: Baseline = "black",
-    key=None, score: str = "logit", batch_size: int = 16, method_options: dict | None = None,
+    model, variables, images, maps=None, targets=None, *, method=None, options: dict | None = None,
+    nr_runs: int = 100, subset_size: int = 224, baseline: Baseline = "black",
+    key=None, score: str = "logit", batch_size: int = 16,
 ) -> Scores:  # fmt: skip
     """FaithfulnessCorrelation (Bhatt et al., IJCAI 2020): in each of `nr_runs` runs, replace a random
     subset of `subset_size` pixels (`subset_draws`) by `baseline` and note the drop of the class score;
@@ -178,7 +180,7 @@ def faithfulness_correlation(
     name = "faithfulness_correlation"
     check_count(name, "subset_size", subset_size, 1, pixels_of(np.shape(images)) - 1)
     check_count(name, "nr_runs", nr_runs, 2)
-    p = prepare(name, model, variables, images, maps, targets, score, method_options)
+    p = prepare(name, model, variables, images, maps, method, options, targets, score)
     return scores(
         _faithfulness_correlation(
             model, p.variables, p.images, p.maps, p.target, random_key(key),
@@ -211,10 +213,10 @@ def _ordered(model, variables, images, maps, target, *, kind, features_in_step, 
     return before[:, 0], step_sums(maps, steps_of, math.ceil(pixels_of(images) / features_in_step))[:, :steps], after
 
 
-def ordered(name, kind, model, variables, images, maps, targets, *, features_in_step, baseline, score,
-            batch_size, method_options, ascending=False, absolute=False, least_steps=1, steps=None):  # fmt: skip
+def ordered(name, kind, model, variables, images, maps, targets, *, method, options, features_in_step, baseline,
+            score, batch_size, ascending=False, abs=False, least_steps=1, steps=None):  # fmt: skip  # noqa: A002
     total = check_steps(name, features_in_step, pixels_of(np.shape(images)), least_steps)
-    p = prepare(name, model, variables, images, maps, targets, score, method_options, absolute)
+    p = prepare(name, model, variables, images, maps, method, options, targets, score, abs)
     return _ordered(
         model, p.variables, p.images, p.maps, p.target, kind=kind, features_in_step=features_in_step,
         steps=total if steps is None else steps, baseline=baseline, ascending=ascending, batch_size=batch_size,
@@ -222,8 +224,9 @@ def ordered(name, kind, model, variables, images, maps, targets, *, features_in_
 
 
 def faithfulness_estimate(
-    model, variables, images, maps, targets, *, features_in_step: int = 1, baseline: Baseline = "black",
-    score: str = "logit", batch_size: int = 16, method_options: dict | None = None,
+    model, variables, images, maps=None, targets=None, *, method=None, options: dict | None = None,
+    features_in_step: int = 1, baseline: Baseline = "black",
+    score: str = "logit", batch_size: int = 16,
 ) -> Scores:  # fmt: skip
     """FaithfulnessEstimate (Alvarez-Melis & Jaakkola, NeurIPS 2018): replace each step of
     `features_in_step` pixels, in the map's order (most relevant first), alone by `baseline`; per
@@ -231,14 +234,15 @@ def faithfulness_estimate(
     Higher is better. One forward pass per step: ceil(pixels / features_in_step) of them."""
     before, sums, after = ordered(
         "faithfulness_estimate", "estimate", model, variables, images, maps, targets, features_in_step=features_in_step,
-        baseline=baseline, score=score, batch_size=batch_size, method_options=method_options, least_steps=2,
+        baseline=baseline, score=score, batch_size=batch_size, method=method, options=options, least_steps=2,
     )  # fmt: skip
     return scores(pearson(sums, before[:, None] - after))
 
 
 def pixel_flipping(
-    model, variables, images, maps, targets, *, features_in_step: int = 1, baseline: Baseline = "black",
-    score: str = "softmax", batch_size: int = 16, method_options: dict | None = None,
+    model, variables, images, maps=None, targets=None, *, method=None, options: dict | None = None,
+    features_in_step: int = 1, baseline: Baseline = "black",
+    score: str = "softmax", batch_size: int = 16,
 ) -> CurveScores:  # fmt: skip
     """PixelFlipping (Bach et al., PLoS ONE 2015): replace pixels by `baseline` cumulatively, most
     relevant first, `features_in_step` at a time, and follow the class score (`curve`, B x steps);
@@ -246,34 +250,36 @@ def pixel_flipping(
     better: a faithful map's first pixels take the score down."""
     _, _, after = ordered(
         "pixel_flipping", "remove", model, variables, images, maps, targets, features_in_step=features_in_step,
-        baseline=baseline, score=score, batch_size=batch_size, method_options=method_options,
+        baseline=baseline, score=score, batch_size=batch_size, method=method, options=options,
     )  # fmt: skip
     auc = trapezoid(after)
     return CurveScores(auc, auc.mean(), after)
 
 
 def monotonicity(
-    model, variables, images, maps, targets, *, features_in_step: int = 1, baseline: Baseline = "black",
-    score: str = "softmax", absolute: bool = True, batch_size: int = 16, method_options: dict | None = None,
+    model, variables, images, maps=None, targets=None, *, method=None, options: dict | None = None,
+    features_in_step: int = 1, baseline: Baseline = "black",
+    score: str = "softmax", abs: bool = True, batch_size: int = 16,
 ) -> CurveScores:  # fmt: skip
     """Monotonicity (Arya et al. 2019, "One explanation does not fit all"): start from the `baseline`
-    image and put the image's pixels back, least relevant first (of the absolute map with `absolute`),
+    image and put the image's pixels back, least relevant first (of the absolute map with `abs`),
     `features_in_step` at a time; `per_image` is 1.0 where the class score never falls from a step to
     the next (`curve`), else 0.0; `aggregate` the fraction of such images. Higher is better.
     Quantus 0.6.0 replaces the baseline's pixels by the baseline again (its score never moves, every
     map scores True); here the image's pixels are put back, as the paper defines it."""
     _, _, after = ordered(
         "monotonicity", "insert", model, variables, images, maps, targets, features_in_step=features_in_step,
-        baseline=baseline, score=score, batch_size=batch_size, method_options=method_options, ascending=True,
-        absolute=absolute,
+        baseline=baseline, score=score, batch_size=batch_size, method=method, options=options, ascending=True,
+        abs=abs,
     )  # fmt: skip
     rising = jnp.all(jnp.diff(after, axis=-1) >= 0, axis=-1).astype(jnp.float32)
     return CurveScores(rising, rising.mean(), after)
 
 
 def sensitivity_n(
-    model, variables, images, maps, targets, *, features_in_step: int = 1, n_max_percentage: float = 0.8,
-    baseline: Baseline = "black", score: str = "softmax", batch_size: int = 16, method_options: dict | None = None,
+    model, variables, images, maps=None, targets=None, *, method=None, options: dict | None = None,
+    features_in_step: int = 1, n_max_percentage: float = 0.8,
+    baseline: Baseline = "black", score: str = "softmax", batch_size: int = 16,
 ) -> StepScores:  # fmt: skip
     """SensitivityN (Ancona et al., ICLR 2018), as Quantus computes it: remove pixels cumulatively,
     most relevant first, `features_in_step` at a time, for the first int(n_max_percentage x pixels /
@@ -292,7 +298,7 @@ def sensitivity_n(
         )
     before, sums, after = ordered(
         name, "remove", model, variables, images, maps, targets, features_in_step=features_in_step,
-        baseline=baseline, score=score, batch_size=batch_size, method_options=method_options, steps=steps,
+        baseline=baseline, score=score, batch_size=batch_size, method=method, options=options, steps=steps,
     )  # fmt: skip
     per_n = pearson((before[:, None] - after).T, sums.T)
     return StepScores(per_n, per_n.mean())
@@ -335,13 +341,14 @@ def _monotonicity_correlation(model, variables, images, maps, target, key, eps, 
 
 
 def monotonicity_correlation(
-    model, variables, images, maps, targets, *, features_in_step: int = 1, nr_samples: int = 100,
-    eps: float = 1e-5, baseline: Baseline = "uniform", key=None, absolute: bool = True, score: str = "softmax",
-    batch_size: int = 16, method_options: dict | None = None,
+    model, variables, images, maps=None, targets=None, *, method=None, options: dict | None = None,
+    features_in_step: int = 1, nr_samples: int = 100,
+    eps: float = 1e-5, baseline: Baseline = "uniform", key=None, abs: bool = True, score: str = "softmax",
+    batch_size: int = 16,
 ) -> Scores:  # fmt: skip
     """MonotonicityCorrelation (Nguyen & Martinez 2020, "On quantitative aspects of model
     interpretability"): replace each step of `features_in_step` pixels, least relevant first (of the absolute
-    map with `absolute`), alone by `baseline`, `nr_samples` times ("uniform": a fresh uniform [0, 1) value
+    map with `abs`), alone by `baseline`, `nr_samples` times ("uniform": a fresh uniform [0, 1) value
     per image and sample, `uniform_fills` of `key`; a fixed baseline makes the samples equal); the
     step's variance is the mean squared change of the class score y, over y^2 (when abs(y) >= eps).
     Per image, the Spearman correlation over the steps between the map's step sums and the variances.
@@ -349,7 +356,7 @@ def monotonicity_correlation(
     name = "monotonicity_correlation"
     check_steps(name, features_in_step, pixels_of(np.shape(images)), 2)
     check_count(name, "nr_samples", nr_samples, 1)
-    p = prepare(name, model, variables, images, maps, targets, score, method_options, absolute)
+    p = prepare(name, model, variables, images, maps, method, options, targets, score, abs)
     return scores(
         _monotonicity_correlation(
             model, p.variables, p.images, p.maps, p.target, random_key(key), jnp.float32(eps),

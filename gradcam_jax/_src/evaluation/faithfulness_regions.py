@@ -20,11 +20,10 @@ import numpy as np
 
 from gradcam_jax._src import targets as targets_lib
 from gradcam_jax._src.adapters import taps
-from gradcam_jax._src.evaluation.explain import Scores, scores
+from gradcam_jax._src.evaluation.explain import Scores, check_count, scores
 from gradcam_jax._src.evaluation.faithfulness import (
     Baseline,
     CurveScores,
-    check_count,
     curve_scores,
     prepare,
     replaced,
@@ -82,9 +81,9 @@ def _regions(model, variables, images, maps, target, key, *, patch_size, order, 
 
 
 def region_perturbation(
-    model, variables, images, maps, targets, *, patch_size: int = 8, order: str = "morf",
+    model, variables, images, maps=None, targets=None, *, method=None, options: dict | None = None,
+    patch_size: int = 8, order: str = "morf",
     regions_evaluation: int = 100, baseline: Baseline = "black", key=None, score: str = "softmax", batch_size: int = 16,
-    method_options: dict | None = None,
 ) -> CurveScores:  # fmt: skip
     """RegionPerturbation (Samek et al., IEEE TNNLS 2017): sum the map over `patch_size` patches, and
     replace the patches by `baseline` cumulatively in `order` ("morf": most relevant first, "lerf":
@@ -96,7 +95,7 @@ def region_perturbation(
         raise ValueError(f"{name}: order must be one of {ORDERS}; got {order!r}")
     check_patch(name, patch_size, images)
     check_count(name, "regions_evaluation", regions_evaluation, 1)
-    p = prepare(name, model, variables, images, maps, targets, score, method_options)
+    p = prepare(name, model, variables, images, maps, method, options, targets, score)
     steps = min(regions_evaluation, patch_ids(p.images.shape[1:-1], patch_size)[1])
     before, after = _regions(
         model, p.variables, p.images, p.maps, p.target, random_key(key), patch_size=patch_size, order=order,
@@ -107,8 +106,9 @@ def region_perturbation(
 
 
 def selectivity(
-    model, variables, images, maps, targets, *, patch_size: int = 8, baseline: Baseline = "black", score: str = "softmax",
-    batch_size: int = 16, method_options: dict | None = None,
+    model, variables, images, maps=None, targets=None, *, method=None, options: dict | None = None,
+    patch_size: int = 8, baseline: Baseline = "black", score: str = "softmax",
+    batch_size: int = 16,
 ) -> CurveScores:  # fmt: skip
     """Selectivity (Montavon et al., Digital Signal Processing 2018): replace `patch_size` patches by
     `baseline` cumulatively, most relevant (largest map sum) first, every patch; `curve` (B, patches)
@@ -116,7 +116,7 @@ def selectivity(
     `get_auc_score` per image). Lower is better."""
     name = "selectivity"
     check_patch(name, patch_size, images)
-    p = prepare(name, model, variables, images, maps, targets, score, method_options)
+    p = prepare(name, model, variables, images, maps, method, options, targets, score)
     steps = patch_ids(p.images.shape[1:-1], patch_size)[1]
     _, after = _regions(
         model, p.variables, p.images, p.maps, p.target, random_key(None), patch_size=patch_size, order="morf",
@@ -160,8 +160,9 @@ def _irof(model, variables, images, maps, target, segments, *, count, baseline, 
 
 
 def irof(
-    model, variables, images, maps, targets, *, segments=None, baseline: Baseline = "mean", score: str = "softmax",
-    batch_size: int = 16, method_options: dict | None = None,
+    model, variables, images, maps=None, targets=None, *, method=None, options: dict | None = None,
+    segments=None, baseline: Baseline = "mean", score: str = "softmax",
+    batch_size: int = 16,
 ) -> CurveScores:  # fmt: skip
     """IROF, iterative removal of features (Rieger & Hansen 2020): order each image's superpixels by
     their mean map value, replace them by `baseline` cumulatively, most relevant first, and follow
@@ -179,7 +180,7 @@ def irof(
     if segments.shape != np.shape(images)[:-1] or not np.issubdtype(segments.dtype, np.integer) or segments.min() < 0:
         raise ValueError(f"{name}: segments must be (B, *spatial) = {np.shape(images)[:-1]} labels >= 0; got "
                          f"{segments.dtype} {segments.shape}")  # fmt: skip
-    p = prepare(name, model, variables, images, maps, targets, score, method_options)
+    p = prepare(name, model, variables, images, maps, method, options, targets, score)
     aoc, ratio = _irof(
         model, p.variables, p.images, p.maps, p.target, jnp.asarray(segments, jnp.int32),
         count=int(segments.max()) + 1, baseline=baseline, batch_size=batch_size,
@@ -211,8 +212,9 @@ def _infidelity(model, variables, images, maps, target, *, patch_sizes, baseline
 
 
 def infidelity(
-    model, variables, images, maps, targets, *, perturb_patch_sizes: Sequence[int] = (4,), baseline: Baseline = "black",
-    score: str = "logit", batch_size: int = 16, method_options: dict | None = None,
+    model, variables, images, maps=None, targets=None, *, method=None, options: dict | None = None,
+    perturb_patch_sizes: Sequence[int] = (4,), baseline: Baseline = "black",
+    score: str = "logit", batch_size: int = 16,
 ) -> Scores:  # fmt: skip
     """Infidelity as Quantus 0.6.0 computes it (after Yeh et al., NeurIPS 2019): for each patch size,
     replace the patches by `baseline` cumulatively in raster order; at each step compare the drop of
@@ -226,7 +228,7 @@ def infidelity(
         raise ValueError(f"{name}: perturb_patch_sizes is empty: nothing would be perturbed")
     for size in sizes:
         check_patch(name, size, images)
-    p = prepare(name, model, variables, images, maps, targets, score, method_options)
+    p = prepare(name, model, variables, images, maps, method, options, targets, score)
     return scores(
         _infidelity(
             model, p.variables, p.images, p.maps, p.target, patch_sizes=sizes, baseline=baseline, batch_size=batch_size
@@ -254,9 +256,9 @@ def _sampled_infidelity(model, variables, images, maps, target, key, noise, *, n
 
 
 def sampled_infidelity(
-    model, variables, images, maps, targets, *, n_perturb_samples: int = 10, noise: float = 0.1,
+    model, variables, images, maps=None, targets=None, *, method=None, options: dict | None = None,
+    n_perturb_samples: int = 10, noise: float = 0.1,
     normalize: bool = False, key=None, score: str = "logit", batch_size: int = 16,
-    method_options: dict | None = None,
 ) -> Scores:  # fmt: skip
     """Infidelity as captum's `infidelity` computes it (Yeh et al., NeurIPS 2019), with Gaussian
     perturbations: I = `noise` x a standard normal draw of `key` per sample (`noise_draws`), the
@@ -266,7 +268,7 @@ def sampled_infidelity(
     check_count(name, "n_perturb_samples", n_perturb_samples, 1)
     if not noise > 0:
         raise ValueError(f"{name}: noise must be > 0 (noise {noise!r} perturbs nothing)")
-    p = prepare(name, model, variables, images, maps, targets, score, method_options)
+    p = prepare(name, model, variables, images, maps, method, options, targets, score)
     return scores(
         _sampled_infidelity(
             model, p.variables, p.images, p.maps, p.target, random_key(key), jnp.float32(noise),
@@ -295,11 +297,11 @@ def _sufficiency(model, variables, images, maps, threshold):
 
 
 def sufficiency(
-    model, variables, images, maps, targets, *, threshold: float = 0.6, absolute: bool = True,
-    method_options: dict | None = None,
+    model, variables, images, maps=None, targets=None, *, method=None, options: dict | None = None,
+    threshold: float = 0.6, abs: bool = True,
 ) -> Scores:  # fmt: skip
     """Sufficiency (Dasgupta et al., ICML 2022), as Quantus computes it: two images share an
-    explanation when the standardised Euclidean distance of their maps (`absolute`: of the absolute maps; each
+    explanation when the standardised Euclidean distance of their maps (`abs`: of the absolute maps; each
     pixel scaled by its variance over the batch), over the batch's largest such distance, is at most
     `threshold`; an image's score is the fraction of the others sharing its explanation that the
     model predicts (top-1) as the same class (0 when none shares it). Higher is better; needs B >= 2.
@@ -307,5 +309,5 @@ def sufficiency(
     name = "sufficiency"
     if np.shape(images)[0] < 2:
         raise ValueError(f"{name} compares the images of a batch: it needs at least 2; got {np.shape(images)[0]}")
-    p = prepare(name, model, variables, images, maps, targets, None, method_options, absolute)
+    p = prepare(name, model, variables, images, maps, method, options, targets, None, abs)
     return scores(_sufficiency(model, p.variables, p.images, p.maps, jnp.float32(threshold)))

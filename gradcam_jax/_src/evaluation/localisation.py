@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradcam_jax._src.evaluation.explain import Scores, maps_or_explained, normalised, scores
+from gradcam_jax._src.evaluation.explain import Scores, check_count, maps_or_explained, normalised, scores
+from gradcam_jax._src.metrics import sorted_average_ranks
 
 
 def map_shape(maps, images) -> tuple[int, ...] | None:
@@ -210,8 +211,8 @@ def top_k_intersection(
     (1 = as often as chance). Higher is better. `k` at most the pixels of a map."""
     shape = map_shape(maps, images)
     pixels = math.prod(shape[1:]) if shape is not None else None
-    if pixels is not None and not 1 <= k <= pixels:
-        raise ValueError(f"top_k_intersection: k must be in 1..{pixels} (the pixels of a map); got {k}")
+    if pixels is not None:
+        check_count("top_k_intersection", "k", k, 1, pixels)
     return localised("top_k_intersection", _top_k, maps, s_batch, model, variables, images, targets, method, options,
                      normalise, abs,
                      k=int(k), concept_influence=bool(concept_influence))  # fmt: skip
@@ -266,19 +267,6 @@ def relevance_rank_accuracy(
     size, the share of the map's K largest values that lie on the mask. Higher is better."""
     return localised("relevance_rank_accuracy", _rank, maps, s_batch, model, variables, images, targets, method,
                      options, normalise, abs)  # fmt: skip
-
-
-def sorted_average_ranks(a: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(order, ranks) of (B, N) values: the ascending order, and the 1-based rank of each value in that
-    order, tied values sharing their average rank (as scipy's rankdata); one sort, the rest linear."""
-    order = jnp.argsort(a, axis=-1)
-    ordered = jnp.take_along_axis(a, order, axis=-1)
-    index = jnp.broadcast_to(jnp.arange(a.shape[-1]), a.shape)
-    new = jnp.concatenate([jnp.ones_like(ordered[:, :1], bool), ordered[:, 1:] != ordered[:, :-1]], axis=-1)
-    last = jnp.concatenate([ordered[:, 1:] != ordered[:, :-1], jnp.ones_like(ordered[:, :1], bool)], axis=-1)
-    first = jax.lax.cummax(jnp.where(new, index, 0), axis=1)  # where each run of ties starts
-    end = jax.lax.cummin(jnp.where(last, index, a.shape[-1]), axis=1, reverse=True)  # ... and ends
-    return order, (first + end).astype(jnp.float32) / 2 + 1
 
 
 def _auc(a, s, *, spatial):

@@ -25,12 +25,20 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gradcam_jax._src import targets as targets_lib
 from gradcam_jax._src.adapters import taps
-from gradcam_jax._src.evaluation.explain import Scores, options_key, require_method, scores, traced_maps
-from gradcam_jax._src.evaluation.robustness import noise_draw, over_draws, quantus_maps
+from gradcam_jax._src.evaluation.explain import (
+    Scores,
+    check_count,
+    checked_indices,
+    normalised,
+    options_key,
+    require_method,
+    scores,
+    traced_maps,
+)
+from gradcam_jax._src.evaluation.robustness import noise_draw, over_draws
 from gradcam_jax._src.inputs import check_maps
 from gradcam_jax._src.methods.base import Explanation
 from gradcam_jax._src.methods.common import passes_per_step, random_key
@@ -66,11 +74,8 @@ def top1(model, variables, images) -> jax.Array:
 
 def class_indices(name, model, variables, images, targets) -> jax.Array:
     """`targets` (B,) as int32, or the model's top-1 classes for None; one-line error otherwise."""
-    if targets is None:
-        return jax.jit(top1, static_argnames="model")(model, variables, images)
-    if np.ndim(targets) != 1 or np.shape(targets)[0] != images.shape[0]:
-        raise ValueError(f"{name}: targets must be (B,) class indices; got shape {np.shape(targets)}")
-    return jnp.asarray(targets, jnp.int32)
+    indices = checked_indices(name, targets, images.shape[0])
+    return jax.jit(top1, static_argnames="model")(model, variables, images) if indices is None else indices
 
 
 def cascade(model, variables, images, order: str, depth: int = 1) -> list[list[str]]:
@@ -111,13 +116,13 @@ def mprt(
     def absolute(model, variables, images, targets, **options):
         result = explain(model, variables, images, targets, **options)
         found = result.map if isinstance(result, Explanation) else result
-        return Explanation(jnp.abs(found) if abs else jnp.asarray(found), jnp.zeros(images.shape[0]), targets)
+        return Explanation(normalised(found, False, abs), jnp.zeros(images.shape[0]), targets)
 
     if maps is None:
         maps = absolute(model, variables, images, indices, **(options or {})).map
     else:
         check_maps(maps, images)
-        maps = jnp.abs(jnp.asarray(maps, jnp.float32)) if abs else jnp.asarray(maps, jnp.float32)
+        maps = normalised(maps, False, abs)
     check = model_randomisation(
         absolute,
         model,
@@ -180,8 +185,7 @@ def smooth_mprt(
     the steps differ by the weights alone), compared with `maps` (None: the same smoothing on the
     trained model) by Spearman correlation of their absolute values. Lower is better."""
     explain = require_method(method, "smooth_mprt")
-    if samples < 1:
-        raise ValueError(f"smooth_mprt: samples must be at least 1; got {samples}")
+    check_count("smooth_mprt", "samples", samples, 1)
     images = jnp.asarray(images, jnp.float32)
     indices = class_indices("smooth_mprt", model, variables, images, targets)
     steps = cascade(model, variables, images, order, depth)
@@ -201,11 +205,11 @@ def smooth_mprt(
         maps = smooth(variables)
     else:
         check_maps(maps, images)
-    maps = quantus_maps(jnp.asarray(maps, jnp.float32), False, abs)
+    maps = normalised(jnp.asarray(maps, jnp.float32), False, abs)
     fresh = fresh_variables(model, init_key, (1, *images.shape[1:]))
     spatial = images.ndim - 2
     by_layer = [
-        spearman(maps, quantus_maps(smooth(randomised(variables, fresh, groups, depth)), False, abs), spatial)
+        spearman(maps, normalised(smooth(randomised(variables, fresh, groups, depth)), False, abs), spatial)
         for groups in steps
     ]
     return layer_scores([groups[-1] for groups in steps], jnp.stack(by_layer), average)
@@ -260,8 +264,8 @@ def efficient_mprt(
     groups = parameter_groups(model, variables, images)
     fresh = fresh_variables(model, init_key, (1, *images.shape[1:]))
     random_maps = run(randomised(variables, fresh, groups))
-    before = discrete_entropy(quantus_maps(jnp.asarray(maps, jnp.float32), normalise, abs), bins)
-    after = discrete_entropy(quantus_maps(random_maps, normalise, abs), bins)
+    before = discrete_entropy(normalised(jnp.asarray(maps, jnp.float32), normalise, abs), bins)
+    after = discrete_entropy(normalised(random_maps, normalise, abs), bins)
     return scores((after - before) / before)
 
 
@@ -305,8 +309,8 @@ def _random_logit(model, variables, images, maps, indices, key, normalise, absol
     if not given:
         maps = traced_maps(method, model, variables, images, indices, options)
     other = traced_maps(method, model, variables, images, off.astype(jnp.int32), options)
-    a = quantus_maps(maps.astype(jnp.float32), normalise, absolute)
-    return ssim_flat(a.reshape(a.shape[0], -1), quantus_maps(other, normalise, absolute).reshape(a.shape[0], -1))
+    a = normalised(maps.astype(jnp.float32), normalise, absolute)
+    return ssim_flat(a.reshape(a.shape[0], -1), normalised(other, normalise, absolute).reshape(a.shape[0], -1))
 
 
 def random_logit(

@@ -40,7 +40,20 @@ import numpy as np
 
 from gradcam_jax._src import targets as targets_lib
 from gradcam_jax._src.adapters import taps
-from gradcam_jax._src.evaluation.explain import Scores, options_key, require_method, resolve_method, scores, traced_maps
+from gradcam_jax._src.evaluation.explain import (
+    Scores,
+    baseline_values,
+    check_count,
+    check_images,
+    check_maps_or_method,
+    checked_indices,
+    normalised,
+    options_key,
+    require_method,
+    resolve_method,
+    scores,
+    traced_maps,
+)
 from gradcam_jax._src.inputs import check_maps
 from gradcam_jax._src.methods.common import passes_per_step, random_key
 
@@ -124,15 +137,6 @@ def translation_shifts(width: int, steps: int) -> np.ndarray:
     return -width + np.arange(1, steps + 1) * ((2 * width + 1) // steps)
 
 
-def quantus_maps(maps: jax.Array, normalise, absolute) -> jax.Array:
-    """`maps` (N, ...) as Quantus prepares them: divided by their maximum absolute value (each map by
-    its own; an all-zero map unchanged) if `normalise`, then in absolute value if `absolute` (bools,
-    traced or not)."""
-    top = jnp.abs(maps).max(axis=tuple(range(1, maps.ndim)), keepdims=True)
-    maps = jnp.where(normalise, maps / jnp.where(top > 0, top, 1.0), maps)
-    return jnp.where(absolute, jnp.abs(maps), maps)
-
-
 def norm(x: jax.Array) -> jax.Array:
     """(N, ...) -> (N,) L2 norm over every axis but the first."""
     return jnp.sqrt(jnp.sum(jnp.square(x.reshape(x.shape[0], -1)), axis=-1))
@@ -183,8 +187,8 @@ def _draws(
     indices = predicted if indices is None else indices
     if maps is None:
         maps = traced_maps(method, model, variables, images, indices, options)
-    maps = quantus_maps(maps.astype(jnp.float32), normalise, absolute)
-    fill = images.min(axis=tuple(range(1, images.ndim)), keepdims=True)  # Quantus's "black": each image's minimum
+    maps = normalised(maps.astype(jnp.float32), normalise, absolute)
+    fill = baseline_values(images, "black").reshape(-1, *(1,) * (images.ndim - 1))  # each image's minimum
 
     def perturb(i):
         if perturbation == "translation":
@@ -195,7 +199,7 @@ def _draws(
         n = draws.shape[0]
         moved = jax.vmap(perturb)(draws).reshape(n * b, *images.shape[1:])
         moved_maps = traced_maps(method, model, variables, moved, jnp.tile(indices, n), options)
-        moved_maps = quantus_maps(moved_maps, normalise, absolute)
+        moved_maps = normalised(moved_maps, normalise, absolute)
         if outputs:
             moved_logits, moved_hidden = forward(moved)
         else:  # not asked for: the top-1 "unchanged", the output norms 0
@@ -242,18 +246,13 @@ def measured(setting: Setting, d: Draws) -> jax.Array:
 def _run(name, model, variables, images, maps, targets, method, options, key, setting: Setting, batch_size) -> Scores:
     """Checks (one line each, before any tracing), then the metric's program."""
     explain = require_method(method, name)
+    check_images(name, images)
     images = jnp.asarray(images)
-    if images.ndim not in (3, 4, 5):
-        raise ValueError(f"{name}: images must be (B, *spatial, C) with 1 to 3 spatial axes; got shape {images.shape}")
     if maps is not None:
         check_maps(maps, images)
         maps = jnp.asarray(maps, jnp.float32)
-    if targets is not None:
-        if np.ndim(targets) != 1 or np.shape(targets)[0] != images.shape[0]:
-            raise ValueError(f"{name}: targets must be (B,) class indices; got shape {np.shape(targets)}")
-        targets = jnp.asarray(targets, jnp.int32)
-    if setting.count < 1:
-        raise ValueError(f"{name}: the number of draws must be at least 1; got {setting.count}")
+    targets = checked_indices(name, targets, images.shape[0])
+    check_count(name, "the number of draws", setting.count, 1)
     draws = _draws(
         model,
         taps.prepare(model, variables),
@@ -517,10 +516,7 @@ def continuity(
     Lower is better."""
     require_method(method, "continuity")
     width = np.shape(images)[-2] if np.ndim(images) >= 3 else 0
-    if steps < 1 or steps > 2 * width + 1:
-        raise ValueError(
-            f"continuity: steps must be in 1..{2 * width + 1} (2 x width + 1) to shift at all; got {steps}"
-        )
+    check_count("continuity", "steps", steps, 1, 2 * width + 1)
     setting = Setting(
         "continuity", "translation", 0.0, 0.0, int(steps), "max", nan_when_prediction_changes, normalise, abs
     )
@@ -548,7 +544,7 @@ def _consistency(model, variables, images, maps, indices, *, method, options, ho
     if maps is None:
         indices = predicted.astype(jnp.int32) if indices is None else indices
         maps = traced_maps(method, model, variables, images, indices, options)
-    maps = quantus_maps(maps.astype(jnp.float32), normalise, absolute)
+    maps = normalised(maps.astype(jnp.float32), normalise, absolute)
     codes = discretised(maps.reshape(maps.shape[0], -1), how, n)
     others = ~jnp.eye(images.shape[0], dtype=bool)
     alike = (codes[:, None] == codes[None]).all(-1) & others
@@ -574,8 +570,7 @@ def consistency(
     to the same code (`discretised`; `n` 5 for "top_n_sign", 2 decimals for "floating_points"),
     the fraction the model gives the same top-1 class (0 where none is alike). Scored on `maps`, or
     `method`'s for `targets` (None: top-1). Higher is better."""
-    if maps is None and method is None:
-        raise ValueError("consistency needs maps or a method to compute them")
+    check_maps_or_method("consistency", maps, method)
     if discretise not in DISCRETISATIONS:
         raise ValueError(f"consistency: unknown discretise {discretise!r}; choose from {', '.join(DISCRETISATIONS)}")
     images = jnp.asarray(images)
