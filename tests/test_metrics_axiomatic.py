@@ -190,7 +190,7 @@ def test_completeness_of_a_linear_model_by_hand(shape):
     white = x.reshape(B, -1).max(axis=1).reshape(-1, *(1,) * len(shape))
     np.testing.assert_array_equal(
         metrics.completeness(
-            model, variables, x, ((x - white) * w).sum(-1), TARGETS, normalise=False, baseline="white"
+            model, variables, x, ((x - white) * w).sum(-1), TARGETS, normalise=False, perturb_baseline="white"
         ).per_image,
         1.0,
     )
@@ -207,7 +207,7 @@ def test_non_sensitivity_of_a_linear_model_by_hand(shape):
     ignored_values = 2 * int(np.prod(shape[1:]))
     # the logit moves by |w (x - 10)| >> 1e-4 wherever w != 0 ("black", the image's minimum, would
     # not move the one value that is the minimum)
-    logit: dict[str, Any] = {"score": "logit", "eps": 1e-4, "baseline": 10.0}
+    logit: dict[str, Any] = {"score": "logit", "eps": 1e-4, "perturb_baseline": 10.0}
     assert float(metrics.non_sensitivity(model, variables, x, right, TARGETS, **logit).aggregate) == 0.0
     everywhere = np.ones((B, *shape[:-1]), np.float32)
     np.testing.assert_array_equal(
@@ -251,7 +251,7 @@ def test_bad_input_is_one_line():
         (lambda: metrics.input_invariance(model, variables, x, np.zeros((B, 6, 5)), TARGETS), "method="),
         (lambda: metrics.completeness(model, variables, x, targets=TARGETS), "maps="),
         (lambda: metrics.non_sensitivity(model, variables, x, np.zeros((B, 6)), TARGETS), "maps must be"),
-        (lambda: metrics.completeness(model, variables, x, targets=TARGETS, method=never_run, baseline="grey"), "baseline"),
+        (lambda: metrics.completeness(model, variables, x, targets=TARGETS, method=never_run, perturb_baseline="grey"), "baseline"),
         (lambda: metrics.non_sensitivity(model, variables, x, targets=TARGETS, method=never_run, features_in_step=0), "features_in_step"),
     ]  # fmt: skip
     for call, words in cases:

@@ -87,7 +87,7 @@ def completeness(
     *,
     method: str | Callable | None = None,
     options: Mapping | None = None,
-    baseline: str | float = "black",
+    perturb_baseline: str | float = "black",
     score: str = "logit",
     rtol: float = 1e-5,
     atol: float = 1e-6,
@@ -97,13 +97,13 @@ def completeness(
 ) -> Scores:
     """Completeness (Sundararajan et al., ICML 2017; Quantus `Completeness`): 1 where the map's sum
     equals the `score`'s change from `images` to the baseline image (every value replaced by
-    `baseline`, `baseline_values`), within `rtol` (relative to the change) plus `atol`; else 0.
+    `perturb_baseline`, Quantus's fill: "black" each image's minimum, `baseline_values`), within `rtol` (relative to the change) plus `atol`; else 0.
     Higher is better. Quantus normalises by default, which rescales the sum: pass `normalise=False` to
     test raw attributions (integrated gradients' are complete up to their step error)."""
     images, found, variables, target = _checked("completeness", model, variables, images, targets, maps, method,
-                                                options, score, baseline)  # fmt: skip
+                                                options, score, perturb_baseline)  # fmt: skip
     sums = normalised(found, normalise, abs).reshape(found.shape[0], -1).sum(axis=-1)
-    fill = baseline_values(images, baseline)
+    fill = baseline_values(images, perturb_baseline)
     return scores(_completeness(model, variables, images, sums, target, fill, jnp.float32(rtol), jnp.float32(atol),
                                 batch_size=batch_size))  # fmt: skip
 
@@ -144,7 +144,7 @@ def non_sensitivity(
     options: Mapping | None = None,
     eps: float = 1e-5,
     features_in_step: int = 1,
-    baseline: str | float = "black",
+    perturb_baseline: str | float = "black",
     score: str = "softmax",
     abs: bool = True,
     normalise: bool = True,
@@ -152,14 +152,14 @@ def non_sensitivity(
 ) -> Scores:
     """Non-sensitivity (Nguyen and Martinez 2020; Quantus `NonSensitivity`): each input value (each
     channel of each pixel, in runs of `features_in_step` in channel-first order) is replaced by
-    `baseline` in turn; the count of those where "the score moved by less than `eps`" and "the
+    `perturb_baseline` (Quantus's fill, as `completeness`) in turn; the count of those where "the score moved by less than `eps`" and "the
     map (the pixel's value, on every channel) is below `eps`" disagree. Lower is better (0: relevance
     exactly where the model reacts). One forward pass of the batch per group, `batch_size` images a pass."""
     check_count("non_sensitivity", "features_in_step", features_in_step, 1,
                 math.prod(np.shape(images)[1:]))  # fmt: skip
     images, found, variables, target = _checked("non_sensitivity", model, variables, images, targets, maps, method,
-                                                options, score, baseline)  # fmt: skip
-    fill = baseline_values(images, baseline)
+                                                options, score, perturb_baseline)  # fmt: skip
+    fill = baseline_values(images, perturb_baseline)
     a = normalised(found, normalise, abs)
     return scores(_non_sensitivity(model, variables, images, a, target, fill, jnp.float32(eps), batch_size=batch_size,
                                    step=int(features_in_step)))  # fmt: skip
