@@ -202,14 +202,15 @@ class ZBox(Rule):
 
 @dataclasses.dataclass(frozen=True)
 class Flat(Rule):
-    """LRP-flat (zennit `Flat`): relevance spread evenly over each output's receptive field."""
+    """LRP-flat (zennit `Flat`): relevance spread evenly over each output's receptive field. As zennit's
+    (`zero_bias`), the bias is zero, not one: the denominator counts the receptive field's inputs only."""
 
     epsilon: float = 1e-6
     name = "flat"
     first_layer_only = True
 
     def terms(self, x, low=None, high=None):
-        return [Term(1.0, jnp.ones_like(x), ONES, ONES, 0)]
+        return [Term(1.0, jnp.ones_like(x), ONES, None, 0)]
 
 
 @dataclasses.dataclass(frozen=True)
