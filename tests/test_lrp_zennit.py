@@ -9,7 +9,7 @@ Like for like, written down:
   LRN and global average pool are layers (LRN: zennit's `Pass`, as its composites map normalisations;
   the pool: `Norm`, a proportional split). The zennit twin of GoogLeNet therefore holds its two LRNs
   as modules mapped to `Pass` in the composite's `layer_map` and its pool5 as an `AdaptiveAvgPool2d`
-  (zennit: `Norm`); `torch_googlenet.TorchGoogLeNet` calls both as functions (their gradients).
+  (zennit: `Norm`): `torch_googlenet.HookableGoogLeNet`; `TorchGoogLeNet` calls both as functions.
 - zennit's attributor starts from a one-hot relevance at the output, this library (as captum) from the
   logit: zennit's relevance is multiplied by the logit.
 - The relevance is compared at the first convolution's input: Caffe's BGR image minus the mean (both
@@ -38,7 +38,6 @@ import pytest
 torch = pytest.importorskip("torch")
 zennit = pytest.importorskip("zennit")
 
-import torch.nn.functional as F  # noqa: E402
 from zennit import composites as zc  # noqa: E402
 from zennit.attribution import Gradient  # noqa: E402
 from zennit.canonizers import SequentialMergeBatchNorm  # noqa: E402
@@ -85,40 +84,9 @@ def out_size(model) -> int:
 # ---- GoogLeNet -------------------------------------------------------------------------------------
 
 
-class LRN(torch.nn.Module):
-    """Caffe's LRN as a module, so that a composite can map it (to `Pass`)."""
-
-    def forward(self, x):
-        return tg.lrn(x)
-
-
-class ZennitGoogLeNet(tg.TorchGoogLeNet):
-    """The port with its LRNs and pool5 as modules (module doc); the same weights and function."""
-
-    def __init__(self):
-        super().__init__()
-        self.norm1, self.norm2, self.pool5 = LRN(), LRN(), torch.nn.AdaptiveAvgPool2d(1)
-
-    def features(self, images):
-        x = images.flip(1) - self.bgr_mean
-        x = self.norm1(tg.max_pool(F.relu(self.conv1["7x7_s2"](x)), 3, 2))
-        x = F.relu(self.conv2["3x3"](F.relu(self.conv2["3x3_reduce"](x))))
-        x = tg.max_pool(self.norm2(x), 3, 2)
-        for stage in tg.INCEPTIONS:
-            x = self.get_submodule(stage)(x)
-            if stage in ("inception_3b", "inception_4e"):
-                x = tg.max_pool(x, 3, 2)
-        return x
-
-    def head(self, features):
-        return self.loss3["classifier"](self.pool5(features).flatten(1))
-
-
 @pytest.fixture(scope="module")
 def zennit_googlenet():
-    model = ZennitGoogLeNet()
-    model.load_state_dict(tg.load_bvlc().state_dict())
-    return model.eval()
+    return tg.load_bvlc(hookable=True)
 
 
 def box_bounds():
@@ -134,10 +102,10 @@ def composites_for(name: str):
         theirs = zc.EpsilonGammaBox(
             low=torch.from_numpy(low).view(1, 3, 1, 1).expand(1, 3, 224, 224),
             high=torch.from_numpy(high).view(1, 3, 1, 1).expand(1, 3, 224, 224),
-            layer_map=[(LRN, Pass())],
+            layer_map=[(tg.LRN, Pass())],
         )
         return C.epsilon_gamma_box(tuple(low), tuple(high)), theirs
-    return name, getattr(zc, name)(layer_map=[(LRN, Pass())])
+    return name, getattr(zc, name)(layer_map=[(tg.LRN, Pass())])
 
 
 OURS: dict[str, gj.Explanation] = {}  # the GoogLeNet explanations, shared by the peak test
