@@ -6,7 +6,8 @@ relevance, each layer sharing it among its inputs by its rule, down to the first
     map        = normalise( relu( sum_c relevance ) )
 
 One forward pass (each rule-bearing layer also runs its modified copies: z+ two, alpha-beta and gamma
-four) and one backward pass per target column. The relevance of a bias-free ReLU network under LRP-0
+four, half of them skipped where the layer's input has no negative entry) and one backward pass per
+target column. The relevance of a bias-free ReLU network under LRP-0
 sums to the explained logit (conservation); biases and stabilisers absorb some. `composite` is a name
 ("EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox",
 "Epsilon") or a `Composite` (`gradcam_jax.relevance`). The explained score is the logit (as zennit's
