@@ -109,6 +109,38 @@ class TorchGoogLeNet(nn.Module):
         return self.head(self.features(images))
 
 
+class LRN(nn.Module):
+    """Caffe's LRN as a module (`lrn`), so that LRP composites can map it (zennit: to `Pass`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return lrn(x)
+
+
+class HookableGoogLeNet(TorchGoogLeNet):
+    """The same network with its two LRNs and pool5 as modules (`LRN`, `AdaptiveAvgPool2d`) rather than
+    functions: LRP libraries (zennit) give modules their rules and pass functions by their gradients,
+    while gradcam_jax's LRP passes relevance through an LRN (`Pass`) and splits it at the pool (`Norm`).
+    Same parameters, same state_dict keys, same outputs."""
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__(num_classes)
+        self.norm1, self.norm2, self.pool5 = LRN(), LRN(), nn.AdaptiveAvgPool2d(1)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.flip(1) - self.bgr_mean
+        x = self.norm1(max_pool(F.relu(self.conv1["7x7_s2"](x)), 3, 2))
+        x = F.relu(self.conv2["3x3"](F.relu(self.conv2["3x3_reduce"](x))))
+        x = max_pool(self.norm2(x), 3, 2)
+        for stage in INCEPTIONS:
+            x = self.get_submodule(stage)(x)
+            if stage in ("inception_3b", "inception_4e"):
+                x = max_pool(x, 3, 2)
+        return x
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.loss3["classifier"](self.pool5(features).flatten(1))
+
+
 def state_dict_from_flax(params: dict) -> dict[str, torch.Tensor]:
     """torch state_dict from Flax params {stage: {layer: {kernel, bias}}}: conv HWIO -> OIHW,
     Dense (in, out) -> (out, in)."""
@@ -122,10 +154,11 @@ def state_dict_from_flax(params: dict) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_bvlc(path: str | Path | None = None) -> TorchGoogLeNet:
-    """The BVLC GoogLeNet with the weights in `path` (default: the file shipped with gradcam_jax), in eval mode."""
+def load_bvlc(path: str | Path | None = None, *, hookable: bool = False) -> TorchGoogLeNet:
+    """The BVLC GoogLeNet with the weights in `path` (default: the file shipped with gradcam_jax), in
+    eval mode; `hookable`: the `HookableGoogLeNet` variant (LRNs and pool5 as modules, for LRP)."""
     variables = read_variables(Path(path) if path is not None else bundled_path())
-    model = TorchGoogLeNet()
+    model = HookableGoogLeNet() if hookable else TorchGoogLeNet()
     model.load_state_dict(state_dict_from_flax(variables["params"]), strict=True)
     return model.eval()
 

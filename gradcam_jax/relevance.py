@@ -18,6 +18,7 @@ from gradcam_jax._src.relevance.composites import (
 from gradcam_jax._src.relevance.rules import (
     RULES,
     AlphaBeta,
+    DetachedStd,
     Epsilon,
     Flat,
     Gamma,
@@ -34,6 +35,7 @@ __all__ = [
     "RULES",
     "AlphaBeta",
     "Composite",
+    "DetachedStd",
     "Epsilon",
     "Flat",
     "Gamma",

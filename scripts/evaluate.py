@@ -86,6 +86,7 @@ ORDER = [
     "saliency",
     "input_x_gradient",
     "deeplift",
+    "lrp",
     "gradient_shap",
     "feature_ablation",
     "shapley_sampling",

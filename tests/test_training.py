@@ -67,8 +67,30 @@ OPTIONS = {
 }
 
 
+# Maps that are not differentiable: LRP's rules are modified gradients (stop_gradient inside), so
+# jax.grad of their maps is refused in one line rather than silently wrong.
+NOT_DIFFERENTIABLE = {"lrp"}
+
+
 def test_every_method_is_covered():  # the attention methods need a ViT: tests/test_transformers.py
-    assert set(OPTIONS) | set(ATTENTION_METHODS) == set(METHODS)
+    assert set(OPTIONS) | set(ATTENTION_METHODS) | NOT_DIFFERENTIABLE == set(METHODS)
+
+
+@pytest.mark.parametrize("wrt", ["variables", "images"])
+def test_differentiating_an_lrp_map_is_refused_in_one_line(wrt):
+    with jax.enable_x64(True):
+        model = Net()
+        images = jax.random.uniform(jax.random.key(1), (2, 8, 8, 3), jnp.float64)
+        variables = model.init(jax.random.key(0), images)
+        targets = jnp.array([0, 2])
+        forward = METHODS["lrp"](model, variables, images, targets)  # the map itself runs
+        assert forward.map.shape == (2, 8, 8)
+
+        def loss(variables, images):
+            return METHODS["lrp"](model, variables, images, targets).map.sum()
+
+        with pytest.raises(TypeError, match="lrp maps cannot be differentiated"):
+            jax.grad(loss, argnums=0 if wrt == "variables" else 1)(variables, images)
 
 
 @pytest.mark.parametrize("name", sorted(OPTIONS))

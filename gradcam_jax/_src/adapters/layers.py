@@ -117,7 +117,8 @@ def has_parameters(module) -> bool:
 
 
 def linear(module) -> Linear:
-    """The `Linear` view of a layer `kind` calls LINEAR, inside the model's trace."""
+    """The `Linear` view of a layer `kind` calls LINEAR, inside the model's trace (a Keras layer's
+    fused activation left out of `apply`: `fused_activation`)."""
     if isinstance(module, nn.Module):
         params = module.variables["params"]
         unbound = module.clone(parent=None)
@@ -158,7 +159,13 @@ def linear(module) -> Linear:
     if bias is not None and getattr(module, "data_format", "channels_last") == "channels_first":
         bias = jnp.reshape(bias, (-1, *[1] * (len(module.kernel.shape) - 2)))  # (C, 1, 1): against (B, C, H, W)
 
+    fused = fused_activation(module)
+
     def apply_keras(kernel, bias, x):
+        if fused:  # the linear map alone: the rules act on it, the activation after it passes relevance
+            keras = sys.modules["keras"]
+            y = module.convolution_op(x, kernel) if hasattr(module, "convolution_op") else keras.ops.matmul(x, kernel)
+            return y if bias is None else y + bias
         if use_bias:
             weights = [kernel, jnp.zeros_like(module.bias.value) if bias is None else bias.reshape(-1)]
         else:
@@ -166,6 +173,17 @@ def linear(module) -> Linear:
         return module.stateless_call(weights, [], x)[0]
 
     return Linear(module.kernel.value, bias, apply_keras)
+
+
+def fused_activation(module) -> bool:
+    """Whether a linear layer applies an activation of its own (Keras `Conv2D(..., activation="relu")`):
+    its output is then not the linear map's, so `Linear.apply` leaves the activation out and no batch
+    norm after it is folded into it."""
+    keras = sys.modules.get("keras")
+    if keras is None or not isinstance(module, keras.layers.Layer):
+        return False
+    activation = getattr(module, "activation", None)
+    return activation is not None and activation is not keras.activations.linear
 
 
 def first_output(out):
@@ -177,6 +195,8 @@ def affine(module, args: tuple, y_shape, dtype) -> tuple[jax.Array, jax.Array]:
     """(scale, shift), each of the output's shape, of a batch norm in inference mode, an elementwise
     affine map y = scale * x + shift: read by running the layer on zeros and ones (any library's
     parameters and statistics, as it applies them)."""
+    if isinstance(module, nn.Module):  # a bound linen module cannot be called again inside its own call
+        return _linen_batch_norm(module, y_shape, dtype)
     rest = args[1:]  # an Equinox batch norm's state
     zero = first_output(module(jnp.zeros(y_shape, dtype), *rest))
     one = first_output(module(jnp.ones(y_shape, dtype), *rest))
@@ -238,3 +258,26 @@ def norm(module, x: jax.Array) -> Norm:
     bias = getattr(module, "beta", None) if centred else None
     scale, bias = (None if v is None else v.value for v in (scale, bias))
     return Norm(_along(scale, x, axes, 1.0), _along(bias, x, axes, 0.0), module.epsilon, axes, centred)
+
+
+def _linen_batch_norm(module, y_shape, dtype) -> tuple[jax.Array, jax.Array]:
+    """(scale, shift) of a linen `nn.BatchNorm` in inference mode, from its running statistics by
+    its formula (scale * (x - mean) / sqrt(var + epsilon) + bias). Calling the module again from the
+    interceptor that sees its output re-creates its variables (linen's NameInUseError), and an
+    unbound copy would miss a `use_running_average` given at call time."""
+    params = module.variables.get("params", {})
+    stats = module.variables["batch_stats"]
+    axes = (module.axis,) if isinstance(module.axis, int) else tuple(module.axis)
+    axes = tuple(a % len(y_shape) for a in axes)
+    shape = tuple(n if i in axes else 1 for i, n in enumerate(y_shape))
+
+    def feature(a):
+        return jnp.reshape(jnp.asarray(a, dtype), shape)
+
+    scale = jax.lax.rsqrt(feature(stats["var"]) + module.epsilon)
+    if module.use_scale:
+        scale = scale * feature(params["scale"])
+    shift = -feature(stats["mean"]) * scale
+    if module.use_bias:
+        shift = shift + feature(params["bias"])
+    return jnp.broadcast_to(scale, y_shape), jnp.broadcast_to(shift, y_shape)

@@ -1,12 +1,13 @@
 """Layer-wise relevance propagation (Bach et al., PLoS ONE 2015; Montavon et al. 2019), with zennit's
-rules and composites (`gradcam_jax._src.relevance`): the class's logit is sent back layer by layer as
+rules and composites (`gradcam_jax.relevance`): the class's logit is sent back layer by layer as
 relevance, each layer sharing it among its inputs by its rule, down to the first linear layer's input.
 
     relevance  (B, [K,] *spatial, C)   at the input of the first Dense/Conv layer the model calls
     map        = normalise( relu( sum_c relevance ) )
 
 One forward pass (each rule-bearing layer also runs its modified copies: z+ two, alpha-beta and gamma
-four) and one backward pass per target column. The relevance of a bias-free ReLU network under LRP-0
+four, half of them skipped where the layer's input has no negative entry) and one backward pass per
+target column. The relevance of a bias-free ReLU network under LRP-0
 sums to the explained logit (conservation); biases and stabilisers absorb some. `composite` is a name
 ("EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox",
 "Epsilon") or a `Composite` (`gradcam_jax.relevance`). The explained score is the logit (as zennit's
@@ -22,6 +23,7 @@ sums and reshapes. A layer with parameters that no rule covers is an error namin
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 
 import jax
@@ -33,6 +35,22 @@ from gradcam_jax._src.gradients import column_cotangents
 from gradcam_jax._src.methods.base import Explanation, register
 from gradcam_jax._src.methods.common import target_scores
 from gradcam_jax._src.relevance import composites, propagate
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def not_differentiable(relevance: jax.Array, method: str) -> jax.Array:
+    """`relevance` unchanged; differentiating it is a one-line error. The rules' backward passes hold
+    `stop_gradient`s, so jax.grad through them would run and give a derivative that is not the map's:
+    a training loss on LRP maps would silently optimise something else."""
+    return relevance
+
+
+@not_differentiable.defjvp
+def _refuse(method, primals, tangents):
+    raise TypeError(
+        f"{method} maps cannot be differentiated (LRP's rules are modified gradients, with stop_gradient "
+        "inside); for a loss on maps use input_x_gradient, integrated_gradients or grad_cam"
+    )
 
 
 def input_relevance(
@@ -63,7 +81,7 @@ def input_relevance(
     (relevance,) = jax.vmap(vjp, out_axes=1)(column_cotangents(scores))
     if holder["moves"]:  # a channel-first model: its first layer's input is (B, C, *s)
         relevance = jnp.moveaxis(relevance, 2, -1)
-    return maps.float32_or_wider(relevance), scores, target
+    return not_differentiable(maps.float32_or_wider(relevance), method), scores, target
 
 
 @register("lrp", score=None)

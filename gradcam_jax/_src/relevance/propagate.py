@@ -35,6 +35,7 @@ class LayerCall(NamedTuple):
     conv: bool
     parameters: bool  # holds parameters of its own
     normalisation: bool  # parameter-free normalisation (LRN)
+    fused: bool  # a linear layer with an activation of its own (Keras)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +71,8 @@ class _Recorder(taps.Tapped):
         x = call.args[0] if call.args else None
         self.calls.append(
             LayerCall(path, layers.type_name(module), kind, "Conv" in layers.type_name(module),
-                      kind == layers.LINEAR or layers.has_parameters(module), layers.is_normalisation(module))
+                      kind == layers.LINEAR or layers.has_parameters(module), layers.is_normalisation(module),
+                      layers.fused_activation(module))
         )  # fmt: skip
         self.inputs[path], self.outputs[path] = x, out
         if kind == layers.LINEAR and hasattr(x, "shape"):
@@ -117,7 +119,8 @@ def plan(model, variables, images, composite: Composite, method: str = "lrp") ->
             raise ValueError(f"{method}: the {rule.name} rule is for the first layer ({first}), not {c.path}")
         chosen[c.path] = rule
     folded, passing, norms, kept = {}, set(), set(), set()
-    by_output = {id(recorder.outputs[c.path]): c.path for c in linear}
+    # a batch norm folds into the linear layer whose output it takes (not past a fused activation)
+    by_output = {id(recorder.outputs[c.path]): c.path for c in linear if not c.fused}
     for c in calls:
         if c.kind == layers.BATCH_NORM:
             source = by_output.get(id(recorder.inputs[c.path]))
@@ -181,7 +184,7 @@ class Propagating(taps.Tapped):
             rule = self.rules[path]
             if rule.gradient and path != self.plan.first:  # LRP-0 in g = R / a terms: the layer's own gradient
                 return out
-            if isinstance(rule, R.Epsilon) and path != self.plan.first:
+            if isinstance(rule, R.Epsilon) and path != self.plan.first and not layers.fused_activation(module):
                 return R.epsilon_output(out, rule.epsilon)
             return R.apply_rule(rule, x, out, linear_parts(module), self.probe_at(path, x))
         if path in self.folded:

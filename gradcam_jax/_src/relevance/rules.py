@@ -77,6 +77,7 @@ class Term(NamedTuple):
     bias: str | None
     denominator: int
     mask: Callable[[jax.Array], jax.Array] | None = None
+    negative_inputs: bool = False  # u is x- (zero wherever x >= 0: `apply_rule` skips it then)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,9 +127,9 @@ class Gamma(Rule):
         xp, xn = positive(x), negative(x)
         return [
             Term(1.0, xp, f"gamma+{self.gamma}", f"gamma+{self.gamma}", 0, above),
-            Term(1.0, xn, f"gamma-{self.gamma}", None, 0, above),
+            Term(1.0, xn, f"gamma-{self.gamma}", None, 0, above, True),
             Term(1.0, xp, f"gamma-{self.gamma}", f"gamma-{self.gamma}", 1, below),
-            Term(1.0, xn, f"gamma+{self.gamma}", None, 1, below),
+            Term(1.0, xn, f"gamma+{self.gamma}", None, 1, below, True),
         ]
 
     def denominators(self, outputs):
@@ -153,9 +154,9 @@ class AlphaBeta(Rule):
         xp, xn = positive(x), negative(x)
         return [
             Term(self.alpha, xp, POSITIVE, POSITIVE, 0),
-            Term(self.alpha, xn, NEGATIVE, None, 0),
+            Term(self.alpha, xn, NEGATIVE, None, 0, negative_inputs=True),
             Term(-self.beta, xp, NEGATIVE, NEGATIVE, 1),
-            Term(-self.beta, xn, POSITIVE, None, 1),
+            Term(-self.beta, xn, POSITIVE, None, 1, negative_inputs=True),
         ]
 
     def denominators(self, outputs):
@@ -170,7 +171,10 @@ class ZPlus(Rule):
     name = "zplus"
 
     def terms(self, x, low=None, high=None):
-        return [Term(1.0, positive(x), POSITIVE, POSITIVE, 0), Term(1.0, negative(x), NEGATIVE, None, 0)]
+        return [
+            Term(1.0, positive(x), POSITIVE, POSITIVE, 0),
+            Term(1.0, negative(x), NEGATIVE, None, 0, negative_inputs=True),
+        ]
 
     def denominators(self, outputs):
         return [outputs[0] + outputs[1]]
@@ -202,14 +206,15 @@ class ZBox(Rule):
 
 @dataclasses.dataclass(frozen=True)
 class Flat(Rule):
-    """LRP-flat (zennit `Flat`): relevance spread evenly over each output's receptive field."""
+    """LRP-flat (zennit `Flat`): relevance spread evenly over each output's receptive field. As zennit's
+    (`zero_bias`), the bias is zero, not one: the denominator counts the receptive field's inputs only."""
 
     epsilon: float = 1e-6
     name = "flat"
     first_layer_only = True
 
     def terms(self, x, low=None, high=None):
-        return [Term(1.0, jnp.ones_like(x), ONES, ONES, 0)]
+        return [Term(1.0, jnp.ones_like(x), ONES, None, 0)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,7 +269,8 @@ def apply_rule(rule: Rule, x: jax.Array, z: jax.Array, parts: Parts, probe=None)
     `probe`: a zero array like x (the first layer): d score / d probe is then R_x."""
     terms = rule.terms(x)
     scale = 1.0 if probe is None else 1.0 + probe
-    outputs = [parts.linear(t.inputs, t.kernel) + parts.bias(t.bias) for t in terms]
+    linear_of = _skipping_negative_inputs(parts.linear, x, skip=probe is None)  # the first layer: never
+    outputs = [linear_of(t.inputs, t.kernel, t.negative_inputs) + parts.bias(t.bias) for t in terms]
     denominators = [stabilize(d, rule.stabilizer) for d in rule.denominators(outputs)]
     z_stop = jax.lax.stop_gradient(z)
     out = z_stop
@@ -272,9 +278,26 @@ def apply_rule(rule: Rule, x: jax.Array, z: jax.Array, parts: Parts, probe=None)
         weight = z_stop / denominators[term.denominator]
         if term.mask is not None:
             weight = jnp.where(term.mask(z_stop), weight, 0)
-        linear = parts.linear(term.inputs * scale, term.kernel)
+        linear = linear_of(term.inputs * scale, term.kernel, term.negative_inputs)
         out = out + term.sign * (linear - jax.lax.stop_gradient(linear)) * jax.lax.stop_gradient(weight)
     return out
+
+
+def _skipping_negative_inputs(linear: Callable[[jax.Array, str], jax.Array], x: jax.Array, skip: bool):
+    """`linear(u, how, negative_inputs)`: the layer on u, or zeros without running it where u = x- and
+    x has no negative entry. Above the first layer a layer's input is nearly always a ReLU's output
+    (or pooled from one): the x- terms of z+, alpha-beta and gamma are then convolutions of zeros,
+    as costly as the rest of the rule. The test is on the values (`lax.cond`), so a negative input
+    still gets its terms; under a `vmap` of the images the cond runs both branches, as before."""
+    nonnegative = jnp.all(x >= 0) if skip else None
+
+    def linear_of(u: jax.Array, how: str, negative_inputs: bool) -> jax.Array:
+        if not (skip and negative_inputs):
+            return linear(u, how)
+        shape = jax.eval_shape(lambda u: linear(u, how), u)
+        return jax.lax.cond(nonnegative, lambda u: jnp.zeros(shape.shape, shape.dtype), lambda u: linear(u, how), u)
+
+    return linear_of
 
 
 def epsilon_output(z: jax.Array, epsilon: float) -> jax.Array:
