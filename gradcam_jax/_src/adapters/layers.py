@@ -136,13 +136,13 @@ def linear(module) -> Linear:
 
         def apply_nnx(kernel, bias, x):
             copy = nnx.merge(graphdef, jax.tree.map(lambda a: a, state))
-            copy.kernel.value = kernel
+            copy.kernel[...] = kernel  # `var[...]`: flax 0.12 deprecates `.value`
             if copy.bias is not None:
-                copy.bias.value = jnp.zeros_like(copy.bias.value) if bias is None else bias
+                copy.bias[...] = jnp.zeros_like(copy.bias[...]) if bias is None else bias
             return copy(x)
 
-        bias = module.bias.value if module.bias is not None else None
-        return Linear(module.kernel.value, bias, apply_nnx)
+        bias = module.bias[...] if module.bias is not None else None
+        return Linear(module.kernel[...], bias, apply_nnx)
     eqx = sys.modules.get("equinox")
     if eqx is not None and isinstance(module, eqx.Module):
 
