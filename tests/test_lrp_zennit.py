@@ -20,7 +20,8 @@ Like for like, written down:
   library's) also modify the bias: the captum twin has no biases, and its inputs are positive.
 
 Set GRADCAM_JAX_LRP_ALL=1 to run every zennit composite on GoogLeNet (each compiles a program of its
-own, ~30 s on two cores); by default EpsilonPlus and EpsilonGammaBox, with all five on the ResNet.
+own, ~30 s on two cores); by default EpsilonGammaBox (z^B, gamma and epsilon: three of the rules), with
+all five on the ResNet; EpsilonPlus on GoogLeNet runs in the peak test below.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def googlenet_lrp(googlenet, cat_dog, name: str):
     return OURS[name]
 
 
-@pytest.mark.parametrize("name", NAMES if ALL else ["EpsilonPlus", "EpsilonGammaBox"])
+@pytest.mark.parametrize("name", NAMES if ALL else ["EpsilonGammaBox"])
 def test_googlenet_equals_zennit(googlenet, cat_dog, zennit_googlenet, name):
     ours = googlenet_lrp(googlenet, cat_dog, name)
     theirs, logits = zennit_relevance(zennit_googlenet, composites_for(name)[1], cat_dog, [DOG])

@@ -312,7 +312,7 @@ METHOD_OPTIONS = {"occlusion": {"patch": 4, "stride": 4}, "integrated_gradients"
                   "image_lime": {"segments": 4, "samples": 8, "segmentation": "grid"}}  # fmt: skip
 LAYERLESS = {"occlusion", "integrated_gradients", "smoothgrad", "guided_backprop", "saliency", "input_x_gradient",
              "gradient_shap", "feature_ablation", "shapley_sampling", "fullgrad", "lime", "kernel_shap",
-             "image_lime"}  # fmt: skip
+             "image_lime", "lrp"}  # fmt: skip
 
 
 # The attention methods: test_transformers.py. deeplift refuses ReLUs vmapped per image, as EqxCNN's (test_deeplift.py).
