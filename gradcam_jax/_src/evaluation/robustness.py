@@ -306,7 +306,7 @@ def max_sensitivity(
     batch_size: int = 16,
 ) -> Scores:
     """Quantus's MaxSensitivity: per image, max over `samples` draws of ||a - a'||_2 / ||a||_2, a the
-    map of `images` (B, *spatial, C) (`maps`, or `method`'s for `targets` (B,), None: top-1), a'
+    map of `images` ``(B, *spatial, C)`` (`maps`, or `method`'s for `targets` (B,), None: top-1), a'
     `method`'s map of the image plus uniform noise (`uniform_noise`: [-lower_bound, lower_bound], or
     [lower_bound, upper_bound]; in the units the model takes). `nan_when_prediction_changes`: a
     draw that changes the top-1 class makes the image's score NaN. Lower is better."""
