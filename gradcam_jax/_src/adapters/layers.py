@@ -136,9 +136,9 @@ def linear(module) -> Linear:
 
         def apply_nnx(kernel, bias, x):
             copy = nnx.merge(graphdef, jax.tree.map(lambda a: a, state))
-            copy.kernel[...] = kernel  # `var[...]`: flax 0.12 deprecates `.value`
+            set_nnx(copy.kernel, kernel)
             if copy.bias is not None:
-                copy.bias[...] = jnp.zeros_like(copy.bias[...]) if bias is None else bias
+                set_nnx(copy.bias, jnp.zeros_like(copy.bias[...]) if bias is None else bias)
             return copy(x)
 
         bias = module.bias[...] if module.bias is not None else None
@@ -184,6 +184,15 @@ def fused_activation(module) -> bool:
         return False
     activation = getattr(module, "activation", None)
     return activation is not None and activation is not keras.activations.linear
+
+
+def set_nnx(variable, value) -> None:
+    """Set an NNX variable: `set_value` where flax has it (0.12 deprecates `.value`), else `.value`
+    (flax 0.10, whose `var[...] = x` assigns into an immutable array)."""
+    if hasattr(variable, "set_value"):
+        variable.set_value(value)
+    else:
+        variable.value = value
 
 
 def first_output(out):
