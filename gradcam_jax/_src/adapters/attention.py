@@ -59,6 +59,7 @@ import jax.numpy as jnp
 
 from gradcam_jax._src import patching
 from gradcam_jax._src.adapters import hooks, internals, lifted, taps
+from gradcam_jax._src.relevance.rules import scaled_gradient
 
 # (module, attribute): the probability functions wrapped while a tap is open. Each library's default
 # attention calls its module's global `dot_product_attention_weights` by name at call time.
@@ -547,24 +548,19 @@ class RelevanceRules(AttentionTapped):
             return probabilities
         if self.conservative:
             return jax.lax.stop_gradient(probabilities)
-        return _scaled(probabilities, 0.5)
+        return scaled_gradient(probabilities, 0.5)
 
     def see_attended(self, frame: Frame, attended):
         if self.conservative:
             return attended
         self.attended.add(frame.path)
-        return _scaled(attended, 0.5)
+        return scaled_gradient(attended, 0.5)
 
     def see(self, path: str, out):
         out = super().see(path, out)
         if self.conservative or path not in self.probabilities or path in self.attended:
             return out
-        return _scaled(out, 0.5) if isinstance(out, jax.Array) else out
-
-
-def _scaled(x: jax.Array, factor: float) -> jax.Array:
-    """`x` with its cotangent times `factor` (`relevance.rules.scaled_gradient`; the adapters import no method code)."""
-    return jax.lax.stop_gradient(x) + (x - jax.lax.stop_gradient(x)) * factor
+        return scaled_gradient(out, 0.5) if isinstance(out, jax.Array) else out
 
 
 @contextlib.contextmanager

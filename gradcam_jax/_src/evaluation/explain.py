@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradcam_jax._src import inputs
 from gradcam_jax._src import targets as targets_lib
 from gradcam_jax._src.methods.base import METHODS, Explanation, hashable
 
@@ -86,11 +87,12 @@ def require_method(method, metric: str) -> Callable:
 
 
 def check_images(metric: str, images) -> None:
-    """One-line ValueError unless `images` is `(B, *spatial, C)` with 1 to 3 spatial axes."""
-    if np.ndim(images) not in (3, 4, 5):
-        raise ValueError(
-            f"{metric}: images must be (B, *spatial, C) with 1 to 3 spatial axes; got shape {np.shape(images)}"
-        )
+    """One-line ValueError, naming the metric, unless `images` is `(B, *spatial, C)` with 1 to 3 spatial
+    axes and a number dtype (`inputs.check_images`, the methods' check)."""
+    try:
+        inputs.check_images(images, values=False)
+    except ValueError as err:
+        raise ValueError(f"{metric}: {err}") from None
 
 
 def check_count(metric: str, option: str, value, least: int, most: int | None = None) -> None:

@@ -102,6 +102,10 @@ def plan(model, variables, images, composite: Composite, method: str = "lrp") ->
     if not linear:
         raise ValueError(f"{method}: the model calls no Dense or Conv layer for the rules to act on")
     named = composite.named()
+
+    def named_rule(c: LayerCall) -> R.Rule | None:  # the composite's rule for this layer by path, then class
+        return named.get(c.path) or named.get(c.type)
+
     paths = {c.path for c in calls}
     unknown = [key for key in named if key not in paths and key not in {c.type for c in calls}]
     if unknown:
@@ -111,7 +115,7 @@ def plan(model, variables, images, composite: Composite, method: str = "lrp") ->
     first = linear[0].path
     chosen: dict[str, R.Rule] = {}
     for c in linear:
-        rule = named.get(c.path) or named.get(c.type)
+        rule = named_rule(c)
         if rule is None:
             rule = composite.first if (c.path == first and composite.first is not None) else (
                 composite.conv if c.conv else composite.dense)  # fmt: skip
@@ -128,15 +132,11 @@ def plan(model, variables, images, composite: Composite, method: str = "lrp") ->
                 folded[c.path] = source
             else:
                 passing.add(c.path)
-        elif c.normalisation or isinstance(named.get(c.path) or named.get(c.type), R.Pass):
+        elif c.normalisation or isinstance(named_rule(c), R.Pass):
             passing.add(c.path)
-        elif c.kind == layers.LAYER_NORM and isinstance(
-            named.get(c.path) or named.get(c.type) or composite.norm, R.DetachedStd
-        ):
+        elif c.kind == layers.LAYER_NORM and isinstance(named_rule(c) or composite.norm, R.DetachedStd):
             norms.add(c.path)
-        elif c.kind == layers.OTHER and isinstance(
-            named.get(c.path) or named.get(c.type) or composite.other, R.Gradient
-        ):
+        elif c.kind == layers.OTHER and isinstance(named_rule(c) or composite.other, R.Gradient):
             kept.add(c.path)  # its parameters add constants: relevance follows its gradient
     uncovered: dict[str, list[str]] = {}
     for c in calls:
@@ -240,8 +240,8 @@ def folded_parts(parts: R.Parts, scale: jax.Array, shift: jax.Array) -> R.Parts:
             return scale * scale * parts.linear(x, R.SQUARE)
         if how == R.ONES:
             return parts.linear(x, R.ONES)
-        gamma, sign = float(how[6:]), how[5]  # W + gamma (aW)+ or (aW)-
-        return linear(x, R.KEEP) + gamma * linear(x, R.POSITIVE if sign == "+" else R.NEGATIVE)
+        part, gamma = R.gamma_of(how)  # W + gamma (aW)+ or (aW)-
+        return linear(x, R.KEEP) + gamma * linear(x, part)
 
     def bias(how):
         return jnp.zeros(()) if how is None else R.modified(scale * parts.bias(R.KEEP) + shift, how)

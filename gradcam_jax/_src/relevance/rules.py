@@ -260,8 +260,14 @@ def modified(array: jax.Array, how: str | None) -> jax.Array:
         return array * array
     if how == ONES:
         return jnp.ones_like(array)
-    sign, gamma = how[5], float(how[6:])  # "gamma+0.25": W + gamma W+,  "gamma-0.25": W + gamma W-
-    return array + gamma * (positive(array) if sign == "+" else negative(array))
+    part, gamma = gamma_of(how)
+    return array + gamma * modified(array, part)
+
+
+def gamma_of(how: str) -> tuple[str, float]:
+    """(POSITIVE or NEGATIVE, gamma) of a gamma modification: "gamma+0.25" is W + 0.25 W+, "gamma-0.25"
+    W + 0.25 W- (`Gamma.terms` writes them)."""
+    return (POSITIVE if how[5] == "+" else NEGATIVE), float(how[6:])
 
 
 def apply_rule(rule: Rule, x: jax.Array, z: jax.Array, parts: Parts, probe=None) -> jax.Array:
@@ -270,17 +276,26 @@ def apply_rule(rule: Rule, x: jax.Array, z: jax.Array, parts: Parts, probe=None)
     terms = rule.terms(x)
     scale = 1.0 if probe is None else 1.0 + probe
     linear_of = _skipping_negative_inputs(parts.linear, x, skip=probe is None)  # the first layer: never
-    outputs = [linear_of(t.inputs, t.kernel, t.negative_inputs) + parts.bias(t.bias) for t in terms]
+    # each modified layer runs once: its output (the probe is zero) feeds the denominators, whose
+    # weights are constants of the backward pass, and its gradient carries the term's share
+    linears = [linear_of(t.inputs * scale, t.kernel, t.negative_inputs) for t in terms]
+    outputs = [linear + parts.bias(t.bias) for linear, t in zip(linears, terms)]
     denominators = [stabilize(d, rule.stabilizer) for d in rule.denominators(outputs)]
     z_stop = jax.lax.stop_gradient(z)
     out = z_stop
-    for term in terms:
+    for term, linear in zip(terms, linears):
         weight = z_stop / denominators[term.denominator]
         if term.mask is not None:
             weight = jnp.where(term.mask(z_stop), weight, 0)
-        linear = linear_of(term.inputs * scale, term.kernel, term.negative_inputs)
-        out = out + term.sign * (linear - jax.lax.stop_gradient(linear)) * jax.lax.stop_gradient(weight)
+        out = out + carrying(jnp.zeros_like(z_stop), linear, term.sign * weight)
     return out
+
+
+def carrying(value: jax.Array, carrier: jax.Array, weight: jax.Array | float = 1.0) -> jax.Array:
+    """`value` in the forward pass; in the backward pass, the gradient of `carrier` times `weight`
+    (`weight` a constant): stop_gradient(value) + (carrier - stop_gradient(carrier)) * stop_gradient(weight),
+    the one device every rule here is built on."""
+    return jax.lax.stop_gradient(value) + (carrier - jax.lax.stop_gradient(carrier)) * jax.lax.stop_gradient(weight)
 
 
 def _skipping_negative_inputs(linear: Callable[[jax.Array, str], jax.Array], x: jax.Array, skip: bool):
@@ -303,15 +318,13 @@ def _skipping_negative_inputs(linear: Callable[[jax.Array, str], jax.Array], x: 
 def epsilon_output(z: jax.Array, epsilon: float) -> jax.Array:
     """The epsilon rule needs no parameters: `z` whose cotangent is scaled by z / stab(z) before
     the layer's own backward pass (any linear layer: Dense, Conv, DenseGeneral, Einsum)."""
-    weight = jax.lax.stop_gradient(z / stabilize(z, epsilon))
-    return jax.lax.stop_gradient(z) + (z - jax.lax.stop_gradient(z)) * weight
+    return carrying(z, z, z / stabilize(z, epsilon))
 
 
 def passed(x: jax.Array, y: jax.Array) -> jax.Array:
     """`y = f(x)` of an elementwise layer with the `Pass` rule: the cotangent g_x = y / x * g_y
     (0 where x is 0), so that relevance y * g_y reaches x unchanged."""
-    ratio = jax.lax.stop_gradient(jnp.where(x == 0, 0, y / jnp.where(x == 0, 1, x)))
-    return jax.lax.stop_gradient(y) + (x - jax.lax.stop_gradient(x)) * ratio
+    return carrying(y, x, jnp.where(x == 0, 0, y / jnp.where(x == 0, 1, x)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,13 +342,13 @@ def normalised(x: jax.Array, y: jax.Array, norm) -> jax.Array:
     centred = x - x.mean(norm.axes, keepdims=True) if norm.centred else x
     std = jnp.sqrt((centred * centred).mean(norm.axes, keepdims=True) + norm.epsilon)
     z = centred / jax.lax.stop_gradient(std) * norm.scale
-    return jax.lax.stop_gradient(y) + (z - jax.lax.stop_gradient(z)).astype(y.dtype)
+    return carrying(y, z.astype(y.dtype))
 
 
 def scaled_gradient(x: jax.Array, factor: float) -> jax.Array:
     """`x` whose cotangent is multiplied by `factor` (lxt's `divide_gradient` by 1 / factor): the
     uniform rule of a bilinear product, each factor getting half of its relevance, in g = R / a terms."""
-    return jax.lax.stop_gradient(x) + (x - jax.lax.stop_gradient(x)) * factor
+    return carrying(x, x, factor)
 
 
 RULES: dict[str, type[Rule]] = {
