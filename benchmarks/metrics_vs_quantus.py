@@ -345,6 +345,10 @@ GOOGLENET_METRICS: dict[str, tuple[Callable[[Setup], object], Callable[[Setup], 
         lambda s: s.quantus(quantus_metric("RegionPerturbation", patch_size=56, regions_evaluation=16,
                                            perturb_baseline=0.0)),
     ),
+    "Selectivity": (
+        lambda s: s.ours("selectivity", patch_size=56, baseline=0.0, batch_size=8),
+        lambda s: s.quantus(quantus_metric("Selectivity", patch_size=56, perturb_baseline=0.0)),
+    ),
     "Infidelity": (
         lambda s: s.ours("infidelity", perturb_patch_sizes=(56,), baseline=0.0, batch_size=8),
         lambda s: s.quantus(quantus_metric("Infidelity", perturb_patch_sizes=[56], n_perturb_samples=1,

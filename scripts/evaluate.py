@@ -14,16 +14,20 @@ Per method, for the top-1 class of each photo (BVLC GoogLeNet, MATLAB resize to 
   map after re-initialising the classifier only, and after re-initialising every layer (cascading
   from the top; `--stops` lists the steps computed, all are saved in the JSON),
 - milliseconds per image: the median of warm (compiled) calls on the whole batch (at least
-  `--repeats`, more while they add up to under 2 s), divided by the batch size.
+  `--repeats`, more while they add up to under 2 s), divided by the batch size;
+- and a second table, one or two metrics of each other family of `gradcam_jax.metrics` that the
+  photos allow (`FAMILY_COLUMNS`): faithfulness correlation, max sensitivity, random logit,
+  sparseness and complexity.
 Each method runs with its defaults (those are what the table is about), all photos in one batch,
 except the few in `LIGHT_OPTIONS`, whose defaults cost thousands of forward passes per image.
 The attention methods need a transformer and are left out.
 
 Every method's maps go to `--maps` (an .npz, not for the repository); with `--reuse`, a method
-already in `--json` and `--maps` is not run again: its figures are kept and only metrics it lacks
-(a newer column) are computed from its stored maps, so adding a method or a metric to the table
-costs only that; `--retime` times the kept methods again (one run on a quiet machine gives ratios
-that mean something; the other columns take hours here and may run beside other work).
+already in `--json` is not run again: its figures are kept and only metrics it lacks (a newer
+column) are computed from its stored maps (run once more, untimed, where `--maps` lacks them), so
+adding a method or a metric to the table costs only that; `--retime` times the kept methods again
+(one run on a quiet machine gives ratios that mean something; the other columns take hours here and
+may run beside other work). Kept timings keep the machine they were measured on (`--machine`).
 """
 
 from __future__ import annotations
@@ -107,6 +111,12 @@ LIGHT_OPTIONS = {
 }
 
 
+# The robustness column re-runs each method ROBUSTNESS_DRAWS times per photo, on the photo plus uniform
+# noise in [-ROBUSTNESS_NOISE, ROBUSTNESS_NOISE] (10% of the 0-255 pixel range: Quantus's 0.2 assumes
+# standardised inputs); only for the methods under ROBUSTNESS_MS per image (hours otherwise).
+ROBUSTNESS_DRAWS, ROBUSTNESS_NOISE, ROBUSTNESS_MS = 5, 25.5, 6000
+
+
 def default_photos() -> list[Path]:
     import skimage
 
@@ -144,8 +154,12 @@ def evaluate(
     for name in names:
         progress.set_description(name)
         method = functools.partial(METHODS[name], **LIGHT_OPTIONS.get(name, {}))
-        if name in stored[0] and name in stored[1]:
-            f, maps = dict(stored[0][name]), stored[1][name]
+        if name in stored[0]:
+            f = dict(stored[0][name])
+            if name in stored[1]:
+                maps = stored[1][name]
+            else:  # the figures kept, the maps not (--maps is not in the repository): run once, untimed
+                maps = jax.block_until_ready(method(model, variables, images, targets).map)
             if retime:  # the timing again, in one quiet run: the other columns stay
                 _, seconds = timed(lambda method=method: method(model, variables, images, targets), repeats)
                 f |= {"ms_per_image": 1000 * seconds / len(images), "load": os.getloadavg()[0]}
@@ -175,15 +189,42 @@ def evaluate(
                     },
                 },
             }
-        if "road" not in f:
-            road = metrics.road(model, variables, images, maps, targets).combined  # (B,): ROADCombined per image
-            f["road"] = float(np.mean(road))
-            f["per_image"]["road"] = np.asarray(road).round(4).tolist()
+        for column, score in newer_columns(method, f, model, variables, images, maps, targets).items():
+            f[column] = None if score is None else float(np.mean(score))
+            f["per_image"][column] = None if score is None else np.asarray(score).round(4).tolist()
         figures[name] = f
         all_maps[name] = np.asarray(maps)
         save(figures, all_maps)
         progress.update(1)
     return figures, all_maps
+
+
+def newer_columns(method, figures, model, variables, images, maps, targets) -> dict:
+    """{column: (B,) per-image scores, or None where not computed} of the columns added after the
+    first table, each only where `figures` lacks it (so `--reuse` computes only what is new)."""
+
+    def sensitivity():  # re-runs the method ROBUSTNESS_DRAWS times: only where that takes minutes, not hours
+        if figures["ms_per_image"] > ROBUSTNESS_MS:
+            return None
+        return metrics.max_sensitivity(
+            model, variables, images, maps, targets, method=method, key=0,
+            samples=ROBUSTNESS_DRAWS, lower_bound=ROBUSTNESS_NOISE, batch_size=8,
+        ).per_image  # fmt: skip
+
+    columns = {
+        # pytorch-grad-cam's ROADCombined: (B,) per image
+        "road": lambda: metrics.road(model, variables, images, maps, targets).combined,
+        "faithfulness_correlation": lambda: (
+            metrics.faithfulness_correlation(model, variables, images, maps, targets, key=0).per_image
+        ),
+        "max_sensitivity": sensitivity,
+        "random_logit": lambda: (
+            metrics.random_logit(model, variables, images, maps, targets, method=method, key=0).per_image
+        ),
+        "sparseness": lambda: metrics.sparseness(maps).per_image,
+        "complexity": lambda: metrics.complexity(maps).per_image,
+    }
+    return {column: compute() for column, compute in columns.items() if column not in figures}
 
 
 def markdown(figures: dict, photos: list[str], steps: int, stops, machine: str) -> str:
@@ -222,6 +263,7 @@ def markdown(figures: dict, photos: list[str], steps: int, stops, machine: str) 
             + (f"{f['road']:.3f} | " if road else "")
             + f"{s[first]:.2f} | {s[last]:.2f} | {f['ms_per_image']:.0f} |"
         )
+    lines += other_families(figures)
     lines += [
         "",
         f"The methods that read a transformer's attention ({', '.join(f'`{n}`' for n in ATTENTION_METHODS)}) "
@@ -229,6 +271,45 @@ def markdown(figures: dict, photos: list[str], steps: int, stops, machine: str) 
         "in [Transformers](transformers.md#do-they-point-at-the-evidence).",
     ]
     return "\n".join(lines) + "\n"
+
+
+# The other families' columns (gradcam_jax.metrics, docs/evaluation-suite.md): (key, heading, format).
+FAMILY_COLUMNS = (
+    ("faithfulness_correlation", "faithfulness correlation ↑", "{:.3f}"),
+    ("max_sensitivity", "max sensitivity ↓", "{:.3f}"),
+    ("random_logit", "random logit SSIM ↓", "{:.3f}"),
+    ("sparseness", "sparseness ↑", "{:.3f}"),
+    ("complexity", "complexity (nats) ↓", "{:.2f}"),
+)
+
+
+def other_families(figures: dict) -> list[str]:
+    """Markdown lines of the second table: the families of issue 29 other than the first table's
+    (a column where any method has it; "—" where a method has not)."""
+    columns = [c for c in FAMILY_COLUMNS if any(c[0] in f for f in figures.values())]
+    if not columns:
+        return []
+    skipped = [f"`{n}`" for n, f in figures.items() if "max_sensitivity" in f and f["max_sensitivity"] is None]
+    lines = [
+        "",
+        "The other families, same maps (Quantus's definitions, `gradcam_jax.metrics`; "
+        "[what each measures](evaluation-suite.md)). Faithfulness correlation: Quantus's defaults "
+        "(100 random subsets of 224 pixels set to black, logit); max sensitivity: the largest relative "
+        f"change of the map over {ROBUSTNESS_DRAWS} draws of uniform noise in ±{ROBUSTNESS_NOISE} "
+        "(10% of the pixel range), re-running the method"
+        + (f" (not run for {', '.join(skipped)}: over {ROBUSTNESS_MS / 1000:.0f} s per image)" if skipped else "")
+        + "; random logit: SSIM of the map with the method's map of a random other class; sparseness (Gini) "
+        "and complexity (entropy) of the map. Localisation needs masks the photos lack (the toy ViT's pointing "
+        "game is in [Transformers](transformers.md#do-they-point-at-the-evidence)); the axiomatic metrics need "
+        "raw signed attributions, not maps scaled to [0, 1].",
+        "",
+        "| method | " + " | ".join(heading for _, heading, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for name, f in figures.items():
+        cells = [form.format(f[key]) if f.get(key) is not None else "—" for key, _, form in columns]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return lines
 
 
 def grid_png(images: np.ndarray, all_maps: dict, photos: list, titles: list, path: Path) -> None:
@@ -263,13 +344,15 @@ def grid_png(images: np.ndarray, all_maps: dict, photos: list, titles: list, pat
 def stored_run(json_path: Path, maps_path: Path, photos: list, steps: int, stops) -> tuple[dict, dict]:
     """({method: figures}, {method: maps}) of an earlier run with the same photos and settings, for
     `--reuse`; empty where there is none (or its settings differ)."""
-    if not (json_path.exists() and maps_path.exists()):
+    if not json_path.exists():
         return {}, {}
     earlier = json.loads(json_path.read_text())
     settings = earlier["settings"]
     if settings["photos"] != photos or settings["steps"] != steps or settings["stops"] != list(stops):
         print(f"--reuse: {json_path} was made with other photos or settings; running everything", file=sys.stderr)
         return {}, {}
+    if not maps_path.exists():  # the figures only: each kept method runs once more for its maps
+        return earlier["methods"], {}
     with np.load(maps_path) as maps:
         return earlier["methods"], {name: maps[name] for name in maps.files}
 
@@ -289,7 +372,9 @@ def main(argv=None) -> int:
     parser.add_argument("--retime", action="store_true", help="with --reuse: time the kept methods again")
     cpu = jax.default_backend() == "cpu"
     machine = f"{os.cpu_count()}-core {platform.machine()} CPU" if cpu else jax.devices()[0].device_kind
-    parser.add_argument("--machine", default=machine, help="how the timing machine is named in the table")
+    parser.add_argument(
+        "--machine", help=f"how the timing machine is named in the table (default: {machine!r}, or the kept one)"
+    )
     args = parser.parse_args(argv)
 
     paths = args.images or default_photos()
@@ -300,6 +385,9 @@ def main(argv=None) -> int:
     images = np.stack([gj.load_image(p) for p in paths]).astype(np.float32)
     photos = [p.name for p in paths]
     stored = stored_run(args.json, args.maps, photos, args.steps, args.stops) if args.reuse else ({}, {})
+    if args.machine is None:  # kept timings were measured on the machine their table names
+        kept = json.loads(args.json.read_text())["settings"].get("machine") if stored[0] and not args.retime else None
+        args.machine = str(kept or machine)
     targets = np.asarray(gj.top_k(model, variables, images, 1)[1])[:, 0]
     settings = {
         "photos": photos,
@@ -311,7 +399,7 @@ def main(argv=None) -> int:
     }
     if args.methods:  # named methods run again; the stored others stay in the table
         stored = ({n: f for n, f in stored[0].items() if n not in names}, stored[1])
-    order = [n for n in every if n in names or (n in stored[0] and n in stored[1])]
+    order = [n for n in every if n in names or n in stored[0]]
 
     def merged(done: dict, kept: dict) -> dict:
         return {n: done.get(n, kept.get(n)) for n in order if n in done or n in kept}
