@@ -39,48 +39,7 @@ from torchvision.models import vision_transformer  # noqa: E402
 import gradcam_jax as gj  # noqa: E402
 from gradcam_jax.toys import vit as toy_vit  # noqa: E402
 from tests.test_attn_lrp import lxt_modules, lxt_patched  # noqa: E402
-
-
-def linen_params(net, heads: int) -> dict:
-    """A torchvision `VisionTransformer`'s weights in `ToyViT`'s layout (tests/test_legrad_torchcam.py's
-    conversion, for any width, depth and head count)."""
-    w = {k: v.detach().numpy() for k, v in net.state_dict().items()}
-    dim = w["class_token"].shape[-1]
-    head_dim = dim // heads
-
-    def dense(prefix):
-        return {"kernel": w[f"{prefix}.weight"].T, "bias": w[f"{prefix}.bias"]}
-
-    def norm(prefix):
-        return {"scale": w[f"{prefix}.weight"], "bias": w[f"{prefix}.bias"]}
-
-    params = {
-        "embed": {"kernel": w["conv_proj.weight"].transpose(2, 3, 1, 0), "bias": w["conv_proj.bias"]},
-        "cls": w["class_token"],
-        "pos": w["encoder.pos_embedding"],
-        "norm": norm("encoder.ln"),
-        "head": dense("heads.head"),
-    }
-    for i in range(len(net.encoder.layers)):
-        layer = f"encoder.layers.encoder_layer_{i}"
-        qkv_w = np.split(w[f"{layer}.self_attention.in_proj_weight"], 3)
-        qkv_b = np.split(w[f"{layer}.self_attention.in_proj_bias"], 3)
-        attn = {
-            name: {"kernel": kw.T.reshape(dim, heads, head_dim), "bias": kb.reshape(heads, head_dim)}
-            for name, kw, kb in zip(("query", "key", "value"), qkv_w, qkv_b)
-        }
-        attn["out"] = {
-            "kernel": w[f"{layer}.self_attention.out_proj.weight"].T.reshape(heads, head_dim, dim),
-            "bias": w[f"{layer}.self_attention.out_proj.bias"],
-        }
-        params[f"blocks_{i}"] = {
-            "ln1": norm(f"{layer}.ln_1"),
-            "ln2": norm(f"{layer}.ln_2"),
-            "attn": attn,
-            "mlp1": dense(f"{layer}.mlp.0"),
-            "mlp2": dense(f"{layer}.mlp.3"),
-        }
-    return params
+from tests.test_legrad_torchcam import linen_params  # noqa: E402  (torchvision ViT -> ToyViT weights)
 
 
 def main(argv=None):

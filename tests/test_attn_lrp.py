@@ -241,7 +241,7 @@ def test_attn_lrp_and_cp_lrp_match_lxt_on_a_torchvision_vit_with_the_same_weight
     README seeds with the logit, which scales each map by it)."""
     torch = pytest.importorskip("torch")
     vision_transformer = pytest.importorskip("torchvision.models.vision_transformer")
-    from tests.test_legrad_torchcam import CLASSES, DIM, HEADS, linen_params
+    from tests.test_legrad_torchcam import twins
 
     monkey_patch, patches, rules, vit_torch = lxt_modules()
 
@@ -255,15 +255,7 @@ def test_attn_lrp_and_cp_lrp_match_lxt_on_a_torchvision_vit_with_the_same_weight
             patches.patch_method, attention_forward, keep_original=True
         ),
     }
-    torch.manual_seed(0)
-    net = vision_transformer.VisionTransformer(
-        image_size=32, patch_size=8, num_layers=2, num_heads=HEADS, hidden_dim=DIM, mlp_dim=2 * DIM, num_classes=CLASSES
-    ).eval()
-    with torch.no_grad():  # torchvision starts the class token and the head at zero: give them values
-        net.class_token.normal_(0, 0.5)
-        net.heads.head.weight.normal_(0, 0.5)
-    model = toy_vit.ToyViT(image_size=(32, 32), patch=8, dim=DIM, depth=2, heads=HEADS, num_classes=CLASSES)
-    variables = {"params": linen_params(net)}
+    net, model, variables = twins()
     images = np.asarray(jax.random.normal(jax.random.key(0), (2, 32, 32, 3)), np.float32)
     classes = np.array([[1, 3], [0, 2]])
 

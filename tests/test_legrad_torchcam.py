@@ -18,10 +18,11 @@ from gradcam_jax.toys import vit as toy_vit  # noqa: E402
 DIM, HEADS, CLASSES = 32, 2, 5
 
 
-def linen_params(net) -> dict:
-    """The torchvision ViT's weights in `ToyViT`'s layout."""
+def linen_params(net, heads: int = HEADS) -> dict:
+    """A torchvision `VisionTransformer`'s weights in `ToyViT`'s layout (any width, depth; `heads` heads)."""
     w = {k: v.detach().numpy() for k, v in net.state_dict().items()}
-    head_dim = DIM // HEADS
+    dim = w["class_token"].shape[-1]
+    head_dim = dim // heads
 
     def dense(prefix):
         return {"kernel": w[f"{prefix}.weight"].T, "bias": w[f"{prefix}.bias"]}
@@ -36,19 +37,16 @@ def linen_params(net) -> dict:
         "norm": norm("encoder.ln"),
         "head": dense("heads.head"),
     }
-    for i in range(2):
+    for i in range(len(net.encoder.layers)):
         layer = f"encoder.layers.encoder_layer_{i}"
-        qkv_w, qkv_b = (
-            np.split(w[f"{layer}.self_attention.in_proj_weight"], 3),
-            np.split(w[f"{layer}.self_attention.in_proj_bias"], 3),
-        )
+        qkv_w = np.split(w[f"{layer}.self_attention.in_proj_weight"], 3)
+        qkv_b = np.split(w[f"{layer}.self_attention.in_proj_bias"], 3)
         attn = {
-            name: {"kernel": kw.T.reshape(DIM, HEADS, head_dim), "bias": kb.reshape(HEADS, head_dim)}
+            name: {"kernel": kw.T.reshape(dim, heads, head_dim), "bias": kb.reshape(heads, head_dim)}
             for name, kw, kb in zip(("query", "key", "value"), qkv_w, qkv_b)
         }
-        out = w[f"{layer}.self_attention.out_proj.weight"]
         attn["out"] = {
-            "kernel": out.T.reshape(HEADS, head_dim, DIM),
+            "kernel": w[f"{layer}.self_attention.out_proj.weight"].T.reshape(heads, head_dim, dim),
             "bias": w[f"{layer}.self_attention.out_proj.bias"],
         }
         params[f"blocks_{i}"] = {
@@ -61,7 +59,9 @@ def linen_params(net) -> dict:
     return params
 
 
-def test_legrad_matches_torchcam_on_the_same_weights():
+def twins():
+    """(torchvision ViT, linen `ToyViT`, its variables) with the same seeded weights: image 32, patch 8,
+    2 blocks, width `DIM`, `HEADS` heads, `CLASSES` classes."""
     torch.manual_seed(0)
     net = vision_transformer.VisionTransformer(
         image_size=32, patch_size=8, num_layers=2, num_heads=HEADS, hidden_dim=DIM, mlp_dim=2 * DIM, num_classes=CLASSES
@@ -70,7 +70,11 @@ def test_legrad_matches_torchcam_on_the_same_weights():
         net.class_token.normal_(0, 0.5)
         net.heads.head.weight.normal_(0, 0.5)
     model = toy_vit.ToyViT(image_size=(32, 32), patch=8, dim=DIM, depth=2, heads=HEADS, num_classes=CLASSES)
-    variables = {"params": linen_params(net)}
+    return net, model, {"params": linen_params(net)}
+
+
+def test_legrad_matches_torchcam_on_the_same_weights():
+    net, model, variables = twins()
     images = np.asarray(jax.random.normal(jax.random.key(0), (2, 32, 32, 3)), np.float32)
     classes = [1, 3]
 
