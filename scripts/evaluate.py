@@ -155,14 +155,13 @@ def evaluate(
         progress.set_description(name)
         method = functools.partial(METHODS[name], **LIGHT_OPTIONS.get(name, {}))
         if name in stored[0]:
-            f = dict(stored[0][name])
-            if name in stored[1]:
-                maps = stored[1][name]
-            else:  # the figures kept, the maps not (--maps is not in the repository): run once, untimed
-                maps = jax.block_until_ready(method(model, variables, images, targets).map)
+            f, maps = dict(stored[0][name]), stored[1].get(name)
             if retime:  # the timing again, in one quiet run: the other columns stay
-                _, seconds = timed(lambda method=method: method(model, variables, images, targets), repeats)
+                result, seconds = timed(lambda method=method: method(model, variables, images, targets), repeats)
                 f |= {"ms_per_image": 1000 * seconds / len(images), "load": os.getloadavg()[0]}
+                maps = result.map if maps is None else maps
+            elif maps is None:  # the figures kept, the maps not (--maps is not in the repository): run once
+                maps = jax.block_until_ready(method(model, variables, images, targets).map)
         else:
             result, seconds = timed(lambda method=method: method(model, variables, images, targets), repeats)
             maps = result.map
