@@ -39,16 +39,12 @@ def discard_lowest(fused: jax.Array, fraction: float) -> jax.Array:
     return jnp.where(ranks < drop, 0.0, flat).reshape(fused.shape)
 
 
-def rollout(probabilities: list[jax.Array], head_fusion: str = "mean", discard: float = 0.0) -> jax.Array:
-    """(B, N, N) rollout of the blocks' (B, heads, N, N) probabilities, first block first."""
-    result = None
-    for a in probabilities:
-        a = discard_lowest(fuse_heads(maps.float32_or_wider(a), head_fusion), discard)
-        a = 0.5 * a + 0.5 * jnp.eye(a.shape[-1], dtype=a.dtype)
-        a = a / a.sum(axis=-1, keepdims=True)
-        result = a if result is None else a @ result
-    assert result is not None  # token_setup found at least one block
-    return result
+def rollout_step(probabilities: jax.Array, head_fusion: str = "mean", discard: float = 0.0) -> jax.Array:
+    """(B, N, N): one block's rollout matrix from its (B, heads, N, N) probabilities (the product of
+    the blocks' matrices, first block first, is the rollout; `transformer.final_row` reads its row)."""
+    a = discard_lowest(fuse_heads(maps.float32_or_wider(probabilities), head_fusion), discard)
+    a = 0.5 * a + 0.5 * jnp.eye(a.shape[-1], dtype=a.dtype)
+    return a / a.sum(axis=-1, keepdims=True)
 
 
 @register("attention_rollout")
@@ -81,10 +77,10 @@ def attention_rollout(
     setup = token_setup(model, variables, images, blocks, prefix_tokens, grid)
     outputs, tapped = attention.forward(model, variables, images)
     scores, resolved = resolved_scores(targets, outputs, images.shape[0])
-    joint = rollout([tapped.probabilities[b.attention] for b in setup.blocks], head_fusion, discard)
+    steps = [rollout_step(tapped.probabilities[b.attention], head_fusion, discard) for b in setup.blocks]
     pool = None
     if setup.pool is not None:  # the probe's attention, fused over heads and probes: (B, N)
         pool = fuse_heads(maps.float32_or_wider(tapped.probabilities[setup.pool]), head_fusion).mean(axis=-2)
-    raw = on_grid(final_row(joint, setup, pool), setup)  # (B, h, w)
+    raw = on_grid(final_row(steps, setup, pool), setup)  # (B, h, w)
     raw = jnp.broadcast_to(raw[:, None], (raw.shape[0], scores.shape[1], *raw.shape[1:]))
     return Explanation(maps.finish(raw, images.shape[1:-1]), scores, resolved)

@@ -29,10 +29,11 @@ class targets are scored.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import jax
@@ -228,10 +229,12 @@ def register(
                 raise_layout_mismatch(model, variables, images, targets)
                 raise
             options = {k: v if k in TRACED_OPTIONS else hashable(v) for k, v in options.items()}  # static
-            checks = traced_checks(jitted, model, variables, images, target, options)
-            if isinstance(target, targets_lib.Classes) and target.indices is not None:
+            if isinstance(target, targets_lib.Classes) and target.indices is not None:  # before any FLOPs
+                with layout_errors(model, variables, images, target):  # by shape only (a cached trace)
+                    checks = jitted.eval_shape(model, variables, images, target, **options)[1]
                 targets_lib.check_class_range(target.indices, images.shape[0], checks.outputs.shape[-1])
-            result, ran = jitted(model, variables, images, target, **options)
+            with layout_errors(model, variables, images, target):
+                result, ran = jitted(model, variables, images, target, **options)
             if is_concrete(ran.finite) and not bool(ran.finite):  # inside the caller's jit/grad: not checked
                 raise ValueError("images contain NaN or Inf values; expected finite pixel values")
             if is_concrete(result.flags):
@@ -249,14 +252,16 @@ def register(
     return decorate
 
 
-def traced_checks(jitted, model, variables, images, target, options) -> Checks:
-    """The `Checks` of a call, by shape only (the trace is cached: about a millisecond after the first).
-    A batch that does not fit the model fails while tracing: a `LayoutError` says how, in one line."""
+@contextlib.contextmanager
+def layout_errors(model, variables, images, targets) -> Iterator[None]:
+    """Errors of tracing a method's core, in one line: a batch that does not fit the model fails while
+    tracing, before any FLOPs, and becomes a `LayoutError` saying how (`raise_layout_mismatch`); other
+    errors lose jit's note on their traceback."""
     try:
-        return jitted.eval_shape(model, variables, images, target, **options)[1]
+        yield
     except Exception as err:
-        raise_layout_mismatch(model, variables, images, target)
-        notes = getattr(err, "__notes__", None)  # the error's one line, without jit's note on its traceback
+        raise_layout_mismatch(model, variables, images, targets)
+        notes = getattr(err, "__notes__", None)
         if notes:
             notes[:] = [note for note in notes if not note.startswith(JAX_NOTE)]
         raise

@@ -58,15 +58,14 @@ def generic_attention(
     """
     setup = token_setup(model, variables, images, blocks, prefix_tokens, grid)
     probabilities, gradients, scores, resolved = attention_gradients(model, variables, images, targets, setup)
-    n = next(iter(setup.shapes.values())).shape[-1]
-    relevance = jnp.broadcast_to(jnp.eye(n, dtype=jnp.float32), (*scores.shape, n, n))
+    steps = []  # per block I + mean_h[(dA ⊙ A)^+]: R is their product, first block first
     for block in setup.blocks:
         a = maps.float32_or_wider(probabilities[block.attention])[:, None]  # (B, 1, heads, N, N)
         cam = jax.nn.relu(maps.float32_or_wider(gradients[block.attention]) * a).mean(axis=2)
-        relevance = relevance + cam @ relevance
+        steps.append(cam + jnp.eye(cam.shape[-1], dtype=cam.dtype))
     pool = None
     if setup.pool is not None:  # the probe's row: mean over heads and probes of (dA ⊙ A)^+, (B, K, N)
         a = maps.float32_or_wider(probabilities[setup.pool])[:, None]
         pool = jax.nn.relu(maps.float32_or_wider(gradients[setup.pool]) * a).mean(axis=(2, 3))
-    raw = on_grid(final_row(relevance, setup, pool), setup)  # (B, K, h, w)
+    raw = on_grid(final_row(steps, setup, pool), setup)  # (B, K, h, w)
     return Explanation(maps.finish(raw, images.shape[1:-1]), scores, resolved)

@@ -7,19 +7,21 @@ order on a grid (h, w) that follows the image's aspect ratio unless `grid` is gi
 patch embedding, the last spatial map it computes before its first attention (h*w patches, the
 other tokens lead: 0 for a GAP- or MAP-pooled ViT, 1 with a class token), else from the token count
 and the image alone, a ValueError when that is ambiguous (`adapters.tokens.inferred_layout`).
-A method's relevance R (B, [K,] N, N) is read on one row over the patch keys: where the model pools
-its tokens with an attention after its blocks (a MAP head: a cross-attention whose few probe
-queries attend to the N tokens, `pooling_attention`), the probe's attention row times R
-(`final_row`); else the class token's row (the first prefix token); with no prefix tokens (a
-GAP-pooled ViT) the mean of all rows.
+A method's relevance R (B, [K,] N, N) is a product of one matrix per block, and is read on one row
+over the patch keys (`readout`): where the model pools its tokens with an attention after its blocks
+(a MAP head: a cross-attention whose few probe queries attend to the N tokens, `pooling_attention`),
+the probe's attention row; else the class token's row (the first prefix token); with no prefix
+tokens (a GAP-pooled ViT) the mean of all rows. `final_row` carries that row through the blocks'
+matrices, last block first, without forming R.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from gradcam_jax._src.adapters import attention, taps, tokens
 
@@ -86,19 +88,24 @@ def token_setup(
     return TokenSetup(chosen, shapes, prefix, grid, layout, pool)
 
 
-def class_row(relevance: jax.Array, prefix: int) -> jax.Array:
-    """(..., N, N) token-to-token relevance -> (..., N): the class token's row, or with no prefix
-    tokens the mean over all query rows."""
-    return relevance[..., 0, :] if prefix else relevance.mean(axis=-2)
-
-
-def final_row(relevance: jax.Array, setup: TokenSetup, pool_row: jax.Array | None = None) -> jax.Array:
-    """(..., N, N) token-to-token relevance -> (..., N): with a pooling attention (`setup.pool`), its
-    row `pool_row` (..., N) (the probe's attention, fused over heads and probes) times the relevance;
-    else `class_row`."""
+def readout(setup: TokenSetup, shape: tuple[int, ...], pool_row: jax.Array | None = None) -> jax.Array:
+    """(..., N) the row a map reads relevance on: with a pooling attention (`setup.pool`) its row
+    `pool_row` (..., N) (the probe's attention, fused over heads and probes); else the class token's
+    one-hot row, or with no prefix tokens the mean over all query rows. `shape` is (..., N)."""
     if setup.pool is not None and pool_row is not None:
-        return (pool_row[..., None, :] @ relevance)[..., 0, :]
-    return class_row(relevance, setup.prefix)
+        return jnp.broadcast_to(pool_row, shape)
+    row = jax.nn.one_hot(0, shape[-1]) if setup.prefix else jnp.full(shape[-1], 1.0 / shape[-1])
+    return jnp.broadcast_to(row, shape)
+
+
+def final_row(steps: Sequence[jax.Array], setup: TokenSetup, pool_row: jax.Array | None = None) -> jax.Array:
+    """(..., N): the `readout` row of the product of the blocks' token-to-token matrices `steps`
+    (..., N, N), first block first (R = S_L ... S_1). The row goes through the matrices from the
+    last block down (vector times matrix), so R itself, N times as costly, is never formed."""
+    row = readout(setup, steps[-1].shape[:-1], pool_row).astype(steps[-1].dtype)
+    for step in reversed(steps):
+        row = (row[..., None, :] @ step)[..., 0, :]
+    return row
 
 
 def on_grid(keys: jax.Array, setup: TokenSetup) -> jax.Array:
