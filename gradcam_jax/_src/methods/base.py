@@ -86,7 +86,7 @@ class Checks(NamedTuple):
     """What the jitted core reports beside the result, checked on the host after (or before) it runs."""
 
     finite: jax.Array  # () bool: every pixel of the images was finite
-    outputs: jax.Array  # (0, N): N the model's number of classes for class targets (0 otherwise), by shape only
+    outputs: jax.Array  # (0, N): N the model's number of classes for explicit class indices (else 0), by shape only
 
 
 class LayoutError(ValueError):
@@ -174,7 +174,9 @@ def publish(impl, model, variables, images, target, **options) -> tuple[Explanat
     if gives_one_score(model, variables, images, target):
         result = drop_k(result)
     classes = 0
-    if isinstance(target, targets_lib.Classes):  # the model's logits as a jaxpr: their count, and their last op
+    # the model's logits as a jaxpr, traced once more: their count (to check explicit class indices),
+    # and their last op (a softmax score of a model that ends in a softmax); top-1 logits need neither
+    if isinstance(target, targets_lib.Classes) and (target.indices is not None or softmax):
         logits = jax.make_jaxpr(lambda v, x: targets_lib.logits_of(taps.call_model(model, v, x)))(variables, images)
         classes = logits.out_avals[0].shape[-1]
         if softmax and diagnostics.ends_in_softmax(logits.jaxpr):
