@@ -256,9 +256,9 @@ def register(
 
 @contextlib.contextmanager
 def layout_errors(model, variables, images, targets) -> Iterator[None]:
-    """Errors of tracing a method's core, in one line: a batch that does not fit the model fails while
-    tracing, before any FLOPs, and becomes a `LayoutError` saying how (`raise_layout_mismatch`); other
-    errors lose jit's note on their traceback."""
+    """Errors raised while a method's core is traced or run, in one line: a batch that does not fit the
+    model fails while tracing, before any FLOPs, and becomes a `LayoutError` saying how
+    (`raise_layout_mismatch`); other errors lose jit's note on their traceback."""
     try:
         yield
     except Exception as err:
